@@ -1,0 +1,336 @@
+"""The run-result schema: `summary.json` is written and read only through this module.
+
+One load-test run writes one folder, ``results/<UTC time>-<name>/``, holding ``config.json``
+(every resolved setting), Locust's CSV/HTML, ``summary.json`` (this schema) and the report.
+Everything in `reports/` reads only such folders; `loadtests/` writes them with `write_summary`.
+
+Layout of ``summary.json`` (``schema_version`` 1). Latency metrics sit at the top level so that
+``summary["ttft_ms"]["p50"]`` works from any language::
+
+    schema_version, name, started_at, duration_s, measured_s, warmup_s, target, load_model,
+    valid, invalid_reasons, saturation{...},
+    requests, outcomes{ok, rejected, timeout, upstream_error, client_error, cancelled, error},
+    rejection_rate, requests_per_s, ok_requests_per_s, output_tokens_per_s, goodput{...},
+    ttft_ms{count, mean, min, max, p50, p90, p95, p99, p999}, itl_ms{...}, tpot_ms{...},
+    e2e_ms{...}, thinking_ms{...}, rejected_ms{...}, client_lag_ms{...},
+    ttft_from_intended_ms{...}, e2e_from_intended_ms{...},
+    breakdown_ms{queue_wait{...}, pool_wait{...}, upstream_ttft{...}, relay_overhead{...},
+                 client_lag{...}},
+    open_loop{intended, sent, late, dropped} | null,
+    histograms{metric: base64 HDR histogram in microseconds},
+    timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
+                ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
+    versions{surgebench, python, locust}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.json"
+
+OUTCOMES: tuple[str, ...] = (
+    "ok",
+    "rejected",
+    "timeout",
+    "upstream_error",
+    "client_error",
+    "cancelled",
+    "error",
+)
+"""Outcome classes of a request, each counted apart (rejections are not failures)."""
+
+LATENCY_METRICS: tuple[str, ...] = (
+    "ttft_ms",
+    "itl_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "thinking_ms",
+    "rejected_ms",
+    "client_lag_ms",
+    "ttft_from_intended_ms",
+    "e2e_from_intended_ms",
+)
+"""Latency distributions kept per run, named as in vLLM's benchmark where a name exists."""
+
+BREAKDOWN_PARTS: tuple[str, ...] = (
+    "queue_wait",
+    "pool_wait",
+    "upstream_ttft",
+    "relay_overhead",
+    "client_lag",
+)
+"""Where the time to first token went, from the service's `done` event and the client's lag."""
+
+
+class ResultsError(ValueError):
+    """A results folder or summary that cannot be read; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Distribution of one latency metric, in milliseconds."""
+
+    count: int = 0
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+
+    @classmethod
+    def from_values(cls, values: Iterable[float]) -> LatencyStats:
+        """Exact statistics of raw samples (nearest-rank percentiles)."""
+        ordered = sorted(values)
+        if not ordered:
+            return cls()
+
+        def rank(q: float) -> float:
+            index = max(0, math.ceil(q / 100.0 * len(ordered)) - 1)
+            return ordered[min(index, len(ordered) - 1)]
+
+        return cls(
+            count=len(ordered),
+            mean=sum(ordered) / len(ordered),
+            min=ordered[0],
+            max=ordered[-1],
+            p50=rank(50),
+            p90=rank(90),
+            p95=rank(95),
+            p99=rank(99),
+            p999=rank(99.9),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyStats:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    def get(self, stat: str) -> float | None:
+        """A statistic by name (``p95``, ``mean``, ...), or None when there were no samples."""
+        if stat not in self.__dataclass_fields__ or stat == "count":
+            raise KeyError(f"unknown statistic {stat!r}")
+        value: float | None = getattr(self, stat)
+        return value
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """One second (or one bucket) of a run."""
+
+    t_s: float
+    users: int = 0
+    requests: int = 0
+    ok: int = 0
+    rejected: int = 0
+    timeout: int = 0
+    errors: int = 0
+    output_tokens: int = 0
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p95_ms: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TimePoint:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass
+class Summary:
+    """Everything a report, a comparison or a capacity search needs from one run."""
+
+    name: str
+    started_at: str
+    duration_s: float
+    measured_s: float
+    target: str = ""
+    load_model: str = "closed"
+    warmup_s: float = 0.0
+    valid: bool = True
+    invalid_reasons: list[str] = field(default_factory=list)
+    saturation: dict[str, float | None] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    output_tokens: int = 0
+    goodput: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+    breakdown_ms: dict[str, LatencyStats] = field(default_factory=dict)
+    open_loop: dict[str, int] | None = None
+    histograms: dict[str, str] = field(default_factory=dict)
+    timeseries: list[TimePoint] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # Derived figures: computed, never stored separately, so they cannot disagree.
+    @property
+    def requests(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def rejection_rate(self) -> float:
+        return self.outcomes.get("rejected", 0) / self.requests if self.requests else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def ok_requests_per_s(self) -> float:
+        return self.outcomes.get("ok", 0) / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        return self.output_tokens / self.measured_s if self.measured_s > 0 else 0.0
+
+    def metric(self, name: str) -> LatencyStats:
+        """A latency metric (``ttft_ms``...); empty stats when the run has none."""
+        return self.latency.get(name, LatencyStats())
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "measured_s": self.measured_s,
+            "warmup_s": self.warmup_s,
+            "target": self.target,
+            "load_model": self.load_model,
+            "valid": self.valid,
+            "invalid_reasons": list(self.invalid_reasons),
+            "saturation": dict(self.saturation),
+            "requests": self.requests,
+            "outcomes": {k: int(self.outcomes.get(k, 0)) for k in OUTCOMES},
+            "rejection_rate": self.rejection_rate,
+            "requests_per_s": self.requests_per_s,
+            "ok_requests_per_s": self.ok_requests_per_s,
+            "output_tokens": self.output_tokens,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "goodput": dict(self.goodput),
+        }
+        for metric in LATENCY_METRICS:
+            data[metric] = asdict(self.latency.get(metric, LatencyStats()))
+        data["breakdown_ms"] = {k: asdict(v) for k, v in self.breakdown_ms.items()}
+        data["open_loop"] = self.open_loop
+        data["histograms"] = dict(self.histograms)
+        data["timeseries"] = [asdict(p) for p in self.timeseries]
+        data["config"] = self.config
+        data["versions"] = dict(self.versions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "summary") -> Summary:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultsError(
+                f"{source}: schema_version {version!r} is not supported (this surgebench reads "
+                f"{SCHEMA_VERSION}); re-run the test or use the surgebench that wrote it"
+            )
+        try:
+            outcomes = {k: int(data.get("outcomes", {}).get(k, 0)) for k in OUTCOMES}
+            return cls(
+                name=str(data["name"]),
+                started_at=str(data["started_at"]),
+                duration_s=float(data["duration_s"]),
+                measured_s=float(data["measured_s"]),
+                warmup_s=float(data.get("warmup_s", 0.0)),
+                target=str(data.get("target", "")),
+                load_model=str(data.get("load_model", "closed")),
+                valid=bool(data.get("valid", True)),
+                invalid_reasons=list(data.get("invalid_reasons", [])),
+                saturation=dict(data.get("saturation", {})),
+                outcomes=outcomes,
+                output_tokens=int(data.get("output_tokens", 0)),
+                goodput=dict(data.get("goodput", {})),
+                latency={
+                    m: LatencyStats.from_dict(data[m])
+                    for m in LATENCY_METRICS
+                    if isinstance(data.get(m), Mapping)
+                },
+                breakdown_ms={
+                    k: LatencyStats.from_dict(v) for k, v in data.get("breakdown_ms", {}).items()
+                },
+                open_loop=data.get("open_loop"),
+                histograms=dict(data.get("histograms", {})),
+                timeseries=[TimePoint.from_dict(p) for p in data.get("timeseries", [])],
+                config=dict(data.get("config", {})),
+                versions=dict(data.get("versions", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"{source}: malformed summary ({exc!r})") from exc
+
+
+def write_summary(run_dir: Path, summary: Summary) -> Path:
+    """Write ``run_dir/summary.json`` atomically and return its path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / SUMMARY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=2, allow_nan=False) + "\n", "utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_summary(path: Path) -> Summary:
+    """Read a summary from a run folder or a ``summary.json`` path."""
+    file = path / SUMMARY_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ResultsError(f"{path}: no {SUMMARY_FILE} here; is this a surgebench run folder?")
+    try:
+        data = json.loads(file.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{file}: not readable as JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{file}: expected a JSON object")
+    return Summary.from_dict(data, source=str(file))
+
+
+def write_config(run_dir: Path, config: Mapping[str, Any]) -> Path:
+    """Write the resolved configuration of a run (secrets must already be removed)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CONFIG_FILE
+    path.write_text(json.dumps(config, indent=2, default=str) + "\n", "utf-8")
+    return path
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def new_run_dir(out: Path, name: str, now: datetime | None = None) -> Path:
+    """``out/<UTC time>-<name>/``, created; a suffix keeps two runs in one second apart."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{stamp}-{_SAFE_NAME.sub('-', name).strip('-') or 'run'}"
+    for attempt in range(1000):
+        candidate = out / (base if attempt == 0 else f"{base}-{attempt}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        return candidate
+    raise ResultsError(f"{out}: could not create a new run folder named {base}")
+
+
+def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Run folders among `paths`: each path is a run folder or a folder of run folders."""
+    found: list[Path] = []
+    for path in paths:
+        if (path / SUMMARY_FILE).exists():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.glob(f"*/{SUMMARY_FILE}")))
+        else:
+            raise ResultsError(f"{path}: not a folder")
+    return found

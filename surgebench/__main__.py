@@ -1,0 +1,3 @@
+from surgebench.cli import main
+
+raise SystemExit(main())
