@@ -95,7 +95,9 @@ class _Stream(asyncio.Protocol):
             if in_window:
                 r.result.events_in_window += n
                 r.result.chunks_in_window += (
-                    data.count(CONTENT) - data.count(EMPTY_CONTENT[0]) - data.count(EMPTY_CONTENT[1])
+                    data.count(CONTENT)
+                    - data.count(EMPTY_CONTENT[0])
+                    - data.count(EMPTY_CONTENT[1])
                 )
             self.last_at = now
         chunk = self.tail + data
