@@ -72,6 +72,20 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
     return used, waited
 
 
+# The peer's own shutdown can hang with thousands of open connections: SIGKILL after 5 s.
+STOP_SHIM = (
+    "import signal\n"
+    "def stop(*a):\n"
+    "    p.terminate()\n"
+    "    try: p.wait(5)\n"
+    "    except subprocess.TimeoutExpired: p.kill(); p.wait()\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGINT,stop)\n"
+    "signal.signal(signal.SIGTERM,stop)\n"
+    "p.wait()\n"
+)
+
+
 def start_ours(port: int, args: argparse.Namespace, tmp: Path) -> ServerProcess:
     argv = surgebench_argv(
         "mock", "--port", str(port), "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms),
@@ -95,11 +109,7 @@ def start_guidellm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProc
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/health',timeout=1); break\n"
         "    except Exception: time.sleep(0.1)\n"
-        f"print('listening on http://127.0.0.1:{port}',flush=True)\n"
-        "import signal\n"
-        "signal.signal(signal.SIGINT,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "signal.signal(signal.SIGTERM,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "p.wait()\n"
+        f"print('listening on http://127.0.0.1:{port}',flush=True)\n" + STOP_SHIM
     )
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return ServerProcess(
@@ -126,10 +136,7 @@ def start_mockllm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProce
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/docs',timeout=1); break\n"
         "    except Exception: time.sleep(0.1)\n"
-        f"print('listening on http://127.0.0.1:{port}',flush=True)\n"
-        "signal.signal(signal.SIGINT,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "signal.signal(signal.SIGTERM,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "p.wait()\n"
+        f"print('listening on http://127.0.0.1:{port}',flush=True)\n" + STOP_SHIM
     )
     env = {"MOCKLLM_RESPONSES_FILE": str(responses)}
     return ServerProcess([sys.executable, "-c", shim], env=env, cpu_affinity=[SERVER_CPU])
@@ -241,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    offered = {s: s * 1000.0 / (args.ttft_ms + (args.tokens - 1) * args.itl_ms) * args.tokens
-               for s in streams_list}  # fmt: skip
+    request_ms = args.ttft_ms + (args.tokens - 1) * args.itl_ms
+    offered = {
+        s: s * 1000.0 / request_ms * args.tokens if request_ms > 0 else float("inf")
+        for s in streams_list
+    }
     print()
     print(
         f"Configured TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens; "
