@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -208,6 +209,53 @@ def one_run(name: str, streams: int, args: argparse.Namespace, tmp: Path) -> dic
     }
 
 
+def hotpath_us_per_token(streams: int = 1000, tokens: int = 50) -> float:
+    """CPU microseconds per token of the scheduler + sink path alone (a transport that drops
+    the bytes, a fake clock advanced in 1 ms steps): the Python share of the per-chunk cost."""
+    import random
+    from dataclasses import replace
+
+    from mock_llm.openai_api import GenRequest, StreamTemplate
+    from mock_llm.scheduler import Sequence
+    from mock_llm.server import MockApp, StreamSink
+    from mock_llm.settings import MockSettings
+
+    class DropTransport:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    class FakeConn:
+        closed = False
+        paused = False
+        transport = DropTransport()
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def finished(self) -> None:
+            pass
+
+    loop = asyncio.new_event_loop()
+    settings = replace(MockSettings(), ttft_ms=0.0, itl_ms=20.0, output_tokens=tokens)
+    app = MockApp(settings, loop)
+    req = GenRequest("chat", "m", 5, True, False, None, None, [])
+    for i in range(streams):
+        tpl = StreamTemplate(req, f"id{i}", 1)
+        sink = StreamSink(app, FakeConn(), tpl, req, i, -1)  # type: ignore[arg-type]
+        seq = Sequence(prompt_tokens=5, out_tokens=tokens, sink=sink, rng=random.Random(i))
+        app.scheduler.submit(seq, i * 0.02 / streams)
+    t0, now = time.process_time(), 0.0
+    while app.scheduler.n_running:
+        now += 0.001
+        app.scheduler.advance(now)
+    used = time.process_time() - t0
+    loop.close()
+    return used / app.stats.generation_tokens * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--servers", default="surgebench,guidellm,mockllm")
@@ -220,8 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-s", type=float, default=2.5)
     p.add_argument("--measure-s", type=float, default=4.0)
     p.add_argument("--peers-dir", default=os.environ.get("SURGE_PEERS_DIR", "/tmp/peers"))
+    p.add_argument(
+        "--hotpath", action="store_true", help="only time the Python per-token path (no sockets)"
+    )
     args = p.parse_args(argv)
     os.sched_setaffinity(0, {CLIENT_CPU})
+    if args.hotpath:
+        costs = sorted(round(hotpath_us_per_token(), 2) for _ in range(max(1, args.runs)))
+        print(f"python hot path: {statistics.median(costs):.2f} us/token (runs {costs})")
+        print(json.dumps({"benchmark": "mock_llm_hotpath", "us_per_token": costs}))
+        return 0
     streams_list = [int(x) for x in args.streams.split(",")]
     rows: list[dict[str, object]] = []
     unavailable: dict[str, str] = {}
