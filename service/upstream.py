@@ -34,6 +34,7 @@ from .metrics import ServiceMetrics
 from .settings import ServiceSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DRAIN_TIMEOUT_S = 0.5
 
 
 @dataclass
@@ -194,6 +195,17 @@ class UpstreamCall:
         if not state.done:
             raise UpstreamError("upstream closed the stream before [DONE]", "protocol")
         self.timing.t_end = clock()
+        await self._drain(source)
+
+    async def _drain(self, source: AsyncIterator[bytes]) -> None:
+        """Read to the end of the body after [DONE] (normally just the chunked terminator), so
+        the pool can reuse the connection; httpcore closes a connection released mid-body."""
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                async for _ in source:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass  # the connection is closed instead of reused; the answer is complete anyway
 
     @property
     def usage(self) -> Usage:
