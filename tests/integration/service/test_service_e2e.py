@@ -227,3 +227,15 @@ def test_upstream_connections_are_reused(start: Start, transport: str) -> None:
             assert "event: done" in client.post(url + "/chat/stream", json=Q).text
     # One kept-alive connection, no TIME_WAIT trail of one connection per request.
     assert _sockets_to(int(mock.url.rsplit(":", 1)[1])) == 1
+
+
+def test_upstream_429_retries_are_bounded_and_counted(start: Start) -> None:
+    mock = start("mock", "--fault-429-prob", "1", "--ttft-ms", "5")
+    url = serve(start, mock.url, "--upstream-retries", "2", "--upstream-retry-max-wait-s", "0.05")
+    resp = httpx.post(url + "/chat/stream", json=Q, timeout=10)
+    kind, data = parse_sse(resp.text)[-1]
+    assert kind == "error" and data["error"]["type"] == "upstream"
+    assert "429" in data["error"]["message"]
+    assert metric(url, "surge_service_upstream_retries_total") == 2
+    assert metric(url, "surge_service_upstream_errors_total", '{kind="status"}') == 3
+    assert metric(url, "surge_service_in_flight") == 0
