@@ -16,6 +16,7 @@ truncated stream), `timeout` (socket read backstop). 429/5xx/connect failures ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
 import time
@@ -168,7 +169,9 @@ class UpstreamCall:
         response, self._response = self._response, None
         if response is not None:
             self._client.in_use -= 1
-            await response.aclose()
+            # A broken connection is dropped by the pool either way.
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
 
     async def chunks(self) -> AsyncIterator[list[str]]:
         """Content pieces, one list per network read (never empty)."""
