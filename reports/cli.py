@@ -75,10 +75,16 @@ def _report_parser() -> argparse.ArgumentParser:
         "first; a sweep: the sweep folder)",
     )
     parser.add_argument(
-        "--slo", help=f"SLO for a sweep report (default: the sweep's own, else {DEFAULT_SLO!r})"
+        "--slo",
+        help=f"SLO for a sweep report (default: the sweep's own, else {DEFAULT_SLO!r})".replace(
+            "%", "%%"
+        ),
     )
     parser.add_argument(
         "--include-invalid", action="store_true", help="sweep: let invalid runs count as passes"
+    )
+    parser.add_argument(
+        "--no-svg", action="store_true", help="write PNG figures only (SVG takes as long again)"
     )
     return parser
 
@@ -94,7 +100,7 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError("give one sweep folder at a time (it cannot be mixed with runs)")
         if args.slo:
             parse_slo(args.slo)
-        report = write_sweep_report(sweeps[0], args.slo, args.include_invalid)
+        report = write_sweep_report(sweeps[0], args.slo, args.include_invalid, svg=not args.no_svg)
         print(report.capacity.recommendation)
         print(f"report: {report.html}")
         print(f"report: {report.markdown}")
@@ -105,7 +111,7 @@ def _report(args: argparse.Namespace) -> int:
             f"no run folders (with summary.json) in {', '.join(map(str, paths))}; "
             "allowed: run folders, folders of run folders, or a sweep folder"
         )
-    written = write_run_report(run_dirs, args.out)
+    written = write_run_report(run_dirs, args.out, svg=not args.no_svg)
     print(f"report: {written.html}")
     print(f"report: {written.markdown}")
     return 0

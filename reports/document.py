@@ -65,10 +65,12 @@ def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
             lines.append("")
         else:
             relative = Path(os.path.relpath(block.figure.png, out_dir)).as_posix()
-            svg = Path(os.path.relpath(block.figure.svg, out_dir)).as_posix()
             lines += [f"![{block.figure.title}]({relative})", ""]
-            lines += [f"*{block.caption}* ([SVG]({svg}))" if block.caption else f"([SVG]({svg}))"]
-            lines.append("")
+            caption = f"*{block.caption}*" if block.caption else ""
+            if block.figure.svg is not None:
+                svg = Path(os.path.relpath(block.figure.svg, out_dir)).as_posix()
+                caption += f" ([SVG]({svg}))"
+            lines += [caption.strip(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -113,7 +113,10 @@ def allowed_metrics_text() -> str:
     """A short description of the allowed metric names, for error messages."""
     bases = "|".join(LATENCY_BASES)
     stats = "|".join(LATENCY_STATS)
-    return f"<{bases}>_<{stats}> (ms), ok_rps, rps, tokens_per_s, rejections, errors, timeouts (%)"
+    return (
+        f"<{bases}>_<{stats}> in ms (e.g. ttft_p95, itl_p99, e2e_mean); ok_rps, rps "
+        "(req/s); tokens_per_s (tok/s); rejections, errors, timeouts (% of requests)"
+    )
 
 
 def format_value(metric: Metric, value: float | None) -> str:

@@ -36,7 +36,7 @@ class SavedFigure:
     stem: str
     title: str
     png: Path
-    svg: Path
+    svg: Path | None
 
 
 def new_figure(width_in: float = 9.0, height_in: float = 4.5) -> Figure:
@@ -45,13 +45,16 @@ def new_figure(width_in: float = 9.0, height_in: float = 4.5) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, out_dir: Path, stem: str, title: str) -> SavedFigure:
-    """Write ``out_dir/<stem>.png`` and ``.svg``."""
+def save_figure(
+    figure: Figure, out_dir: Path, stem: str, title: str, svg: bool = True
+) -> SavedFigure:
+    """Write ``out_dir/<stem>.png`` and (unless `svg` is False) ``.svg``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
-    figure.savefig(png, dpi=DPI)
-    figure.savefig(svg)
-    return SavedFigure(stem, title, png, svg)
+    png_path, svg_path = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
+    figure.savefig(png_path, dpi=DPI)
+    if svg:
+        figure.savefig(svg_path)
+    return SavedFigure(stem, title, png_path, svg_path if svg else None)
 
 
 def _times(summary: Summary) -> np.ndarray:
@@ -251,7 +254,9 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
     return figure
 
 
-def run_figures(summary: Summary, out_dir: Path, prefix: str = "") -> list[SavedFigure]:
+def run_figures(
+    summary: Summary, out_dir: Path, prefix: str = "", svg: bool = True
+) -> list[SavedFigure]:
     """All figures of one run that its data supports, saved under `out_dir`."""
     makers = (
         ("latency_over_time", "TTFT and ITL percentiles over time", latency_over_time_figure),
@@ -262,13 +267,15 @@ def run_figures(summary: Summary, out_dir: Path, prefix: str = "") -> list[Saved
     for stem, title, make in makers:
         figure = make(summary)
         if figure is not None:
-            saved.append(save_figure(figure, out_dir, prefix + stem, title))
+            saved.append(save_figure(figure, out_dir, prefix + stem, title, svg))
     cdf = latency_cdf_figure([summary])
     if cdf is not None:
-        saved.append(save_figure(cdf, out_dir, prefix + "latency_cdf", "Latency CDFs"))
+        saved.append(save_figure(cdf, out_dir, prefix + "latency_cdf", "Latency CDFs", svg))
     breakdown = ttft_breakdown_figure([summary])
     if breakdown is not None:
-        saved.append(save_figure(breakdown, out_dir, prefix + "ttft_breakdown", "TTFT breakdown"))
+        saved.append(
+            save_figure(breakdown, out_dir, prefix + "ttft_breakdown", "TTFT breakdown", svg)
+        )
     return saved
 
 

@@ -146,7 +146,7 @@ def config_table(run_dir: Path, summary: Summary) -> Table | None:
 
 
 def run_report_blocks(
-    run_dirs: Sequence[Path], runs: Sequence[Summary], figures_dir: Path
+    run_dirs: Sequence[Path], runs: Sequence[Summary], figures_dir: Path, svg: bool = True
 ) -> tuple[list[Block], list[Path]]:
     """The report's blocks and the figure files written for it."""
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} runs side by side"
@@ -170,9 +170,9 @@ def run_report_blocks(
         ):
             figure = make(runs)
             if figure is not None:
-                saved = save_figure(figure, figures_dir, stem, title_text)
+                saved = save_figure(figure, figures_dir, stem, title_text, svg)
                 blocks.append(FigureBlock(saved, title_text))
-                written += [saved.png, saved.svg]
+                written += [p for p in (saved.png, saved.svg) if p is not None]
     for index, (run_dir, run) in enumerate(zip(run_dirs, runs, strict=True)):
         prefix = "" if len(runs) == 1 else f"run{index + 1}_"
         blocks.append(Heading(2, f"Run: {run.name}" if len(runs) > 1 else "Figures"))
@@ -187,9 +187,9 @@ def run_report_blocks(
                 Heading(3, "TTFT breakdown"),
                 Table(["part", "mean", "p50", "p95", "p99"], rows),
             ]
-        for saved in run_figures(run, figures_dir, prefix):
+        for saved in run_figures(run, figures_dir, prefix, svg):
             blocks.append(FigureBlock(saved, f"{saved.title} ({run.name})"))
-            written += [saved.png, saved.svg]
+            written += [p for p in (saved.png, saved.svg) if p is not None]
         table = config_table(run_dir, run)
         if table is not None:
             blocks += [Heading(3, f"Configuration of {run.name}"), table]
@@ -204,11 +204,13 @@ def default_out_dir(run_dirs: Sequence[Path]) -> Path:
     return first.parent / f"report-{first.name}-and-{len(run_dirs) - 1}-more"
 
 
-def write_run_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> RunReport:
+def write_run_report(
+    run_dirs: Sequence[Path], out_dir: Path | None = None, svg: bool = True
+) -> RunReport:
     """Read the runs and write the Markdown + HTML report with its figures."""
     runs = [read_summary(run_dir) for run_dir in run_dirs]
     target = out_dir or default_out_dir(run_dirs)
-    blocks, figures = run_report_blocks(run_dirs, runs, target / "figures")
+    blocks, figures = run_report_blocks(run_dirs, runs, target / "figures", svg)
     title = f"surgebench report: {', '.join(run.name for run in runs)}"
     markdown, html_path = write_documents(blocks, target, title)
     return RunReport(markdown, html_path, figures)

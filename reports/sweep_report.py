@@ -30,7 +30,12 @@ def _table(rows: Rows) -> Table:
 
 
 def sweep_figures(
-    curves: list[Curve], manifest: SweepManifest, slo: Slo, result: CapacityResult, out: Path
+    curves: list[Curve],
+    manifest: SweepManifest,
+    slo: Slo,
+    result: CapacityResult,
+    out: Path,
+    svg: bool = True,
 ) -> list[SavedFigure]:
     knees = {c.configuration: c.knee_load for c in result.ranking if c.knee_load is not None}
     label = manifest.load_label
@@ -81,18 +86,20 @@ def sweep_figures(
             frontier_figure(curves, ttft_limit),
         ),
     ]
-    return [save_figure(figure, out, stem, title) for stem, title, figure in specs]
+    return [save_figure(figure, out, stem, title, svg) for stem, title, figure in specs]
 
 
 def write_sweep_report(
-    sweep_dir: Path, slo_text: str | None = None, include_invalid: bool = False
+    sweep_dir: Path, slo_text: str | None = None, include_invalid: bool = False, svg: bool = True
 ) -> SweepReport:
     """Read ``sweep.json`` and the cells' summaries; write report.md/.html and figures/."""
     manifest = read_manifest(sweep_dir)
     slo = parse_slo(slo_text or manifest.slo or DEFAULT_SLO)
     curves = load_curves(sweep_dir, manifest)
     result = find_capacity(curves, slo, manifest.load_unit, include_invalid)
-    figures = sweep_figures(curves, manifest, slo, result, sweep_dir / "figures") if curves else []
+    figures = (
+        sweep_figures(curves, manifest, slo, result, sweep_dir / "figures", svg) if curves else []
+    )
     done = sum(1 for cell in manifest.cells if cell.status == "done")
     invalid = sum(1 for curve in curves for run in curve.runs if not run.valid)
     blocks: list[Block] = [

@@ -56,7 +56,7 @@ def make_summary(spec: RunSpec) -> Summary:
                 requests=int(
                     len(in_bucket) + (rejected_second == t).sum() + (timeout_second == t).sum()
                 ),
-                ok=int(len(in_bucket)),
+                ok=len(in_bucket),
                 rejected=int((rejected_second == t).sum()),
                 timeout=int((timeout_second == t).sum()),
                 output_tokens=int(len(in_bucket) * spec.tokens_per_request),
