@@ -107,7 +107,7 @@ def write_sweep_report(
         Heading(2, "Which configuration should I use?"),
         Paragraph(result.recommendation, "good" if result.best is not None else "bad"),
         Paragraph(
-            f"SLO: `{slo.text}` (every term must hold). Offered load: {manifest.load_label}. "
+            f"SLO: `{slo.text}` (every term must hold). X axes: {manifest.load_label}. "
             f"{done} of {len(manifest.cells)} cells finished, "
             f"{len(manifest.configurations)} configurations x {len(manifest.loads)} loads, "
             f"{manifest.duration or '?'} each. A configuration *holds* a load when that load and "
