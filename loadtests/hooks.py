@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import psutil
+import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -54,6 +54,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--sb-processes", type=int, default=1, help="load processes (for --rate)")
     group.add_argument("--sb-timeout-s", type=float, default=120.0, help="per-read timeout")
     group.add_argument("--sb-think-s", type=float, default=0.0, help="closed-loop think time")
+    group.add_argument("--sb-reject-wait-s", type=float, default=0.0, help="pause after 503/429")
     group.add_argument("--sb-slo-ttft-ms", type=float, default=0.0)
     group.add_argument("--sb-slo-tpot-ms", type=float, default=0.0)
     group.add_argument("--sb-slo-e2e-ms", type=float, default=0.0)
@@ -292,39 +293,42 @@ def progress_line(state: SurgeState, period_s: float) -> str:
 def register(events: Any) -> None:
     """Attach surgebench to a Locust ``events`` object (called once by the locustfile)."""
     events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
 
-    @events.init.add_listener
-    def _init(environment: Any, **_: Any) -> None:
-        if environment.parsed_options is None:  # library use without our options
-            return
-        state = SurgeState(environment)
-        environment.surgebench = state
-        for cls in environment.user_classes:
-            cls.network_timeout = environment.parsed_options.sb_timeout_s
-            cls.connection_timeout = min(10.0, environment.parsed_options.sb_timeout_s)
 
-        @environment.events.test_start.add_listener
-        def _start(**_: Any) -> None:
-            state.on_test_start()
+def _on_init(environment: Any, **_: Any) -> None:
+    if environment.parsed_options is None or not hasattr(environment.parsed_options, "sb_out"):
+        return  # library use without our options
+    state = SurgeState(environment)
+    environment.surgebench = state
+    for cls in environment.user_classes:
+        cls.network_timeout = environment.parsed_options.sb_timeout_s
+        cls.connection_timeout = min(10.0, environment.parsed_options.sb_timeout_s)
 
-        @environment.events.test_stop.add_listener
-        def _stop(**_: Any) -> None:
-            state.on_test_stop()
+    def start(**_: Any) -> None:
+        state.on_test_start()
 
-        @environment.events.report_to_master.add_listener
-        def _report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            data[REPORT_KEY] = state.drain()
+    def stop(**_: Any) -> None:
+        state.on_test_stop()
 
-        @environment.events.worker_report.add_listener
-        def _merge(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            if REPORT_KEY in data:
-                state.merge(client_id, data[REPORT_KEY])
+    def report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        data[REPORT_KEY] = state.drain()
 
-        @environment.events.cpu_warning.add_listener
-        def _cpu_warning(**_: Any) -> None:
-            state.recorder.cpu_warnings += 1
+    def merge(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        if REPORT_KEY in data:
+            state.merge(client_id, data[REPORT_KEY])
 
-        @environment.events.quitting.add_listener
-        def _quitting(environment: Any, **_: Any) -> None:
-            if not state.is_worker:
-                state.write()
+    def cpu_warning(**_: Any) -> None:
+        state.recorder.cpu_warnings += 1
+
+    def quitting(**_: Any) -> None:
+        if not state.is_worker:
+            state.write()
+
+    ev = environment.events
+    ev.test_start.add_listener(start)
+    ev.test_stop.add_listener(stop)
+    ev.report_to_master.add_listener(report)
+    ev.worker_report.add_listener(merge)
+    ev.cpu_warning.add_listener(cpu_warning)
+    ev.quitting.add_listener(quitting)

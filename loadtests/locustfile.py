@@ -61,7 +61,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         """POST, then read SSE lines as they arrive until the stream ends."""
         with self.client.post(
             path,
-            data=orjson.dumps(body),
+            json=body,
             headers={**STREAM_HEADERS, "Content-Type": "application/json"},
             stream=True,
             catch_response=True,
@@ -104,6 +104,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def _finish(self, resp: Any, record: RequestRecord) -> None:
         """Record in our histograms and report to Locust's table."""
         self.state.record(record)
+        self._last_outcome = record.outcome
         resp.request_meta["response_time"] = record.e2e_ns / 1e6
         resp.request_meta["response_length"] = record.output_tokens
         if record.outcome == oc.OK:
@@ -113,19 +114,31 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         fire = self.environment.events.request.fire
         ttft = record.ttft_ns
         if ttft is not None and record.outcome == oc.OK:
-            fire(request_type="SSE", name="TTFT", response_time=ttft / 1e6,
-                 response_length=0, exception=None, context={})
+            fire(
+                request_type="SSE",
+                name="TTFT",
+                response_time=ttft / 1e6,
+                response_length=0,
+                exception=None,
+                context={},
+            )
             if record.itl_ns:
                 mean_ms = sum(record.itl_ns) / len(record.itl_ns) / 1e6
-                fire(request_type="SSE", name="ITL", response_time=mean_ms,
-                     response_length=0, exception=None, context={})
+                fire(
+                    request_type="SSE",
+                    name="ITL",
+                    response_time=mean_ms,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
 
     def _json(self, path: str, body: dict[str, Any], name: str) -> tuple[Any, int, int, int]:
         """POST a JSON body; returns (response, status, start_ns, end_ns) inside no with-block."""
         start_ns = time.time_ns()
         resp = self.client.post(
             path,
-            data=orjson.dumps(body),
+            json=body,
             headers={**JSON_HEADERS, "Content-Type": "application/json"},
             catch_response=True,
             name=name,
@@ -161,11 +174,17 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
             record.timings_ms = {k: float(v) for k, v in timings.items() if _is_num(v)}
 
     _intended: int | None = None
+    _last_outcome = oc.OK
 
     @task
     def one_request(self) -> None:
         self._intended = self.state.next_intended_ns()
         self.request()
+        wait_s = self.state.opts.sb_reject_wait_s
+        if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
+            import gevent
+
+            gevent.sleep(wait_s)  # a closed-loop client backs off after a rejection
 
     def request(self) -> None:
         raise NotImplementedError

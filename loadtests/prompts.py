@@ -14,10 +14,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-WORDS = (
-    "capacity latency token stream queue agent model answer question throughput service "
-    "request budget planner cluster window context cache replica batch decode prefill"
-).split()
+WORDS = [
+    "capacity",
+    "latency",
+    "token",
+    "stream",
+    "queue",
+    "agent",
+    "model",
+    "answer",
+    "question",
+    "throughput",
+    "service",
+    "request",
+    "budget",
+    "planner",
+    "cluster",
+    "window",
+    "context",
+    "cache",
+    "replica",
+    "batch",
+    "decode",
+    "prefill",
+]
 
 LENGTH_KINDS = ("fixed", "uniform", "normal", "lognormal")
 

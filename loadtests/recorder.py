@@ -389,4 +389,3 @@ class Recorder:
     def stats(self, name: str) -> LatencyStats:
         hist = self.hists.get(name)
         return LatencyStats() if hist is None else stats_from_histogram(hist)
-

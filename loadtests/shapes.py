@@ -26,7 +26,7 @@ class ScheduleShape(LoadTestShape):  # type: ignore[misc]
     spawn_rate: float = 100.0
 
     def tick(self) -> tuple[int, float] | None:
-        users = self.schedule.users_at(self.get_run_time())
+        users = self.schedule.users_at(self.get_run_time())  # type: ignore[no-untyped-call]
         if users is None:
             return None
         return users, self.spawn_rate
