@@ -33,6 +33,8 @@ from reports.results import write_summary
 log = logging.getLogger("surgebench")
 
 REPORT_KEY = "surgebench"
+FLUSH_MSG = "surgebench_flush"
+FLUSHED_MSG = "surgebench_flushed"
 LOOP_TICK_S = 0.01
 CPU_TICK_S = 1.0
 
@@ -99,6 +101,9 @@ class SurgeState:
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
         self.written: Path | None = None
+        self.flushed: set[str] = set()
+        self.totals: dict[str, int] = {}
+        """Outcomes this process measured (never drained): a worker's own account of its share."""
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -111,6 +116,8 @@ class SurgeState:
 
     def record(self, record: RequestRecord) -> None:
         self.recorder.record_request(record)
+        if record.start_ns >= self.recorder.measure_from_ns:
+            self.totals[record.outcome] = self.totals.get(record.outcome, 0) + 1
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_test_start(self) -> None:
@@ -196,6 +203,30 @@ class SurgeState:
         self.workers_reported.add(client_id)
         self.recorder.merge_dict(data)
 
+    def collect_final_reports(self) -> None:
+        """Master, as the test stops: have every worker finish its in-flight requests and send
+        its last delta, and wait for them (Locust's own quit waits only 0.5 s, which loses the
+        requests that end during the stop timeout)."""
+        runner = self.environment.runner
+        clients = [c.id for c in runner.clients.all]
+        self.flushed = set()
+        for client_id in clients:
+            runner.send_message(FLUSH_MSG, None, client_id)
+        deadline = time.monotonic() + float(self.environment.stop_timeout or 0) + 10.0
+        while time.monotonic() < deadline and not self.flushed.issuperset(clients):
+            gevent.sleep(0.05)
+        missing = set(clients) - self.flushed
+        if missing:
+            log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+
+    def flush_to_master(self) -> None:
+        """Worker: stop the users (in-flight requests may finish within the stop timeout),
+        send the stats now, then say so."""
+        runner = self.environment.runner
+        runner.stop()
+        runner._send_stats()  # Locust's stats + our report_to_master delta, in one message
+        runner.send_message(FLUSHED_MSG, None)
+
     # -- the end -------------------------------------------------------------------------------
     def write(self) -> Path | None:
         """Build and write summary.json (master or local runner), once."""
@@ -241,6 +272,13 @@ class SurgeState:
             self.written = Path()
         return self.written
 
+    def write_worker_totals(self) -> None:
+        """``workers/<pid>.json``: this worker's own outcome counts, to check the merge."""
+        folder = Path(self.opts.sb_out) / "workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{os.getpid()}.json"
+        path.write_text(json.dumps({"outcomes": self.totals}) + "\n", "utf-8")
+
 
 def load_model(opts: Any) -> str:
     if opts.sb_rate > 0:
@@ -266,7 +304,7 @@ def progress_line(state: SurgeState, period_s: float) -> str:
     from loadtests.recorder import SERIES_DIGITS, new_histogram, stats_from_histogram
 
     rec = state.recorder
-    now_s = int(time.time())
+    now_s = int(time.time()) - (3 if state.is_master else 0)  # workers report every 3 s
     start_s = now_s - int(period_s)
     ttft = new_histogram(SERIES_DIGITS)
     requests = 0
@@ -324,8 +362,24 @@ def _on_init(environment: Any, **_: Any) -> None:
     def quitting(**_: Any) -> None:
         if not state.is_worker:
             state.write()
+        elif state.opts.sb_out:
+            state.write_worker_totals()
+
+    if state.is_master:
+        environment.runner.register_message(
+            FLUSHED_MSG, lambda msg, **_: state.flushed.add(msg.node_id)
+        )
+    if state.is_worker:
+        environment.runner.register_message(
+            FLUSH_MSG, lambda **_: state.flush_to_master(), concurrent=True
+        )
+
+    def stopping(**_: Any) -> None:
+        if state.is_master:
+            state.collect_final_reports()
 
     ev = environment.events
+    ev.test_stopping.add_listener(stopping)
     ev.test_start.add_listener(start)
     ev.test_stop.add_listener(stop)
     ev.report_to_master.add_listener(report)

@@ -166,12 +166,24 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
             self._finish(resp, record)
 
     def _fill_json(self, record: RequestRecord, data: Any) -> None:
-        usage = data.get("usage") or {} if isinstance(data, dict) else {}
-        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        record.output_tokens = tokens if isinstance(tokens, int) else 0
-        timings = data.get("timings_ms") if isinstance(data, dict) else None
-        if isinstance(timings, dict):
-            record.timings_ms = {k: float(v) for k, v in timings.items() if _is_num(v)}
+        """`/chat`'s answer, or `/chat/batch`'s: every item must be ok for the batch to be."""
+        items = data.get("results") if isinstance(data, dict) else None
+        for item in items if isinstance(items, list) else [data]:
+            if not isinstance(item, dict):
+                record.outcome, record.error = oc.ERROR, "unparseable answer"
+                return
+            error = item.get("error")
+            if isinstance(error, dict):
+                kind = str(error.get("type", ""))
+                record.outcome = oc.classify_error_event(kind)
+                record.error = f"{kind} item: {error.get('message', '')}"[:200]
+                return
+            usage = item.get("usage")
+            tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+            record.output_tokens += tokens if isinstance(tokens, int) else 0
+            timings = item.get("timings_ms")
+            if isinstance(timings, dict) and not record.timings_ms:
+                record.timings_ms = {k: float(v) for k, v in timings.items() if _is_num(v)}
 
     _intended: int | None = None
     _last_outcome = oc.OK

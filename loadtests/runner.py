@@ -24,7 +24,7 @@ from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, wri
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-ECHO_MARKERS = ("[surgebench]", "INVALID RUN", "Traceback", "Error", "error:")
+ECHO_MARKERS = ("[surgebench]", "INVALID RUN", "Traceback", "/ERROR/", "/CRITICAL/")
 
 
 class RunError(RuntimeError):

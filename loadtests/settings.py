@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--spawn-rate", type=float, help="users started per second (default: all at once)")
     a("--rate", type=float, help="open loop: arrivals per second, independent of responses")
     a("--arrival", default="poisson", help="open-loop arrivals: poisson or constant")
-    a("--warmup", default="5s", help="left out of the statistics (default 5s)")
+    a("--warmup", default=None, help="left out of the statistics (default 5s, at most 1/4 run)")
     a("--target", default="", help="test this running deployment; start no servers")
     a("--processes", type=int, default=1, help="Locust processes (distributed mode when > 1)")
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
@@ -170,7 +170,10 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     duration_s = parse_duration_s("--duration", ns.duration)
     if duration_s <= 0:
         raise SettingsError(f"--duration: {ns.duration!r} must be > 0")
-    warmup_s = parse_duration_s("--warmup", ns.warmup)
+    if ns.warmup is None:
+        warmup_s = min(5.0, duration_s / 4)
+    else:
+        warmup_s = parse_duration_s("--warmup", ns.warmup)
     if warmup_s >= duration_s:
         raise SettingsError(f"--warmup: {ns.warmup!r} must be shorter than --duration")
     if ns.user not in USER_CLASSES:

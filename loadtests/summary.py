@@ -98,23 +98,25 @@ def saturation(
 
 
 def timeseries(recorder: Recorder, start_epoch_s: float) -> list[TimePoint]:
-    """One point per wall-clock second from the first to the last second with data."""
+    """One point per wall-clock second from the first to the last second with data;
+    ``t_s`` counts whole seconds from the second in which the test started."""
     if not recorder.seconds:
         return []
     first, last = min(recorder.seconds), max(recorder.seconds)
     points: list[TimePoint] = []
     users = 0
+    start_s = int(start_epoch_s)
     for epoch_s in range(first, last + 1):
         sec = recorder.seconds.get(epoch_s)
         if sec is None:
-            points.append(TimePoint(t_s=round(epoch_s - start_epoch_s, 3), users=users))
+            points.append(TimePoint(t_s=float(epoch_s - start_s), users=users))
             continue
         users = sec.users or users
         ttft = stats_from_histogram(sec.ttft) if sec.ttft is not None else None
         itl = stats_from_histogram(sec.itl) if sec.itl is not None else None
         points.append(
             TimePoint(
-                t_s=round(epoch_s - start_epoch_s, 3),
+                t_s=float(epoch_s - start_s),
                 users=users,
                 requests=sec.requests,
                 ok=sec.ok,
