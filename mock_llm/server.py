@@ -1,0 +1,409 @@
+"""The mock server: routes, the token sinks that write pre-framed chunks, and the timer driver.
+
+One `MockApp` per process owns the scheduler, and one loop timer drives all streams: the
+scheduler says when it is next due, the timer calls `advance`, and the sinks write straight to
+the transports. No coroutine runs per request or per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+import time
+
+from mock_llm.faults import Fault, FaultPlan
+from mock_llm.http import Connection, Request
+from mock_llm.latency import output_length
+from mock_llm.metrics import MockStats, make_registry, render
+from mock_llm.openai_api import (
+    ApiError,
+    GenRequest,
+    StreamTemplate,
+    full_response,
+    load_json,
+    models_body,
+    parse_chat,
+    parse_completion,
+)
+from mock_llm.ratelimit import RateLimiter
+from mock_llm.scheduler import Scheduler, Sequence
+from mock_llm.settings import MockSettings
+from mock_llm.text import TABLE_SIZE, Vocabulary
+
+SSE_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n"
+)
+CHUNK_END = b"0\r\n\r\n"
+
+
+class StreamSink:
+    """Writes one streamed response: each emit is one HTTP chunk of one or more SSE events."""
+
+    __slots__ = (
+        "app",
+        "conn",
+        "disconnect_at",
+        "head",
+        "offset",
+        "prompt_tokens",
+        "stamp",
+        "tail",
+        "tpl",
+        "with_role",
+        "with_usage",
+    )
+
+    def __init__(
+        self,
+        app: MockApp,
+        conn: Connection,
+        tpl: StreamTemplate,
+        req: GenRequest,
+        offset: int,
+        disconnect_at: int,
+    ) -> None:
+        self.app = app
+        self.conn = conn
+        self.tpl = tpl
+        self.head = b"data: " + tpl.head
+        self.tail = tpl.tail + b"\n\n"
+        self.offset = offset
+        self.stamp = app.settings.stamp
+        self.with_role = req.kind == "chat"
+        self.with_usage = req.include_usage
+        self.prompt_tokens = req.prompt_tokens
+        self.disconnect_at = disconnect_at
+
+    def emit(self, seq: Sequence, n: int, now: float, done: bool) -> bool:
+        conn = self.conn
+        if conn.closed:
+            return False
+        enc = self.app.vocab.encoded
+        table = self.app.vocab.table
+        start = seq.sent
+        cut = self.disconnect_at >= 0 and start + n >= self.disconnect_at
+        if cut:
+            n = self.disconnect_at - start
+            done = False
+        if n == 1 and start > 0 and not done:
+            event = self.head + enc[table[(self.offset + start) % TABLE_SIZE]] + self.tail
+            if self.stamp:
+                event = b": t=%d\n" % time.time_ns() + event
+            conn.write(b"%x\r\n%s\r\n" % (len(event), event))
+        else:
+            events: list[bytes] = []
+            if start == 0 and self.with_role:
+                events.append(self.tpl.role_event())
+            head, tail, off = self.tpl.head, self.tpl.tail, self.offset
+            events += [
+                head + enc[table[(off + i) % TABLE_SIZE]] + tail for i in range(start, start + n)
+            ]
+            if done:
+                events.append(self.tpl.finish_event(seq.finish_reason))
+                if self.with_usage:
+                    events.append(self.tpl.usage_event(self.prompt_tokens, start + n))
+            prefix = b": t=%d\ndata: " % time.time_ns() if self.stamp else b"data: "
+            payload = b"".join([prefix + e + b"\n\n" for e in events])
+            if done:
+                stamp = b": t=%d\n" % time.time_ns() if self.stamp else b""
+                payload += stamp + self.tpl.done
+                conn.write(b"%x\r\n%s\r\n%s" % (len(payload), payload, CHUNK_END))
+                conn.finished()
+                return True
+            if payload:
+                conn.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        if cut:
+            self.app.stats.bump(self.app.stats.faults, "disconnect")
+            conn.close()
+            return False
+        return self.app.check_backpressure(conn)
+
+
+class FullSink:
+    """Collects a non-streamed response and writes it when the last token is due."""
+
+    __slots__ = ("app", "conn", "created", "disconnect_at", "offset", "req", "response_id")
+
+    def __init__(
+        self,
+        app: MockApp,
+        conn: Connection,
+        req: GenRequest,
+        response_id: str,
+        created: int,
+        offset: int,
+        disconnect_at: int,
+    ) -> None:
+        self.app = app
+        self.conn = conn
+        self.req = req
+        self.response_id = response_id
+        self.created = created
+        self.offset = offset
+        self.disconnect_at = disconnect_at
+
+    def emit(self, seq: Sequence, n: int, now: float, done: bool) -> bool:
+        conn = self.conn
+        if conn.closed:
+            return False
+        sent = seq.sent + n
+        if self.disconnect_at >= 0 and sent >= self.disconnect_at:
+            self.app.stats.bump(self.app.stats.faults, "disconnect")
+            conn.close()
+            return False
+        if done:
+            text = self.app.vocab.text(self.offset, sent)
+            body = full_response(
+                self.req, self.response_id, self.created, text, seq.finish_reason, sent
+            )
+            conn.respond(200, body, headers=(("x-request-id", self.response_id),))
+        return True
+
+
+class MockApp:
+    """Routes requests, builds sequences, drives the scheduler from one timer."""
+
+    def __init__(self, settings: MockSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.max_body_bytes = settings.max_body_bytes
+        self.max_write_buffer = settings.max_write_buffer_bytes
+        self.connections: set[Connection] = set()
+        self.stats = MockStats()
+        self.scheduler = Scheduler(settings, self.stats)
+        self.registry = make_registry(
+            self.stats, lambda: (self.scheduler.n_running, self.scheduler.n_waiting)
+        )
+        self.vocab = Vocabulary(settings.text_lang, settings.seed)
+        self.faults = FaultPlan(settings)
+        self.limiter = RateLimiter(settings.rpm_limit, settings.tpm_limit)
+        self.model_ids = settings.model_ids()
+        self.created = int(time.time())
+        self._counter = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._api_key = settings.api_key.encode()
+
+    # ------------------------------------------------------------ driver
+    def now(self) -> float:
+        return self.loop.time()
+
+    def kick(self) -> None:
+        """Arm the timer for the scheduler's next deadline (if earlier than the armed one)."""
+        due = self.scheduler.next_deadline()
+        if due is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = self.loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = self.loop.time()
+        self.stats.timer_lateness_s.observe(max(0.0, now - self._timer_at))
+        self._timer = None
+        self.scheduler.advance(now)
+        self.kick()
+
+    def start_sweeper(self) -> None:
+        s = self.settings
+        now = self.now()
+        for conn in list(self.connections):
+            conn.check_timeouts(now, s.read_timeout_s, s.keepalive_timeout_s)
+        self._sweeper = self.loop.call_later(min(1.0, s.read_timeout_s / 2), self.start_sweeper)
+
+    def stop(self) -> None:
+        for handle in (self._timer, self._sweeper):
+            if handle is not None:
+                handle.cancel()
+        for conn in list(self.connections):
+            conn.close()
+
+    def check_backpressure(self, conn: Connection) -> bool:
+        """Drop a client whose unread output passed the limit; False when dropped."""
+        tr = conn.transport
+        if conn.paused and tr is not None and tr.get_write_buffer_size() > self.max_write_buffer:
+            self.stats.slow_clients += 1
+            tr.abort()
+            conn.closed = True
+            return False
+        return True
+
+    def connection_lost(self, conn: Connection) -> None:
+        seq = conn.seq
+        if seq is not None:
+            conn.seq = None
+            self.scheduler.cancel(seq, self.now())
+            self.kick()
+
+    # ------------------------------------------------------------ routing
+    def handle(self, conn: Connection, req: Request) -> None:
+        try:
+            self._route(conn, req)
+        except ApiError as err:
+            self.stats.bump(self.stats.bad_requests, str(err.status))
+            conn.respond(err.status, err.body(), headers=err.headers)
+
+    def _route(self, conn: Connection, req: Request) -> None:
+        path, method = req.path, req.method
+        if path == b"/health":
+            conn.respond(200, b'{"status":"ok"}')
+            return
+        if path == b"/metrics":
+            conn.respond(
+                200, render(self.registry), content_type=b"text/plain; version=0.0.4; charset=utf-8"
+            )
+            return
+        gen = path in (b"/v1/chat/completions", b"/v1/completions")
+        if not gen and path != b"/v1/models":
+            raise ApiError(404, f"unknown path {path.decode('latin-1')!r}", type_="not_found")
+        self._check_auth(req)
+        if path == b"/v1/models":
+            if method != b"GET":
+                raise ApiError(405, "use GET for /v1/models")
+            conn.respond(200, models_body(self.model_ids or [self.settings.model], self.created))
+            return
+        if method != b"POST":
+            raise ApiError(405, f"use POST for {path.decode()}")
+        data = load_json(req.body)
+        if path == b"/v1/chat/completions":
+            greq = parse_chat(data, self.settings.model)
+        else:
+            greq = parse_completion(data, self.settings.model)
+        self._generate(conn, req, greq)
+
+    def _check_auth(self, req: Request) -> None:
+        if not self._api_key:
+            return
+        auth = req.headers.get(b"authorization", b"")
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+        if not given:
+            raise ApiError(
+                401,
+                "missing API key: send 'Authorization: Bearer KEY'",
+                code="invalid_api_key",
+            )
+        if not hmac.compare_digest(given, self._api_key):
+            raise ApiError(401, "incorrect API key provided", code="invalid_api_key")
+
+    def _generate(self, conn: Connection, req: Request, greq: GenRequest) -> None:
+        s = self.settings
+        if self.model_ids and greq.model not in self.model_ids:
+            raise ApiError(
+                404,
+                f"the model {greq.model!r} does not exist; served: {', '.join(self.model_ids)}",
+                param="model",
+                code="model_not_found",
+            )
+        now = self.now()
+        if self.limiter.enabled:
+            cost = greq.prompt_tokens + (greq.max_tokens or s.output_tokens)
+            verdict = self.limiter.check(cost, now)
+            if not verdict.ok:
+                self.stats.bump(self.stats.rejected, "rate_limit")
+                raise ApiError(
+                    429,
+                    f"rate limit reached for {verdict.limit_name} per minute; retry after "
+                    f"{verdict.retry_after_s}s",
+                    type_="requests" if verdict.limit_name == "requests" else "tokens",
+                    code="rate_limit_exceeded",
+                    headers=(("retry-after", str(verdict.retry_after_s)), *verdict.headers),
+                )
+        forced = req.headers.get(b"x-mock-fault")
+        fault = self.faults.draw(forced.decode("latin-1") if forced is not None else None)
+        if fault.http_status:
+            self._http_fault(fault)
+        if not self.scheduler.can_accept():
+            self.stats.bump(self.stats.rejected, "queue_full")
+            raise ApiError(
+                s.overflow_status,
+                "the server is overloaded: the waiting queue is full",
+                type_="server_error" if s.overflow_status == 503 else "requests",
+                code="overloaded",
+                headers=(("retry-after", "1"),),
+            )
+        self._counter += 1
+        key = greq.seed if greq.seed is not None else self._counter
+        rng = random.Random((s.seed << 40) ^ key)
+        offset = self.vocab.offset_for(key)
+        n_out, reason = output_length(s, rng, greq.max_tokens)
+        if greq.stops:
+            cut, hit = self.vocab.cut_at_stop(offset, n_out, greq.stops)
+            if hit:
+                n_out, reason = max(1, cut), "stop"
+        response_id = f"{s.seed:x}-{self._counter:08x}"
+        created = int(time.time())
+        disconnect_at = s.disconnect_after_tokens if fault.kind == "disconnect" else -1
+        if disconnect_at >= 0:
+            disconnect_at = min(disconnect_at, n_out - 1) if n_out > 1 else 0
+        sink: StreamSink | FullSink
+        if greq.stream:
+            tpl = StreamTemplate(greq, response_id, created)
+            sink = StreamSink(self, conn, tpl, greq, offset, disconnect_at)
+        else:
+            sink = FullSink(self, conn, greq, response_id, created, offset, disconnect_at)
+        seq = Sequence(prompt_tokens=greq.prompt_tokens, out_tokens=n_out, sink=sink, rng=rng)
+        seq.finish_reason = reason
+        if fault.kind == "stall":
+            seq.stall_at = min(s.stall_after_tokens, n_out - 1)
+            seq.stall_s = s.stall_ms / 1000.0
+            self.stats.bump(self.stats.faults, "stall")
+        elif fault.kind == "slow_first_token":
+            seq.extra_ttft_s = s.slow_first_token_ms / 1000.0
+            self.stats.bump(self.stats.faults, "slow_first_token")
+        if greq.stream:
+            head = SSE_HEADERS + f"x-request-id: {response_id}\r\n".encode()
+            if not conn.keep_alive:
+                head += b"connection: close\r\n"
+            conn.write(head + b"\r\n")
+        if disconnect_at == 0:
+            self.stats.bump(self.stats.faults, "disconnect")
+            conn.close()
+            return
+        conn.seq = seq
+        self.scheduler.submit(seq, now)
+        self.kick()
+
+    def _http_fault(self, fault: Fault) -> None:
+        self.stats.bump(self.stats.faults, fault.kind)
+        status = fault.http_status
+        if status == 429:
+            raise ApiError(
+                429,
+                "injected fault: rate limit reached",
+                type_="requests",
+                code="rate_limit_exceeded",
+                headers=(("retry-after", "1"),),
+            )
+        raise ApiError(
+            status,
+            f"injected fault: HTTP {status}",
+            type_="server_error",
+            code="injected_fault",
+        )
+
+
+async def serve(settings: MockSettings, started: asyncio.Future[str] | None = None) -> None:
+    """Listen, print nothing, resolve `started` with the URL, and serve until cancelled."""
+    loop = asyncio.get_running_loop()
+    app = MockApp(settings, loop)
+    server = await loop.create_server(
+        lambda: Connection(app), settings.host, settings.port, backlog=4096, reuse_address=True
+    )
+    sock_host, sock_port = server.sockets[0].getsockname()[:2]
+    host = f"[{sock_host}]" if ":" in sock_host else sock_host
+    app.start_sweeper()
+    if started is not None:
+        started.set_result(f"http://{host}:{sock_port}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        app.stop()
+        server.close()
