@@ -38,7 +38,7 @@ def _latency_row(label: str, field: str, stat: str) -> tuple[str, Callable[[Summ
 SUMMARY_ROWS: list[tuple[str, Callable[[Summary], str]]] = [
     ("valid", lambda s: "yes" if s.valid else "NO"),
     ("load model", lambda s: s.load_model),
-    ("measured duration", lambda s: f"{s.measured_s:g} s (warm-up {s.warmup_s:g} s)"),
+    ("measured duration", lambda s: f"{s.measured_s:.1f} s (warm-up {s.warmup_s:g} s)"),
     ("requests", lambda s: str(s.requests)),
     ("ok", lambda s: str(s.outcomes.get("ok", 0))),
     ("rejected", lambda s: str(s.outcomes.get("rejected", 0))),
