@@ -338,7 +338,7 @@ def load_vs_figure(
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title + (" (★ = knee)" if knees else ""))
     return figure
 
@@ -370,7 +370,7 @@ def frontier_figure(curves: Sequence[Curve], limit_ms: float | None = None) -> F
             color="black",
             linestyle="--",
             linewidth=1,
-            label="Pareto frontier (best TTFT for each throughput)",
+            label="Pareto frontier\n(best TTFT for\neach throughput)",
         )
     if limit_ms is not None:
         ax.axhline(limit_ms, color="crimson", linestyle=":", linewidth=1.2, label="SLO limit")
@@ -378,7 +378,7 @@ def frontier_figure(curves: Sequence[Curve], limit_ms: float | None = None) -> F
     ax.set_ylabel("TTFT p95 (ms)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Latency-throughput frontier (labels: offered load; lower right is better)")
     return figure
 

@@ -113,6 +113,12 @@ def write_sweep_report(
             f"{manifest.duration or '?'} each. A configuration *holds* a load when that load and "
             "every lower one met the SLO."
         ),
+        Paragraph(
+            "Glossary: TTFT = time to first token (what a user waits before text appears); "
+            "p95 = 95 % of requests were at least this fast; rejections = requests the service "
+            "refused on purpose (HTTP 503/429) because it was full; ok req/s = requests answered "
+            "in full per second."
+        ),
     ]
     if invalid:
         blocks.append(
@@ -131,7 +137,8 @@ def write_sweep_report(
         _table(ranking_rows(result)),
         Paragraph(
             "Knee: the load where TTFT p95 starts to climb steeply (farthest below the chord of "
-            "the curve); below it latency is flat, above it requests queue."
+            "the curve); below it latency is flat, above it requests queue. '-': no clear bend "
+            "among the tested loads."
         ),
         Heading(2, "Figures"),
     ]
