@@ -71,3 +71,19 @@ def test_capacity_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no sweep.json" in capsys.readouterr().err
     assert capacity_main([str(tmp_path)]) == 2
     assert "--slo" in capsys.readouterr().err
+
+
+def test_thresholds_file_sections_are_strict(
+    make_run: MakeRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(name="run")
+    bad = tmp_path / "t.toml"
+    bad.write_text("[compare]\nalpha = 0.05\nconfidence = 0.9\n")
+    assert compare_main([str(run), str(run), "--thresholds", str(bad)]) == 2
+    assert "unknown key(s) ['confidence'] in [compare]" in capsys.readouterr().err
+    bad.write_text("[limits]\n")
+    assert compare_main([str(run), str(run), "--thresholds", str(bad)]) == 2
+    assert "unknown section(s) ['limits']" in capsys.readouterr().err
+    bad.write_text('[compare]\nmethod = "t-test"\n')
+    assert compare_main([str(run), str(run), "--thresholds", str(bad)]) == 2
+    assert "allowed: bootstrap, mann-whitney" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def test_invalid_run_says_so_at_the_top(make_run: MakeRun) -> None:
 
 def test_runs_side_by_side(make_run: MakeRun, tmp_path: Path) -> None:
     first = make_run(name="first", seed=1)
-    second = make_run(name="second", seed=2, ttft_ms=300.0)
+    second = make_run(name="second", seed=2, ttft_ms=300.0, breakdown=False)
     out = tmp_path / "side"
     assert report_main([str(first), str(second), "--out", str(out), "--no-svg"]) == 0
     markdown = (out / "report.md").read_text()

@@ -225,3 +225,26 @@ def test_sweep_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     changed = _write_config(tmp_path, CONFIG.replace("[4, 8, 16]", "[4, 8]"))
     assert main([str(changed), "--out", str(out)], runner=FakeRun()) == 2
     assert "different plan" in capsys.readouterr().err
+
+
+def test_json_config_and_rate_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sweep.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "open",
+                "duration": "3s",
+                "load_kind": "rate",
+                "loads": [2.5, 5],
+                "run": {"users": 50, "arrival": "poisson"},
+                "configurations": [{"name": "a", "service": {"admission": "none"}}],
+            }
+        )
+    )
+    assert main([str(config), "--out", str(tmp_path / "s"), "--dry-run"], runner=FakeRun()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        f"c00-l00 [a @ 2.5]: surgebench run --name open-c00-l00 --out {tmp_path}/s/runs/c00-l00 "
+        "--duration 3s --no-report --rate 2.5 --users 50 --arrival poisson "
+        "--service-admission none"
+    )
