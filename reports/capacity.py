@@ -132,6 +132,26 @@ def _num(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}"
 
 
+def bottleneck_hint(summary: Summary) -> str:
+    """Where the time to first token went at a failing load, from the service's breakdown."""
+    parts = {
+        name: stats.p95
+        for name, stats in summary.breakdown_ms.items()
+        if stats.count and stats.p95 is not None
+    }
+    if not parts:
+        return ""
+    name, p95 = max(parts.items(), key=lambda item: item[1])
+    meaning = {
+        "queue_wait": "requests waited in the service's admission queue",
+        "pool_wait": "requests waited for an upstream connection from the pool",
+        "upstream_ttft": "the LLM itself was slow to answer",
+        "relay_overhead": "the service spent the time relaying",
+        "client_lag": "the load generator read late",
+    }.get(name, name)
+    return f" (largest TTFT part there: {name.replace('_', ' ')} p95 {p95:.0f} ms: {meaning})"
+
+
 def recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> str:
     """One sentence with the numbers: which configuration, how much load, why."""
     if not ranking:
@@ -175,6 +195,7 @@ def recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> 
         parts.append(
             f"; at {_num(best.first_failure.load)} {unit} it breaks the SLO: "
             + "; ".join(best.first_failure.reasons)
+            + bottleneck_hint(best.first_failure.summary)
         )
     else:
         parts.append("; it held every tested load, so its true limit is higher")

@@ -123,3 +123,17 @@ def test_knee_of_a_hockey_stick() -> None:
 def test_littles_law() -> None:
     # 50 ok in 10 s = 5 req/s, mean e2e 2 s -> 10 in flight.
     assert littles_law_in_flight(point(100, 50, e2e_mean=2000.0)) == pytest.approx(10.0)
+
+
+def test_recommendation_names_the_bottleneck_at_the_first_failure() -> None:
+    failing = point(1500, 100)
+    failing.breakdown_ms = {
+        "queue_wait": LatencyStats(count=100, p95=1200.0),
+        "upstream_ttft": LatencyStats(count=100, p95=110.0),
+    }
+    curve = Curve("c", [10.0, 20.0], [point(300, 100), failing])
+    sentence = find_capacity([curve], parse_slo(SLO), "users").recommendation
+    assert sentence.endswith(
+        "(largest TTFT part there: queue wait p95 1200 ms: requests waited in the service's "
+        "admission queue)."
+    )
