@@ -31,6 +31,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     align_right_from: int = 1  # columns from this index on are right-aligned (numbers)
+    text_columns: tuple[int, ...] = ()  # left-aligned even past align_right_from
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class FigureBlock:
 
 
 Block = Heading | Paragraph | Table | FigureBlock
+
+
+def _is_number_column(table: Table, index: int) -> bool:
+    return index >= table.align_right_from and index not in table.text_columns
 
 
 def _md_cell(text: str) -> str:
@@ -58,7 +63,7 @@ def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
         elif isinstance(block, Table):
             lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
             aligns = [
-                "---:" if i >= block.align_right_from else "---" for i in range(len(block.header))
+                "---:" if _is_number_column(block, i) else "---" for i in range(len(block.header))
             ]
             lines.append("|" + "|".join(aligns) + "|")
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
@@ -76,6 +81,7 @@ def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
 
 _CODE_RE = re.compile(r"`([^`]+)`")
 _BOLD_RE = re.compile(r"\*\*([^*]+)\*\*")
+_ITALIC_RE = re.compile(r"(?<![*\w])\*([^*\s][^*]*)\*(?![*\w])")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
@@ -96,7 +102,8 @@ figcaption{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
 def _inline(text: str) -> str:
     escaped = html.escape(text)
     escaped = _CODE_RE.sub(r"<code>\1</code>", escaped)
-    return _BOLD_RE.sub(r"<strong>\1</strong>", escaped)
+    escaped = _BOLD_RE.sub(r"<strong>\1</strong>", escaped)
+    return _ITALIC_RE.sub(r"<em>\1</em>", escaped)
 
 
 def to_html(blocks: Sequence[Block], title: str) -> str:
@@ -117,7 +124,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             for row in block.rows:
                 cells = "".join(
                     f'<td class="num">{_inline(c)}</td>'
-                    if i >= block.align_right_from
+                    if _is_number_column(block, i)
                     else f"<td>{_inline(c)}</td>"
                     for i, c in enumerate(row)
                 )

@@ -25,8 +25,8 @@ class SweepReport:
     capacity: CapacityResult
 
 
-def _table(rows: Rows) -> Table:
-    return Table(rows[0], rows[1], align_right_from=2)
+def _table(rows: Rows, text_columns: tuple[int, ...] = ()) -> Table:
+    return Table(rows[0], rows[1], align_right_from=2, text_columns=text_columns)
 
 
 def sweep_figures(
@@ -127,14 +127,15 @@ def write_sweep_report(
                 + (
                     "they were used anyway (--include-invalid)."
                     if include_invalid
-                    else "they count as SLO failures."
+                    else "they count as SLO failures. Rerun them with fewer users or more "
+                    "load-generator processes, or pass --include-invalid to use them anyway."
                 ),
                 "bad",
             )
         )
     blocks += [
         Heading(2, "Ranking"),
-        _table(ranking_rows(result)),
+        _table(ranking_rows(result), text_columns=(8,)),
         Paragraph(
             "Knee: the load where TTFT p95 starts to climb steeply (farthest below the chord of "
             "the curve); below it latency is flat, above it requests queue. '-': no clear bend "
