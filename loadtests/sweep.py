@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from reports.errors import SloError
 from reports.results import SUMMARY_FILE, ResultsError
-from reports.slo import SloError, parse_slo
+from reports.slo import parse_slo
 from reports.sweep_report import write_sweep_report
 from reports.sweeps import LOAD_KINDS, SweepCell, SweepManifest, read_manifest, write_manifest
 

@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.compare import compare_runs, to_markdown
+from reports.errors import INPUT_ERRORS
 from reports.results import CONFIG_FILE, SUMMARY_FILE, ResultsError, read_summary
-from reports.thresholds import ThresholdError, load_settings
+from reports.thresholds import load_settings
 
 BASELINES_DIR = "baselines"
 BASELINE_META = "baseline.json"
@@ -107,7 +108,7 @@ def compare_to_baseline(
         baseline = read_summary(folder)
         current = read_summary(run_dir)
         settings = load_settings(thresholds_file)
-    except (ResultsError, ThresholdError) as exc:
+    except INPUT_ERRORS as exc:
         return BaselineOutcome(2, f"surgebench compare: {exc}\n")
     comparison = compare_runs([baseline], [current], settings)
     markdown = to_markdown(

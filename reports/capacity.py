@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reports.curves import Curve
 from reports.metrics import METRICS, format_value
-from reports.plots import Curve
 from reports.results import Summary
 from reports.slo import Slo
 

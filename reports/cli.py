@@ -15,12 +15,13 @@ from typing import NoReturn
 
 from reports.capacity import capacity_markdown, find_capacity
 from reports.compare import compare_runs, to_markdown
+from reports.errors import INPUT_ERRORS, SloError
 from reports.render import write_run_report
-from reports.results import ResultsError, find_run_dirs, read_summary
-from reports.slo import SloError, parse_slo
+from reports.results import find_run_dirs, read_summary
+from reports.slo import parse_slo
 from reports.sweep_report import DEFAULT_SLO, write_sweep_report
 from reports.sweeps import SWEEP_FILE, load_curves, read_manifest
-from reports.thresholds import METHODS, ThresholdError, load_settings
+from reports.thresholds import METHODS, load_settings
 
 
 class UsageError(Exception):
@@ -30,6 +31,9 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+INPUT_ERRORS_AND_USAGE: tuple[type[Exception], ...] = (UsageError, *INPUT_ERRORS)
 
 
 def _run(
@@ -47,7 +51,7 @@ def _run(
         return int(exc.code or 0)
     try:
         code = body(args)
-    except (UsageError, ResultsError, SloError, ThresholdError) as exc:
+    except INPUT_ERRORS_AND_USAGE as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     return code

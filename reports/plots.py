@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from reports.curves import Curve
 from reports.hdr import Distribution, distribution_of
 from reports.results import BREAKDOWN_PARTS, Summary
 
@@ -280,15 +281,6 @@ def run_figures(
 
 
 # Sweep figures ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One configuration's points across offered loads (ascending)."""
-
-    configuration: str
-    loads: list[float]
-    runs: list[Summary]
 
 
 def _curve_values(curve: Curve, read: str) -> np.ndarray:

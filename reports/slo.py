@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reports.errors import SloError
 from reports.metrics import METRICS, Metric, allowed_metrics_text, format_value
 from reports.results import Summary
 
@@ -31,10 +32,6 @@ ALLOWED_TEXT = (
     "latencies, % for rejections/errors/timeouts, req/s for ok_rps/rps, tok/s for tokens_per_s; "
     f"metrics: {allowed_metrics_text()}"
 )
-
-
-class SloError(ValueError):
-    """An SLO expression that cannot be parsed; the message names the term and what is allowed."""
 
 
 @dataclass(frozen=True)

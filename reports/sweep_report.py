@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reports.capacity import CapacityResult, Rows, find_capacity, littles_law_rows, ranking_rows
+from reports.curves import Curve
 from reports.document import Block, FigureBlock, Heading, Paragraph, Table, write_documents
-from reports.plots import Curve, SavedFigure, frontier_figure, load_vs_figure, save_figure
+from reports.plots import SavedFigure, frontier_figure, load_vs_figure, save_figure
 from reports.slo import Slo, parse_slo
 from reports.sweeps import SweepManifest, load_curves, read_manifest, resolve_run_dir
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.plots import Curve
+from reports.curves import Curve
 from reports.results import ResultsError, Summary, read_summary
 
 SWEEP_FILE = "sweep.json"

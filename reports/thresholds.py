@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.errors import ThresholdError
 from reports.metrics import METRICS, Metric, allowed_metrics_text
 
 DEFAULT_THRESHOLDS: dict[str, str] = {
@@ -47,10 +48,6 @@ _UNITS_BY_KIND: dict[str, tuple[str, ...]] = {
     "fraction": ("%", "pt"),
 }
 _THRESHOLD_RE = re.compile(r"^\s*([+-])\s*(\d+(?:\.\d+)?)\s*(%|pt|ms|s|req/s|tok/s)\s*$")
-
-
-class ThresholdError(ValueError):
-    """A threshold or thresholds file that cannot be used; the message says what is allowed."""
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 
 from reports.capacity import capacity_markdown, find_capacity, knee, littles_law_in_flight
-from reports.plots import Curve
+from reports.curves import Curve
+from reports.errors import SloError
 from reports.results import LatencyStats, Summary
-from reports.slo import SloError, parse_slo
+from reports.slo import parse_slo
 
 
 def point(

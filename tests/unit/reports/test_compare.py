@@ -7,8 +7,9 @@ import pytest
 
 from reports.cli import compare_main
 from reports.compare import compare_runs, to_markdown
+from reports.errors import ThresholdError
 from reports.results import LatencyStats, read_summary
-from reports.thresholds import ThresholdError, build_thresholds, load_settings, parse_threshold
+from reports.thresholds import build_thresholds, load_settings, parse_threshold
 from tests.unit.reports.synthetic import RunSpec, ttft_samples
 
 MakeRun = Callable[..., Path]
