@@ -504,6 +504,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--slo", help="SLO for the report (overrides the config's slo)")
     parser.add_argument("--no-svg", action="store_true", help="report figures as PNG only")
     parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="run the cells only (write the report later with `surgebench report DIR`)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the cells and their `surgebench run` commands, run nothing",
@@ -544,7 +549,7 @@ def main(argv: Sequence[str], runner: CellRunner = subprocess_runner) -> int:
         )
         return 130
     failed = [cell for cell in manifest.cells if cell.status != "done"]
-    if any(cell.status == "done" for cell in manifest.cells):
+    if not args.no_report and any(cell.status == "done" for cell in manifest.cells):
         report = write_sweep_report(args.out, args.slo or None, svg=not args.no_svg)
         print(report.capacity.recommendation)
         print(f"report: {report.html}")

@@ -184,7 +184,7 @@ def test_interrupted_sweep_resumes(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert [c.status for c in read_manifest(out).cells].count("done") == 2
     second = FakeRun()
-    assert main([str(config), "--out", str(out), "--no-svg"], runner=second) == 0
+    assert main([str(config), "--out", str(out), "--no-report"], runner=second) == 0
     assert [_flag(call, "--name") for call in second.calls] == [
         "demo-c00-l02",
         "demo-c01-l00",
@@ -193,7 +193,7 @@ def test_interrupted_sweep_resumes(tmp_path: Path, capsys: pytest.CaptureFixture
     ]
     assert "resuming: 2 cell(s) already have results" in capsys.readouterr().err
     third = FakeRun()
-    assert main([str(config), "--out", str(out), "--no-svg"], runner=third) == 0
+    assert main([str(config), "--out", str(out), "--no-report"], runner=third) == 0
     assert third.calls == []
 
 
@@ -201,13 +201,15 @@ def test_failed_cell_is_reported_and_retried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, out = _write_config(tmp_path), tmp_path / "sweep"
-    assert main([str(config), "--out", str(out), "--no-svg"], runner=FakeRun(fail="c01-l00")) == 1
+    assert (
+        main([str(config), "--out", str(out), "--no-report"], runner=FakeRun(fail="c01-l00")) == 1
+    )
     err = capsys.readouterr().err
     assert "1 cell(s) failed: c01-l00: surgebench run exited 1" in err
     cell = next(c for c in read_manifest(out).cells if c.id == "c01-l00")
     assert (cell.status, cell.error) == ("failed", "surgebench run exited 1")
     retry = FakeRun()
-    assert main([str(config), "--out", str(out), "--no-svg"], runner=retry) == 0
+    assert main([str(config), "--out", str(out), "--no-report"], runner=retry) == 0
     assert [_flag(call, "--name") for call in retry.calls] == ["demo-c01-l00"]
 
 
@@ -221,7 +223,7 @@ def test_sweep_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "c01-l02 [max-concurrent=16 @ 16]: surgebench run --name demo-c01-l02" in (
         capsys.readouterr().out
     )
-    assert main([str(config), "--out", str(out), "--no-svg"], runner=FakeRun()) == 0
+    assert main([str(config), "--out", str(out), "--no-report"], runner=FakeRun()) == 0
     changed = _write_config(tmp_path, CONFIG.replace("[4, 8, 16]", "[4, 8]"))
     assert main([str(changed), "--out", str(out)], runner=FakeRun()) == 2
     assert "different plan" in capsys.readouterr().err
