@@ -1,0 +1,90 @@
+"""`surgebench run`: the one command for a whole load test (see `loadtests.runner`).
+
+Never imports Locust: Locust runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from loadtests.runner import RunError, run
+from loadtests.settings import SettingsError, parse_run_args
+from reports.results import Summary
+from surgebench.process import surgebench_argv
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def console_table(summary: Summary) -> str:
+    """A short plain-text table of the run's main figures."""
+    lines = [
+        f"{'metric':<24}{'p50':>10}{'p90':>10}{'p99':>10}{'mean':>10}{'count':>9}",
+    ]
+    for metric, label in (
+        ("ttft_ms", "TTFT ms"),
+        ("itl_ms", "ITL ms"),
+        ("tpot_ms", "TPOT ms"),
+        ("e2e_ms", "end-to-end ms"),
+        ("rejected_ms", "rejection ms"),
+        ("client_lag_ms", "client lag ms"),
+        ("ttft_from_intended_ms", "TTFT from intended ms"),
+    ):
+        stats = summary.metric(metric)
+        if stats.count:
+            lines.append(
+                f"{label:<24}{_fmt(stats.p50):>10}{_fmt(stats.p90):>10}{_fmt(stats.p99):>10}"
+                f"{_fmt(stats.mean):>10}{stats.count:>9}"
+            )
+    outcomes = ", ".join(f"{k} {v}" for k, v in summary.outcomes.items() if v)
+    lines += [
+        f"requests {summary.requests} ({outcomes or 'none'}); "
+        f"rejection rate {summary.rejection_rate:.1%}",
+        f"throughput {summary.requests_per_s:.1f} req/s, {summary.ok_requests_per_s:.1f} ok/s, "
+        f"{summary.output_tokens_per_s:.0f} output tokens/s over {summary.measured_s:.0f}s",
+    ]
+    if summary.open_loop:
+        ol = summary.open_loop
+        lines.append(
+            f"open loop: intended {ol.get('intended', 0)}, sent {ol.get('sent', 0)}, "
+            f"late {ol.get('late', 0)}, dropped {ol.get('dropped', 0)}"
+        )
+    if summary.valid:
+        lines.append("valid: yes (load generator not saturated)")
+    else:
+        lines.append("VALID: NO - these latencies include load-generator delay:")
+        lines += [f"  - {reason}" for reason in summary.invalid_reasons]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = list(argv)
+    if any(a in ("-h", "--help") for a in args):
+        from loadtests.settings import build_parser
+
+        build_parser().print_help()
+        return 0
+    try:
+        settings = parse_run_args(args)
+    except SettingsError as exc:
+        print(f"surgebench run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run(settings, say=lambda line: print(line, flush=True))
+    except RunError as exc:
+        print(f"surgebench run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(console_table(result.summary), flush=True)
+    if result.interrupted:
+        print("(interrupted: the figures cover the part that ran)")
+    if settings.report:
+        if importlib.util.find_spec("reports.cli") is None:
+            print("note: `surgebench report` is not available here; skipping the report")
+        else:
+            subprocess.run(surgebench_argv("report", str(result.run_dir)), check=False)
+    print(f"results: {result.run_dir}", flush=True)
+    return 130 if result.interrupted else 0

@@ -1,0 +1,391 @@
+"""Exact, mergeable measurements of a run: HDR histograms (microseconds), counters, time series.
+
+Locust-free. Each load-generator process keeps one `Recorder`; `drain()` hands over everything
+recorded since the last drain as a plain dict (msgpack-able, for Locust's ``report_to_master``)
+and `merge_dict()` adds such a delta into another recorder (the master's). Histograms merge by
+adding bucket counts, so the merged percentiles are those of all samples, never an average of
+percentiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadtests import outcomes as oc
+from reports.results import BREAKDOWN_PARTS, LATENCY_METRICS, OUTCOMES, LatencyStats
+
+HIST_LOWEST_US = 1
+HIST_HIGHEST_US = 3_600_000_000
+HIST_DIGITS = 3
+SERIES_DIGITS = 2
+"""Per-second histograms only feed the time series' p50/p95, so 2 significant digits suffice."""
+
+LOOP_LAG = "loop_lag_ms"
+"""Extra histogram: oversleep of a 10 ms sleeper in the generator's event loop (hub lag)."""
+
+ERROR_CLASSES = frozenset(OUTCOMES) - {oc.OK, oc.REJECTED, oc.TIMEOUT}
+
+
+def new_histogram(digits: int = HIST_DIGITS) -> HdrHistogram:
+    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, digits)
+
+
+def _us(ns: int) -> int:
+    value = ns // 1000
+    if value < 0:
+        return 0
+    return value if value < HIST_HIGHEST_US else HIST_HIGHEST_US
+
+
+def encode_histogram(hist: HdrHistogram) -> str:
+    """Base64 text of ``hist.encode()`` (hdrh already returns base64 bytes)."""
+    data = hist.encode()
+    return data.decode("ascii") if isinstance(data, bytes) else str(data)
+
+
+def decode_histogram(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode("ascii"))
+
+
+def stats_from_histogram(hist: HdrHistogram) -> LatencyStats:
+    """Milliseconds statistics of a microsecond histogram (HDR precision: 3 digits)."""
+    count = int(hist.get_total_count())
+    if count == 0:
+        return LatencyStats()
+
+    def ms(value: float) -> float:
+        return round(value / 1000.0, 4)
+
+    return LatencyStats(
+        count=count,
+        mean=ms(hist.get_mean_value()),
+        min=ms(hist.get_min_value()),
+        max=ms(hist.get_max_value()),
+        p50=ms(hist.get_value_at_percentile(50)),
+        p90=ms(hist.get_value_at_percentile(90)),
+        p95=ms(hist.get_value_at_percentile(95)),
+        p99=ms(hist.get_value_at_percentile(99)),
+        p999=ms(hist.get_value_at_percentile(99.9)),
+    )
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request did, in absolute ``time.time_ns()`` instants."""
+
+    start_ns: int
+    end_ns: int
+    outcome: str
+    intended_ns: int | None = None
+    thinking_ns: int | None = None
+    first_token_ns: int | None = None
+    output_tokens: int = 0
+    itl_ns: list[int] = field(default_factory=list)
+    client_lag_ns: list[int] = field(default_factory=list)
+    first_token_lag_ns: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ttft_ns(self) -> int | None:
+        return None if self.first_token_ns is None else self.first_token_ns - self.start_ns
+
+    @property
+    def e2e_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Goodput SLO (vLLM's ``--goodput ttft:… tpot:… e2el:…``); None = no limit on that metric."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+
+    def met_by(self, record: RequestRecord) -> bool:
+        if record.outcome != oc.OK:
+            return False
+        ttft = record.ttft_ns
+        if self.ttft_ms is not None and (ttft is None or ttft > self.ttft_ms * 1e6):
+            return False
+        if self.e2e_ms is not None and record.e2e_ns > self.e2e_ms * 1e6:
+            return False
+        tpot = tpot_ns(record)
+        return not (self.tpot_ms is not None and tpot is not None and tpot > self.tpot_ms * 1e6)
+
+    def as_dict(self) -> dict[str, float]:
+        items = (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms), ("e2e_ms", self.e2e_ms))
+        return {k: v for k, v in items if v is not None}
+
+
+def tpot_ns(record: RequestRecord) -> int | None:
+    """vLLM's TPOT: (e2e - ttft) / (output tokens - 1); None for one token or fewer."""
+    ttft = record.ttft_ns
+    if ttft is None or record.output_tokens <= 1:
+        return None
+    return (record.e2e_ns - ttft) // (record.output_tokens - 1)
+
+
+class _Second:
+    """Counters and small histograms of one wall-clock second (by request completion)."""
+
+    __slots__ = (
+        "errors",
+        "itl",
+        "ok",
+        "output_tokens",
+        "rejected",
+        "requests",
+        "timeout",
+        "ttft",
+        "users",
+    )
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.requests = 0
+        self.ok = 0
+        self.rejected = 0
+        self.timeout = 0
+        self.errors = 0
+        self.output_tokens = 0
+        self.ttft: HdrHistogram | None = None
+        self.itl: HdrHistogram | None = None
+
+
+class Recorder:
+    """All measurements of one process (or, on the master, of all merged processes).
+
+    Requests that *started* before ``measure_from_ns`` (the warm-up) are left out of the
+    statistics but kept in the per-second time series.
+    """
+
+    def __init__(self, *, measure_from_ns: int = 0, slo: Slo | None = None) -> None:
+        self.measure_from_ns = measure_from_ns
+        self.slo = slo or Slo()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.hists: dict[str, HdrHistogram] = {}
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.output_tokens = 0
+        self.good = 0
+        self.seconds: dict[int, _Second] = {}
+        self.cpu_max = 0.0
+        self.cpu_sum = 0.0
+        self.cpu_samples = 0
+        self.cpu_warnings = 0
+        self.open_loop: dict[str, int] = {}
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.reports = 0
+        self.errors: dict[str, int] = {}
+
+    # -- recording -----------------------------------------------------------------------------
+    def hist(self, name: str) -> HdrHistogram:
+        hist = self.hists.get(name)
+        if hist is None:
+            hist = self.hists[name] = new_histogram()
+        return hist
+
+    def record_ns(self, name: str, value_ns: int) -> None:
+        self.hist(name).record_value(_us(value_ns))
+
+    def record_request(self, record: RequestRecord) -> None:
+        """Add one finished request."""
+        second = self._second(record.end_ns // 1_000_000_000)
+        second.requests += 1
+        outcome = record.outcome
+        if outcome == oc.OK:
+            second.ok += 1
+            second.output_tokens += record.output_tokens
+            ttft = record.ttft_ns
+            if ttft is not None:
+                if second.ttft is None:
+                    second.ttft = new_histogram(SERIES_DIGITS)
+                second.ttft.record_value(_us(ttft))
+            if record.itl_ns:
+                if second.itl is None:
+                    second.itl = new_histogram(SERIES_DIGITS)
+                rec = second.itl.record_value
+                for gap in record.itl_ns:
+                    rec(_us(gap))
+        elif outcome == oc.REJECTED:
+            second.rejected += 1
+        elif outcome == oc.TIMEOUT:
+            second.timeout += 1
+        else:
+            second.errors += 1
+        if record.start_ns < self.measure_from_ns:
+            return
+        self.first_ns = (
+            record.start_ns if self.first_ns is None else min(self.first_ns, record.start_ns)
+        )
+        self.last_ns = record.end_ns if self.last_ns is None else max(self.last_ns, record.end_ns)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if record.error and outcome != oc.OK:
+            key = f"{outcome}: {record.error}"[:200]
+            self.errors[key] = self.errors.get(key, 0) + 1
+        if record.client_lag_ns:
+            rec = self.hist("client_lag_ms").record_value
+            for lag in record.client_lag_ns:
+                rec(_us(lag))
+        if outcome == oc.REJECTED:
+            self.record_ns("rejected_ms", record.e2e_ns)
+            return
+        if outcome != oc.OK:
+            return
+        self._record_ok(record)
+
+    def _record_ok(self, record: RequestRecord) -> None:
+        self.output_tokens += record.output_tokens
+        if self.slo.met_by(record):
+            self.good += 1
+        self.record_ns("e2e_ms", record.e2e_ns)
+        if record.thinking_ns is not None:
+            self.record_ns("thinking_ms", record.thinking_ns - record.start_ns)
+        ttft = record.ttft_ns
+        if ttft is not None:
+            self.record_ns("ttft_ms", ttft)
+        tpot = tpot_ns(record)
+        if tpot is not None:
+            self.record_ns("tpot_ms", tpot)
+        if record.itl_ns:
+            rec = self.hist("itl_ms").record_value
+            for gap in record.itl_ns:
+                rec(_us(gap))
+        if record.intended_ns is not None:
+            self.record_ns("e2e_from_intended_ms", record.end_ns - record.intended_ns)
+            if record.first_token_ns is not None:
+                self.record_ns("ttft_from_intended_ms", record.first_token_ns - record.intended_ns)
+        for part in BREAKDOWN_PARTS:
+            value = record.timings_ms.get(part)
+            if value is not None:
+                self.record_ns(f"breakdown.{part}", int(value * 1e6))
+        if record.first_token_lag_ns is not None:
+            self.record_ns("breakdown.client_lag", record.first_token_lag_ns)
+
+    def record_loop_lag_ns(self, lag_ns: int) -> None:
+        self.record_ns(LOOP_LAG, lag_ns)
+
+    def record_cpu(self, percent: float) -> None:
+        self.cpu_max = max(self.cpu_max, percent)
+        self.cpu_sum += percent
+        self.cpu_samples += 1
+
+    def record_users(self, epoch_s: int, users: int) -> None:
+        second = self._second(epoch_s)
+        second.users = max(second.users, users)
+
+    def count_open_loop(self, key: str, n: int = 1) -> None:
+        self.open_loop[key] = self.open_loop.get(key, 0) + n
+
+    def _second(self, epoch_s: int) -> _Second:
+        second = self.seconds.get(epoch_s)
+        if second is None:
+            second = self.seconds[epoch_s] = _Second()
+        return second
+
+    # -- transfer ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything recorded, as plain data (histograms as base64 text)."""
+        series: dict[str, dict[str, Any]] = {}
+        for epoch_s, sec in self.seconds.items():
+            point: dict[str, Any] = {
+                "users": sec.users,
+                "requests": sec.requests,
+                "ok": sec.ok,
+                "rejected": sec.rejected,
+                "timeout": sec.timeout,
+                "errors": sec.errors,
+                "output_tokens": sec.output_tokens,
+            }
+            if sec.ttft is not None:
+                point["ttft"] = encode_histogram(sec.ttft)
+            if sec.itl is not None:
+                point["itl"] = encode_histogram(sec.itl)
+            series[str(epoch_s)] = point
+        return {
+            "hists": {
+                name: encode_histogram(h) for name, h in self.hists.items() if h.get_total_count()
+            },
+            "outcomes": dict(self.outcomes),
+            "output_tokens": self.output_tokens,
+            "good": self.good,
+            "series": series,
+            "cpu": {"max": self.cpu_max, "sum": self.cpu_sum, "n": self.cpu_samples},
+            "cpu_warnings": self.cpu_warnings,
+            "open_loop": dict(self.open_loop),
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "errors": dict(self.errors),
+            "reports": max(self.reports, 1),
+        }
+
+    def drain(self) -> dict[str, Any]:
+        """`to_dict()` of what was recorded since the last drain, then forget it (a delta)."""
+        data = self.to_dict()
+        data["reports"] = 1
+        self._reset()
+        return data
+
+    def merge_dict(self, data: Mapping[str, Any]) -> None:
+        """Add a `to_dict()`/`drain()` delta from another recorder."""
+        for name, text in data.get("hists", {}).items():
+            self.hist(name).decode_and_add(text.encode("ascii"))
+        for key, n in data.get("outcomes", {}).items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + int(n)
+        self.output_tokens += int(data.get("output_tokens", 0))
+        self.good += int(data.get("good", 0))
+        for key, point in data.get("series", {}).items():
+            sec = self._second(int(key))
+            sec.users = max(sec.users, int(point.get("users", 0)))
+            sec.requests += int(point.get("requests", 0))
+            sec.ok += int(point.get("ok", 0))
+            sec.rejected += int(point.get("rejected", 0))
+            sec.timeout += int(point.get("timeout", 0))
+            sec.errors += int(point.get("errors", 0))
+            sec.output_tokens += int(point.get("output_tokens", 0))
+            if "ttft" in point:
+                if sec.ttft is None:
+                    sec.ttft = new_histogram(SERIES_DIGITS)
+                sec.ttft.decode_and_add(point["ttft"].encode("ascii"))
+            if "itl" in point:
+                if sec.itl is None:
+                    sec.itl = new_histogram(SERIES_DIGITS)
+                sec.itl.decode_and_add(point["itl"].encode("ascii"))
+        cpu = data.get("cpu", {})
+        self.cpu_max = max(self.cpu_max, float(cpu.get("max", 0.0)))
+        self.cpu_sum += float(cpu.get("sum", 0.0))
+        self.cpu_samples += int(cpu.get("n", 0))
+        self.cpu_warnings += int(data.get("cpu_warnings", 0))
+        for key, n in data.get("open_loop", {}).items():
+            self.count_open_loop(key, int(n))
+        for key, n in data.get("errors", {}).items():
+            self.errors[key] = self.errors.get(key, 0) + int(n)
+        first, last = data.get("first_ns"), data.get("last_ns")
+        if first is not None:
+            self.first_ns = first if self.first_ns is None else min(self.first_ns, first)
+        if last is not None:
+            self.last_ns = last if self.last_ns is None else max(self.last_ns, last)
+        self.reports += int(data.get("reports", 1))
+
+    # -- reading -------------------------------------------------------------------------------
+    def latency(self) -> dict[str, LatencyStats]:
+        return {m: stats_from_histogram(self.hists[m]) for m in LATENCY_METRICS if m in self.hists}
+
+    def breakdown(self) -> dict[str, LatencyStats]:
+        return {
+            part: stats_from_histogram(self.hists[f"breakdown.{part}"])
+            for part in BREAKDOWN_PARTS
+            if f"breakdown.{part}" in self.hists
+        }
+
+    def stats(self, name: str) -> LatencyStats:
+        hist = self.hists.get(name)
+        return LatencyStats() if hist is None else stats_from_histogram(hist)

@@ -1,0 +1,213 @@
+"""Run one load test end to end: servers up, Locust headless, servers down, results written.
+
+Locust-free: Locust runs as a subprocess (``python -m locust -f loadtests/locustfile.py``), so
+this process never gets gevent's monkey-patching. Its progress lines and validity warnings are
+echoed; everything else it prints goes to ``locust.log`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from loadtests.settings import RunSettings
+from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
+from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+ECHO_MARKERS = ("[surgebench]", "INVALID RUN", "Traceback", "/ERROR/", "/CRITICAL/")
+
+
+class RunError(RuntimeError):
+    """The run could not be carried out; ``exit_code`` 2 means bad settings (e.g. a bad flag)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: Summary
+    locust_exit_code: int
+    interrupted: bool = False
+
+
+def locust_argv(settings: RunSettings, host: str, run_dir: Path) -> list[str]:
+    """The Locust command line for these settings."""
+    s = settings
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), s.user_class,
+        "--headless", "--only-summary",
+        "-u", str(s.users), "-r", f"{s.effective_spawn_rate:g}",
+        "-t", f"{s.duration_s:g}s", "-H", host,
+        "--csv", str(run_dir / "locust"), "--html", str(run_dir / "locust.html"),
+        "--stop-timeout", f"{s.stop_timeout_s:g}", "--exit-code-on-error", "0",
+        "--sb-out", str(run_dir), "--sb-name", s.name,
+        "--sb-config", str(run_dir / CONFIG_FILE),
+        "--sb-warmup-s", f"{s.warmup_s:g}", "--sb-progress-s", f"{s.progress_s:g}",
+        "--sb-prompt-words", s.prompt_words, "--sb-model", s.model, "--sb-seed", str(s.seed),
+        "--sb-processes", str(s.processes), "--sb-arrival", s.arrival,
+        "--sb-think-s", f"{s.think_s:g}", "--sb-reject-wait-s", f"{s.reject_wait_s:g}",
+        "--sb-max-client-lag-ms", f"{s.max_client_lag_ms:g}",
+        "--sb-max-cpu-percent", f"{s.max_cpu_percent:g}",
+    ]  # fmt: skip
+    if s.max_tokens:
+        argv += ["--sb-max-tokens", s.max_tokens]
+    if s.prompts:
+        argv += ["--sb-prompts", str(Path(s.prompts).resolve())]
+    if s.rate:
+        argv += ["--sb-rate", f"{s.rate:g}"]
+    for flag, value in (
+        ("--sb-slo-ttft-ms", s.slo_ttft_ms),
+        ("--sb-slo-tpot-ms", s.slo_tpot_ms),
+        ("--sb-slo-e2e-ms", s.slo_e2e_ms),
+    ):
+        if value:
+            argv += [flag, f"{value:g}"]
+    if s.processes > 1:
+        argv += ["--processes", str(s.processes)]
+    return argv
+
+
+def locust_env(settings: RunSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SURGEBENCH_SHAPE", None)
+    if settings.shape:
+        env["SURGEBENCH_SHAPE"] = (
+            f"{settings.shape}|{settings.duration_s:g}|{settings.effective_spawn_rate:g}"
+        )
+    env["PYTHONUNBUFFERED"] = "1"
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@contextlib.contextmanager
+def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
+    """Start what the settings need and yield the host Locust should load."""
+    if settings.target:
+        say(f"target: {settings.target} (no servers started)")
+        yield settings.target
+        return
+    stack = contextlib.ExitStack()
+    with stack:
+        mock = stack.enter_context(
+            _start("mock", ["--port", "0", "--stamp", *settings.mock_args], run_dir)
+        )
+        say(f"mock LLM: {mock.url}  ({' '.join(settings.mock_args)})")
+        if settings.user == "direct":
+            yield f"{mock.url}/v1"
+            return
+        service_argv = [
+            "--port", "0", "--upstream-url", f"{mock.url}/v1", "--stamp", *settings.service_args,
+        ]  # fmt: skip
+        service = stack.enter_context(_start("serve", service_argv, run_dir))
+        say(f"service: {service.url}  ({' '.join(settings.service_args)})")
+        yield service.url
+
+
+def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
+    name = "mock" if command == "mock" else "service"
+    try:
+        return ServerProcess(surgebench_argv(command, *args), log_path=run_dir / f"{name}.log")
+    except ServerStartError as exc:
+        text = str(exc)
+        bad_flag = "allowed" in text or "usage:" in text or "unrecognized" in text
+        raise RunError(f"the {name} did not start: {text}", 2 if bad_flag else 1) from None
+
+
+def _pump(stream: IO[str], log: IO[str], say: Callable[[str], None]) -> None:
+    for line in stream:
+        log.write(line)
+        log.flush()
+        if any(marker in line for marker in ECHO_MARKERS):
+            say(line.rstrip())
+
+
+def run_locust(settings: RunSettings, host: str, run_dir: Path, say: Callable[[str], None]) -> int:
+    """Run Locust to completion (SIGTERM to it on Ctrl-C); return its exit code."""
+    argv = locust_argv(settings, host, run_dir)
+    with (run_dir / "locust.log").open("w", encoding="utf-8") as log:
+        log.write(" ".join(argv) + "\n")
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=locust_env(settings),
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, say), daemon=True)
+        pump.start()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            say("interrupted: stopping Locust (it still writes what it measured)...")
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(settings.stop_timeout_s + 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            pump.join(timeout=5)
+            raise
+        pump.join(timeout=5)
+    return code
+
+
+def resolved_config(settings: RunSettings, host: str) -> dict[str, Any]:
+    data = asdict(settings)
+    data["out"] = str(settings.out)
+    data["explicit"] = sorted(settings.explicit)
+    data["host"] = host
+    data["user_class"] = settings.user_class
+    return data
+
+
+def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
+    """The whole job; raises `RunError` when it cannot be done. Ctrl-C ends the test early,
+    still stops every server and keeps what was measured."""
+    run_dir = new_run_dir(settings.out, settings.name)
+    code = 1
+    interrupted = False
+    try:
+        with servers(settings, run_dir, say) as host:
+            config = resolved_config(settings, host)
+            write_config(run_dir, config)
+            say(
+                f"locust: {settings.user_class} x {settings.users} users"
+                f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"
+                f"{f', rate {settings.rate:g}/s {settings.arrival}' if settings.rate else ''}"
+                f"{f', shape {settings.shape}' if settings.shape else ''}"
+                f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
+            )
+            code = run_locust(settings, host, run_dir, say)
+    except KeyboardInterrupt:
+        interrupted = True
+    summary_path = run_dir / "summary.json"
+    summary = read_summary(summary_path) if summary_path.exists() else None
+    if summary is None:
+        raise RunError(
+            f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"
+        )
+    return RunResult(run_dir, summary, code, interrupted)
+
+
+def config_json(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / CONFIG_FILE).read_text("utf-8"))
+    return data

@@ -1,0 +1,116 @@
+"""Server-sent-event parsing that timestamps each event at the moment its bytes arrive.
+
+Locust-free: the Locust users feed it lines from geventhttpclient's ``readline`` and the asyncio
+benchmark client feeds it raw chunks. Nothing here reads a block of N bytes, so no event waits
+for later bytes. A ``: t=<ns>`` comment line (a send stamp, docs/contracts.md) before an event
+gives that event's ``sent_ns``, from which the client's own lag is ``t_ns - sent_ns``.
+
+Arrival time of an event is the arrival time of the line that completed it (the blank line),
+which in practice is the same read as its ``data:`` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STAMP_PREFIX = b": t="
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    """One dispatched SSE event."""
+
+    event: str
+    data: bytes
+    t_ns: int
+    sent_ns: int | None = None
+
+
+class SSEParser:
+    """Incremental SSE parser (WHATWG framing: ``\\n``, ``\\r\\n`` or ``\\r`` line ends).
+
+    Use `feed_line` with whole lines (as geventhttpclient's ``readline(b"\\n")`` returns them) or
+    `feed` with arbitrary byte chunks; both return the events completed by that input.
+    """
+
+    __slots__ = ("_data", "_event", "_partial", "_pending_cr", "_stamp", "comments")
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[bytes] = []
+        self._stamp: int | None = None
+        self._partial = b""
+        self._pending_cr = False
+        self.comments = 0
+        """Comment lines other than send stamps (pings) seen so far."""
+
+    def feed_line(self, line: bytes, t_ns: int) -> SSEEvent | None:
+        """Process one line (with or without its line end); return the event it completes."""
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            return self._dispatch(t_ns)
+        if line[0] == 0x3A:  # ':' comment
+            if line.startswith(STAMP_PREFIX):
+                try:
+                    self._stamp = int(line[len(STAMP_PREFIX) :])
+                except ValueError:
+                    self.comments += 1
+            else:
+                self.comments += 1
+            return None
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        # id:, retry: and unknown fields carry nothing we measure.
+        return None
+
+    def feed(self, chunk: bytes, t_ns: int) -> list[SSEEvent]:
+        """Process a chunk of bytes split anywhere; return the events it completes."""
+        events: list[SSEEvent] = []
+        if self._pending_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the \n of a \r\n split across chunks
+        self._pending_cr = False
+        buf = self._partial + chunk
+        start = 0
+        size = len(buf)
+        while start < size:
+            nl = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start)
+            if nl < 0 and cr < 0:
+                break
+            if cr < 0 or (0 <= nl < cr):
+                end, nxt = nl, nl + 1
+            elif cr == size - 1:
+                end, nxt = cr, cr + 1
+                self._pending_cr = True
+            elif buf[cr + 1 : cr + 2] == b"\n":
+                end, nxt = cr, cr + 2
+            else:
+                end, nxt = cr, cr + 1
+            event = self.feed_line(buf[start:end], t_ns)
+            if event is not None:
+                events.append(event)
+            start = nxt
+        self._partial = buf[start:]
+        return events
+
+    def _dispatch(self, t_ns: int) -> SSEEvent | None:
+        if not self._data and not self._event:
+            return None  # a stray blank line; a pending stamp stays for the next event
+        event = SSEEvent(
+            event=self._event or "message",
+            data=b"\n".join(self._data),
+            t_ns=t_ns,
+            sent_ns=self._stamp,
+        )
+        self._event = ""
+        self._data = []
+        self._stamp = None
+        return event

@@ -1,0 +1,183 @@
+"""Build `reports.results.Summary` from a merged `Recorder`, with the saturation verdict.
+
+Locust-free: called on the Locust master (or the only process) when it quits, and by tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
+from reports.results import LATENCY_METRICS, Summary, TimePoint
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """Thresholds past which the load generator's own delay makes a run's latencies untrustworthy.
+
+    Measured here (docs/loadtests.md): one Locust process stays exact to ~40% CPU; beyond that
+    client lag and loop lag grow first, so they are the primary signals and CPU the backstop.
+    """
+
+    max_client_lag_p99_ms: float = 5.0
+    max_loop_lag_p99_ms: float = 5.0
+    max_cpu_percent: float = 85.0
+    max_dropped_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Facts about the run that the recorder does not know."""
+
+    name: str
+    started_at: str
+    start_epoch_s: float
+    duration_s: float
+    warmup_s: float = 0.0
+    target: str = ""
+    load_model: str = "closed"
+    processes: int = 1
+    workers_reported: int = 1
+    config: dict[str, Any] | None = None
+    versions: dict[str, str] | None = None
+
+
+def saturation(
+    recorder: Recorder, guard: GuardSettings, info: RunInfo
+) -> tuple[dict[str, float | None], list[str]]:
+    """The generator-health figures and the reasons (if any) to call the run invalid."""
+    lag = recorder.stats("client_lag_ms")
+    loop = recorder.stats(LOOP_LAG)
+    cpu_mean = recorder.cpu_sum / recorder.cpu_samples if recorder.cpu_samples else None
+    figures: dict[str, float | None] = {
+        "client_lag_p50_ms": lag.p50,
+        "client_lag_p99_ms": lag.p99,
+        "client_lag_max_ms": lag.max,
+        "loop_lag_p50_ms": loop.p50,
+        "loop_lag_p99_ms": loop.p99,
+        "cpu_max_percent": recorder.cpu_max if recorder.cpu_samples else None,
+        "cpu_mean_percent": cpu_mean,
+        "cpu_warnings": float(recorder.cpu_warnings),
+        "processes": float(info.processes),
+        "workers_reported": float(info.workers_reported),
+    }
+    advice = "run with more --processes or fewer --users (or a lower --rate)"
+    reasons: list[str] = []
+    if lag.p99 is not None and lag.p99 > guard.max_client_lag_p99_ms:
+        reasons.append(
+            f"load generator saturated: client lag p99 {lag.p99:.1f} ms > "
+            f"{guard.max_client_lag_p99_ms:g} ms (tokens were read late); {advice}"
+        )
+    if loop.p99 is not None and loop.p99 > guard.max_loop_lag_p99_ms:
+        reasons.append(
+            f"load generator saturated: event-loop lag p99 {loop.p99:.1f} ms > "
+            f"{guard.max_loop_lag_p99_ms:g} ms; {advice}"
+        )
+    if recorder.cpu_samples and recorder.cpu_max > guard.max_cpu_percent:
+        reasons.append(
+            f"load generator saturated: CPU of one process reached {recorder.cpu_max:.0f}% > "
+            f"{guard.max_cpu_percent:g}%; {advice}"
+        )
+    if recorder.cpu_warnings:
+        reasons.append(f"Locust reported {recorder.cpu_warnings} CPU warning(s); {advice}")
+    if info.workers_reported < info.processes:
+        reasons.append(
+            f"only {info.workers_reported} of {info.processes} load processes sent their "
+            "measurements; counts are incomplete"
+        )
+    ol = recorder.open_loop
+    intended = ol.get("intended", 0)
+    dropped = ol.get("dropped", 0)
+    if intended and dropped / intended > guard.max_dropped_fraction:
+        reasons.append(
+            f"open loop: {dropped} of {intended} arrivals dropped because every user was busy; "
+            "the offered rate was not delivered (raise --users)"
+        )
+    return figures, reasons
+
+
+def timeseries(recorder: Recorder, start_epoch_s: float) -> list[TimePoint]:
+    """One point per wall-clock second from the first to the last second with data;
+    ``t_s`` counts whole seconds from the second in which the test started."""
+    if not recorder.seconds:
+        return []
+    first, last = min(recorder.seconds), max(recorder.seconds)
+    points: list[TimePoint] = []
+    users = 0
+    start_s = int(start_epoch_s)
+    for epoch_s in range(first, last + 1):
+        sec = recorder.seconds.get(epoch_s)
+        if sec is None:
+            points.append(TimePoint(t_s=float(epoch_s - start_s), users=users))
+            continue
+        users = sec.users or users
+        ttft = stats_from_histogram(sec.ttft) if sec.ttft is not None else None
+        itl = stats_from_histogram(sec.itl) if sec.itl is not None else None
+        points.append(
+            TimePoint(
+                t_s=float(epoch_s - start_s),
+                users=users,
+                requests=sec.requests,
+                ok=sec.ok,
+                rejected=sec.rejected,
+                timeout=sec.timeout,
+                errors=sec.errors,
+                output_tokens=sec.output_tokens,
+                ttft_p50_ms=ttft.p50 if ttft else None,
+                ttft_p95_ms=ttft.p95 if ttft else None,
+                itl_p50_ms=itl.p50 if itl else None,
+                itl_p95_ms=itl.p95 if itl else None,
+            )
+        )
+    return points
+
+
+def build_summary(
+    recorder: Recorder, info: RunInfo, *, measured_s: float, guard: GuardSettings | None = None
+) -> Summary:
+    """The run's `Summary` (histograms included, so reports can recompute any percentile)."""
+    figures, reasons = saturation(recorder, guard or GuardSettings(), info)
+    summary = Summary(
+        name=info.name,
+        started_at=info.started_at,
+        duration_s=info.duration_s,
+        measured_s=measured_s,
+        target=info.target,
+        load_model=info.load_model,
+        warmup_s=info.warmup_s,
+        valid=not reasons,
+        invalid_reasons=reasons,
+        saturation=figures,
+        outcomes=dict(recorder.outcomes),
+        output_tokens=recorder.output_tokens,
+        latency=recorder.latency(),
+        breakdown_ms=recorder.breakdown(),
+        histograms={
+            name: text
+            for name, text in recorder.to_dict()["hists"].items()
+            if name in LATENCY_METRICS
+        },
+        timeseries=timeseries(recorder, info.start_epoch_s),
+        config=dict(info.config or {}),
+        versions=dict(info.versions or {}),
+    )
+    ok = recorder.outcomes.get("ok", 0)
+    summary.goodput = {
+        "slo": recorder.slo.as_dict(),
+        "requests": recorder.good,
+        "requests_per_s": recorder.good / measured_s if measured_s > 0 else 0.0,
+        "fraction_of_ok": recorder.good / ok if ok else 0.0,
+    }
+    if recorder.open_loop:
+        summary.open_loop = {
+            k: int(recorder.open_loop.get(k, 0)) for k in ("intended", "sent", "late", "dropped")
+        }
+    if recorder.errors:
+        summary.config.setdefault("error_samples", dict(sorted(recorder.errors.items())[:20]))
+    return summary
+
+
+def histogram_of(summary: Summary, metric: str) -> Any:
+    """Decode one of a summary's histograms (microseconds)."""
+    return decode_histogram(summary.histograms[metric])

@@ -1,0 +1,166 @@
+"""`surgebench serve` / `python -m service`: parse settings, bind, run uvicorn (uvloop + httptools).
+
+The socket is bound here and handed to uvicorn, so `--port 0` works and the first line printed is
+`listening on http://HOST:PORT`, once the server accepts connections. SIGINT/SIGTERM start a
+graceful drain: readiness turns 503, new requests are refused, in-flight streams get up to
+`--shutdown-grace-s` to finish; then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import socket
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from .app import ServiceApp, create_app
+from .settings import (
+    ServiceSettings,
+    SettingsError,
+    build_settings,
+    convert,
+    describe_allowed,
+    env_name,
+    flag_name,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own errors: usage line + exit 2
+        self.print_usage(sys.stderr)
+        print(f"surgebench serve: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="surgebench serve",
+        description="Run the reference streaming agent service. Every flag can also be set "
+        "with SURGE_SERVICE_<NAME> (e.g. SURGE_SERVICE_MAX_CONCURRENT=8); flags win.",
+    )
+    for f in dataclasses.fields(ServiceSettings):
+        if not f.metadata["flag"]:
+            continue
+        help_text = (
+            f"{f.metadata['help']} (default {f.default!r}; allowed: {describe_allowed(f)}; "
+            f"env {env_name(f.name)})"
+        )
+        if isinstance(f.default, bool):
+            parser.add_argument(
+                flag_name(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
+    return parser
+
+
+def parse_settings(argv: Sequence[str], env: dict[str, str] | None = None) -> ServiceSettings:
+    """Settings from flags and environment; SettingsError on a bad value."""
+    args = build_parser().parse_args(list(argv))
+    overrides: dict[str, Any] = {}
+    for name, raw in vars(args).items():
+        if raw is None:
+            continue
+        overrides[name] = raw if isinstance(raw, bool) else convert(name, raw, flag_name(name))
+    return build_settings(overrides, env)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, printing our first line and draining the app on the first signal."""
+
+    def __init__(self, config: uvicorn.Config, app: ServiceApp, address: str) -> None:
+        super().__init__(config)
+        self._app = app
+        self._address = address
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"listening on {self._address}", flush=True)
+            host = self._app.runtime.settings.host
+            if not is_loopback(host):
+                print(
+                    f"warning: bound to {host}, reachable from other machines "
+                    "(default is 127.0.0.1)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.runtime.draining = True
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()  # a graceful stop exits 0 instead of re-raising
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        settings = parse_settings(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0)
+    except SettingsError as exc:
+        print(f"surgebench serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = bind_socket(settings.host, settings.port, settings.backlog)
+    except OSError as exc:
+        print(
+            f"surgebench serve: cannot bind --host {settings.host} --port {settings.port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
+        timeout_keep_alive=int(settings.http_keepalive_s),
+        backlog=settings.backlog,
+        server_header=False,
+    )
+    server = _Server(config, app, f"http://{shown}:{port}")
+    loop_factory = config.get_loop_factory()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:  # a second Ctrl-C during the drain
+        return 130
+    finally:
+        sock.close()
+    return 0 if server.started else 1

@@ -1,0 +1,83 @@
+"""Short headless Locust runs against the real mock and service on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.loadtests.conftest import RunCommand
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> None:
+    run = surge_run(
+        "--user", "direct", "--duration", "5s", "--users", "8", "--warmup", "1s",
+        "--mock-ttft-ms", "80", "--mock-itl-ms", "10", "--mock-output-tokens", "12",
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.run_dir is not None and run.summary is not None
+    s = run.summary
+    assert s.outcomes["ok"] >= 20 and s.requests == s.outcomes["ok"]
+    ttft, itl = s.metric("ttft_ms"), s.metric("itl_ms")
+    assert ttft.p50 is not None and 79.0 <= ttft.p50 <= 95.0, ttft
+    assert itl.p50 is not None and 9.0 <= itl.p50 <= 13.0, itl
+    assert itl.count == 11 * s.outcomes["ok"]  # every gap of every stream, none merged
+    assert s.output_tokens == 12 * s.outcomes["ok"]
+    assert s.metric("client_lag_ms").count > 0  # the mock's send stamps were read
+    assert s.timeseries and sum(p.requests for p in s.timeseries) >= s.requests
+    for name in ("locust_stats.csv", "locust.html", "config.json"):
+        assert (run.run_dir / name).exists(), name
+    stats = (run.run_dir / "locust_stats.csv").read_text()
+    assert "SSE,TTFT" in stats and "SSE,ITL" in stats
+    config = json.loads((run.run_dir / "config.json").read_text())
+    assert "--ttft-ms" in config["mock_args"] and config["user_class"] == "DirectLLMUser"
+
+
+def test_spike_against_a_small_queue_counts_rejections(surge_run: RunCommand) -> None:
+    run = surge_run(
+        "--duration", "6s", "--shape", "spike:2:14:1:4", "--warmup", "0s",
+        "--reject-wait", "0.2s",
+        "--mock-ttft-ms", "50", "--mock-itl-ms", "10", "--mock-output-tokens", "20",
+        "--service-workers", "2", "--service-queue-size", "2",
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    s = run.summary
+    assert s is not None
+    assert s.outcomes["rejected"] > 0 and s.outcomes["ok"] > 0, s.outcomes
+    assert s.outcomes["upstream_error"] == s.outcomes["error"] == 0, s.outcomes
+    assert s.metric("rejected_ms").count == s.outcomes["rejected"]
+    assert 0 < s.rejection_rate < 1
+    # the service's own account of where TTFT went: queueing shows up as queue wait
+    assert s.breakdown_ms["queue_wait"].max is not None and s.breakdown_ms["queue_wait"].max > 50
+    assert s.breakdown_ms["upstream_ttft"].p50 is not None
+    assert s.metric("thinking_ms").count == s.outcomes["ok"]
+    assert sum(p.rejected for p in s.timeseries) == s.outcomes["rejected"]
+
+
+def test_two_processes_merge_to_the_sum_of_their_workers(surge_run: RunCommand) -> None:
+    run = surge_run(
+        "--user", "direct", "--processes", "2", "--duration", "4s", "--users", "6",
+        "--warmup", "0s", "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+        "--mock-output-tokens", "10",
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.run_dir is not None and run.summary is not None
+    workers = [
+        json.loads(p.read_text())["outcomes"] for p in (run.run_dir / "workers").glob("*.json")
+    ]
+    assert len(workers) == 2
+    total = {k: sum(w.get(k, 0) for w in workers) for k in run.summary.outcomes}
+    assert all(sum(w.values()) > 0 for w in workers)
+    assert run.summary.outcomes == total
+    assert run.summary.saturation["workers_reported"] == 2
+    locust_rows = (run.run_dir / "locust_stats.csv").read_text().splitlines()
+    row = next(r for r in locust_rows if r.startswith("POST,/chat/completions,"))
+    assert int(row.split(",")[2]) == run.summary.requests  # Locust's own count agrees
+
+
+def test_bad_passthrough_flag_exits_2(surge_run: RunCommand) -> None:
+    run = surge_run("--duration", "3s", "--mock-ttft-ms", "fast")
+    assert run.code == 2, run.output
+    assert "ttft-ms" in run.output and "fast" in run.output

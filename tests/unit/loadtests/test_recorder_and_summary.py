@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+
+from loadtests import outcomes as oc
+from loadtests.recorder import Recorder, RequestRecord, Slo
+from loadtests.summary import GuardSettings, RunInfo, build_summary
+from reports.results import read_summary, write_summary
+
+MS = 1_000_000
+T0 = 1_800_000_000 * 1_000_000_000  # an epoch instant in ns
+
+
+def random_records(n: int, seed: int = 7) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        start = T0 + i * 37 * MS
+        outcome = rng.choice([oc.OK] * 6 + [oc.REJECTED, oc.TIMEOUT, oc.UPSTREAM_ERROR])
+        if outcome == oc.OK:
+            ttft = rng.randint(80, 400) * MS
+            gaps = [rng.randint(15, 40) * MS for _ in range(rng.randint(0, 30))]
+            records.append(
+                RequestRecord(
+                    start_ns=start,
+                    end_ns=start + ttft + sum(gaps),
+                    outcome=outcome,
+                    intended_ns=start - rng.randint(0, 5) * MS,
+                    thinking_ns=start + 2 * MS,
+                    first_token_ns=start + ttft,
+                    output_tokens=len(gaps) + 1,
+                    itl_ns=gaps,
+                    client_lag_ns=[rng.randint(0, 3000) * 1000 for _ in gaps],
+                    first_token_lag_ns=rng.randint(0, 2000) * 1000,
+                    timings_ms={"queue_wait": rng.random() * 50, "upstream_ttft": 100.0},
+                )
+            )
+        else:
+            records.append(RequestRecord(start, start + 3 * MS, outcome, error="x"))
+    return records
+
+
+def test_merged_deltas_equal_one_recorder_exactly() -> None:
+    records = random_records(400)
+    whole = Recorder(slo=Slo(ttft_ms=300))
+    for r in records:
+        whole.record_request(r)
+    workers = [Recorder(slo=Slo(ttft_ms=300)) for _ in range(3)]
+    master = Recorder(slo=Slo(ttft_ms=300))
+    for i, r in enumerate(records):
+        workers[i % 3].record_request(r)
+        if i % 50 == 49:  # periodic delta reports, as report_to_master sends them
+            master.merge_dict(workers[i % 3].drain())
+    for w in workers:
+        master.merge_dict(w.drain())
+        assert w.drain()["outcomes"] == dict.fromkeys(w.outcomes, 0)  # drained
+    assert master.outcomes == whole.outcomes
+    assert master.output_tokens == whole.output_tokens
+    assert master.good == whole.good
+    assert set(master.hists) == set(whole.hists)
+    for name, hist in whole.hists.items():
+        merged = master.hists[name]
+        assert merged.get_total_count() == hist.get_total_count(), name
+        for q in (50, 90, 99, 99.9):
+            assert merged.get_value_at_percentile(q) == hist.get_value_at_percentile(q), name
+    assert whole.to_dict()["series"] == {k: v for k, v in master.to_dict()["series"].items()}
+    assert master.first_ns == whole.first_ns and master.last_ns == whole.last_ns
+
+
+def test_warmup_requests_count_in_the_series_only() -> None:
+    rec = Recorder(measure_from_ns=T0 + 10 * MS)
+    rec.record_request(RequestRecord(T0, T0 + 5 * MS, oc.OK, first_token_ns=T0 + 1 * MS))
+    rec.record_request(RequestRecord(T0 + 20 * MS, T0 + 30 * MS, oc.REJECTED))
+    assert rec.outcomes[oc.OK] == 0 and rec.outcomes[oc.REJECTED] == 1
+    assert "ttft_ms" not in rec.hists
+    assert rec.stats("rejected_ms").count == 1
+    assert sum(s.requests for s in rec.seconds.values()) == 2
+
+
+def test_tpot_goodput_and_latency_values() -> None:
+    rec = Recorder(slo=Slo(ttft_ms=150, tpot_ms=25))
+    # ttft 100 ms, 5 tokens, e2e 180 ms -> tpot (180-100)/4 = 20 ms: good
+    rec.record_request(
+        RequestRecord(
+            T0,
+            T0 + 180 * MS,
+            oc.OK,
+            first_token_ns=T0 + 100 * MS,
+            output_tokens=5,
+            itl_ns=[20 * MS] * 4,
+        )
+    )
+    # ttft 200 ms: not good
+    rec.record_request(
+        RequestRecord(
+            T0,
+            T0 + 300 * MS,
+            oc.OK,
+            first_token_ns=T0 + 200 * MS,
+            output_tokens=2,
+            itl_ns=[100 * MS],
+        )
+    )
+    assert rec.good == 1
+    tpot = rec.stats("tpot_ms")
+    assert tpot.count == 2 and abs(tpot.min - 20) < 0.05 and abs(tpot.max - 100) < 0.1
+    ttft = rec.stats("ttft_ms")
+    assert abs(ttft.p50 - 100) < 0.1 and abs(ttft.max - 200) < 0.2
+    assert rec.stats("itl_ms").count == 5
+
+
+def run_info(**kw: object) -> RunInfo:
+    base: dict[str, object] = dict(
+        name="t",
+        started_at="2027-01-15T08:00:00Z",
+        start_epoch_s=T0 / 1e9,
+        duration_s=20.0,
+        warmup_s=2.0,
+        target="http://x",
+        processes=1,
+        workers_reported=1,
+    )
+    base.update(kw)
+    return RunInfo(**base)  # type: ignore[arg-type]
+
+
+def test_summary_round_trips_and_histograms_decode(tmp_path: Path) -> None:
+    rec = Recorder()
+    for r in random_records(200):
+        rec.record_request(r)
+    rec.record_users(T0 // 1_000_000_000, 10)
+    rec.record_cpu(20.0)
+    rec.record_loop_lag_ns(200_000)
+    summary = build_summary(rec, run_info(), measured_s=18.0)
+    assert summary.valid, summary.invalid_reasons
+    path = write_summary(tmp_path, summary)
+    back = read_summary(path)
+    assert back.outcomes == rec.outcomes
+    assert back.requests == 200
+    assert back.metric("ttft_ms").p99 == rec.stats("ttft_ms").p99
+    hist = HdrHistogram.decode(back.histograms["ttft_ms"].encode("ascii"))
+    assert hist.get_total_count() == rec.outcomes[oc.OK]
+    assert set(back.breakdown_ms) == {"queue_wait", "upstream_ttft", "client_lag"}
+    # one point per second, consecutive
+    ts = [p.t_s for p in back.timeseries]
+    assert ts == [ts[0] + i for i in range(len(ts))]
+    assert sum(p.requests for p in back.timeseries) == 200
+    assert back.timeseries[0].users == 10
+    assert back.saturation["cpu_max_percent"] == 20.0
+
+
+def test_saturation_guard_marks_the_run_invalid_with_advice() -> None:
+    rec = Recorder()
+    rec.record_request(
+        RequestRecord(
+            T0, T0 + 9 * MS, oc.OK, first_token_ns=T0 + 5 * MS, client_lag_ns=[12 * MS] * 10
+        )
+    )
+    rec.record_cpu(97.0)
+    rec.count_open_loop("intended", 100)
+    rec.count_open_loop("dropped", 3)
+    summary = build_summary(
+        rec, run_info(processes=2, workers_reported=1), measured_s=1.0, guard=GuardSettings()
+    )
+    assert not summary.valid
+    text = " | ".join(summary.invalid_reasons)
+    assert "client lag p99" in text and "--processes" in text
+    assert "CPU" in text and "1 of 2 load processes" in text and "3 of 100 arrivals" in text
+    assert summary.open_loop == {"intended": 100, "sent": 0, "late": 0, "dropped": 3}

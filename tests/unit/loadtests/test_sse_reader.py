@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadtests.sse_reader import SSEEvent, SSEParser
+
+SERVICE_STREAM = (
+    b": t=1000\n"
+    b"event: thinking\n"
+    b'data: {"type":"thinking","request_id":"r-1","step":"admitted"}\n'
+    b"\n"
+    b": t=2000\n"
+    b"event: token\n"
+    b'data: {"type":"token","content":"Hello"}\n'
+    b"\n"
+    b": ping\n"
+    b"event: token\n"
+    b'data: {"type":"token","content":" world"}\n'
+    b"\n"
+    b"event: done\n"
+    b'data: {"type":"done","request_id":"r-1"}\n'
+    b"\n"
+)
+
+
+def kinds(events: list[SSEEvent]) -> list[str]:
+    return [e.event for e in events]
+
+
+def test_lines_give_events_with_stamps_and_arrival_times() -> None:
+    parser = SSEParser()
+    events = []
+    for i, line in enumerate(SERVICE_STREAM.splitlines(keepends=True)):
+        event = parser.feed_line(line, 10_000 + i)
+        if event is not None:
+            events.append(event)
+    assert kinds(events) == ["thinking", "token", "token", "done"]
+    assert [e.sent_ns for e in events] == [1000, 2000, None, None]
+    assert events[1].data == b'{"type":"token","content":"Hello"}'
+    # arrival is the time of the blank line that completed the event
+    assert events[0].t_ns == 10_003
+    assert parser.comments == 1
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(SERVICE_STREAM) - 1), max_size=12))
+def test_chunks_split_anywhere_give_the_same_events(cuts: list[int]) -> None:
+    bounds = [0, *sorted(set(cuts)), len(SERVICE_STREAM)]
+    parser = SSEParser()
+    events: list[SSEEvent] = []
+    for a, b in itertools.pairwise(bounds):
+        events += parser.feed(SERVICE_STREAM[a:b], b)
+    assert kinds(events) == ["thinking", "token", "token", "done"]
+    assert [e.sent_ns for e in events] == [1000, 2000, None, None]
+    # an event is timestamped when its last byte (the blank line) arrives, never before
+    ends = [SERVICE_STREAM.index(b"\n\n", SERVICE_STREAM.index(k)) + 2 for k in (b"thinking\n",)]
+    assert events[0].t_ns >= ends[0]
+
+
+def test_crlf_and_cr_line_ends_and_a_split_crlf() -> None:
+    stream = b"data: a\r\n\r\ndata: b\r\rdata: c\n\n"
+    parser = SSEParser()
+    events = parser.feed(stream[:8], 1) + parser.feed(stream[8:9], 2) + parser.feed(stream[9:], 3)
+    assert [e.data for e in events] == [b"a", b"b", b"c"]
+    assert events[0].t_ns == 3  # completed by the blank line in the third chunk
+
+
+def test_multiline_data_and_missing_space_after_colon() -> None:
+    parser = SSEParser()
+    events = parser.feed(b"event:done\ndata:x\ndata: y\nid: 7\nretry: 10\n\n", 5)
+    assert len(events) == 1
+    assert events[0].event == "done" and events[0].data == b"x\ny"
+
+
+def test_openai_data_lines_default_to_message_and_bad_stamps_are_comments() -> None:
+    parser = SSEParser()
+    events = parser.feed(b": t=notanumber\ndata: [DONE]\n\n", 9)
+    assert events[0].event == "message" and events[0].data == b"[DONE]"
+    assert events[0].sent_ns is None and parser.comments == 1
