@@ -1,0 +1,74 @@
+"""A tiny real sweep: mock + service + Locust per cell, two configurations x two loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.sweep import main as sweep_main
+from reports.cli import capacity_main
+from reports.sweeps import read_manifest
+
+CONFIG = """
+name = "tiny"
+duration = "2s"
+warmup = "0s"
+loads = [2, 6]
+slo = "ttft_p95<1000ms,rejections<5%"
+[mock]
+ttft-ms = 50
+output-tokens = 10
+[service]
+admission = "queue"
+queue-size = 16
+[matrix.service]
+workers = [1, 4]
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(150)
+def test_tiny_sweep_ranks_configurations_and_answers_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "sweep"
+    assert sweep_main([str(config), "--out", str(out), "--no-svg"]) == 0
+    manifest = read_manifest(out)
+    assert [c.status for c in manifest.cells] == ["done"] * 4
+    for cell in manifest.cells:
+        run_dir = out / str(cell.run_dir)
+        assert (run_dir / "summary.json").exists() and (run_dir / "config.json").exists()
+    markdown = (out / "report.md").read_text()
+    assert "## Which configuration should I use?" in markdown
+    ranking = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert sorted(line.split("|")[2].strip() for line in ranking) == ["workers=1", "workers=4"]
+    assert (out / "figures" / "ttft_p95_vs_load.png").exists()
+    capsys.readouterr()
+
+    # This shared 2-core machine often flags its own client lag, so count invalid runs too.
+    answer = tmp_path / "capacity.json"
+    code = capacity_main(
+        [
+            str(out),
+            "--slo",
+            "ttft_p95<1000ms,rejections<5%",
+            "--include-invalid",
+            "--json",
+            str(answer),
+        ]
+    )
+    printed = capsys.readouterr().out
+    data = json.loads(answer.read_text())
+    assert data["recommendation"] in printed
+    held = {c["configuration"]: c["max_load"] for c in data["configurations"]}
+    assert set(held) == {"workers=1", "workers=4"}
+    # Two users against four workers (mock TTFT 50 ms) are far inside the SLO.
+    assert code == 0, printed
+    assert data["recommended"] in held
+    assert data["recommendation"].startswith(f"Use {data['recommended']}: it holds")
+    # Four workers never hold less load than one against the same mock.
+    assert (held["workers=4"] or 0) >= (held["workers=1"] or 0)

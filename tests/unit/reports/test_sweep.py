@@ -1,0 +1,227 @@
+"""The sweep's planning, resume and report logic, with a fake `surgebench run`."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.sweep import (
+    CellOutcome,
+    Progress,
+    SweepConfigError,
+    cell_argv,
+    main,
+    parse_plan,
+)
+from reports.cli import capacity_main, report_main
+from reports.results import new_run_dir, write_summary
+from reports.sweeps import read_manifest
+from tests.unit.reports.synthetic import RunSpec, make_summary
+
+CONFIG = """
+name = "demo"
+duration = "5s"
+warmup = "1s"
+loads = [4, 8, 16]
+slo = "ttft_p95<800ms,rejections<1%"
+[mock]
+ttft-ms = 100
+[matrix.service]
+max-concurrent = [4, 16]
+queue-size = [64]
+"""
+
+
+def _flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+class FakeRun:
+    """Plays `surgebench run`: TTFT grows once users exceed max-concurrent, as in a queue."""
+
+    def __init__(self, interrupt_after: int | None = None, fail: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.interrupt_after = interrupt_after
+        self.fail = fail
+
+    def __call__(self, args: list[str], log_path: Path, timeout_s: float) -> CellOutcome:
+        if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append(args)
+        name = _flag(args, "--name")
+        if self.fail and name.endswith(self.fail):
+            return CellOutcome(None, "surgebench run exited 1")
+        users = int(_flag(args, "--users"))
+        limit = int(_flag(args, "--service-max-concurrent"))
+        ttft = 150.0 * max(1.0, users / limit) ** 2
+        spec = RunSpec(
+            name=name,
+            requests=60,
+            ttft_ms=ttft,
+            ttft_sigma=0.1,
+            users=users,
+            tokens_per_request=5,
+            duration_s=5,
+            breakdown=False,
+        )
+        run_dir = new_run_dir(Path(_flag(args, "--out")), name)
+        write_summary(run_dir, make_summary(spec))
+        return CellOutcome(run_dir)
+
+
+def _write_config(tmp_path: Path, text: str = CONFIG) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+def test_plan_is_the_matrix_product() -> None:
+    import tomllib
+
+    plan = parse_plan(tomllib.loads(CONFIG))
+    assert [c.name for c in plan.configurations] == ["max-concurrent=4", "max-concurrent=16"]
+    assert plan.configurations[0].service == {"max-concurrent": 4, "queue-size": 64}
+    cells = plan.cells()
+    assert [(c.id, c.load) for c in cells[:3]] == [("c00-l00", 4), ("c00-l01", 8), ("c00-l02", 16)]
+    argv = cell_argv(plan, cells[4], Path("out/runs/c01-l01"))
+    assert argv == [
+        "run",
+        "--name",
+        "demo-c01-l01",
+        "--out",
+        "out/runs/c01-l01",
+        "--duration",
+        "5s",
+        "--no-report",
+        "--users",
+        "8",
+        "--warmup",
+        "1s",
+        "--mock-ttft-ms",
+        "100",
+        "--service-max-concurrent",
+        "16",
+        "--service-queue-size",
+        "64",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"colour": "red"}, "unknown key(s) ['colour']"),
+        ({"duration": "ten"}, "duration = 'ten' is not valid"),
+        ({"loads": []}, "loads = [] is not valid"),
+        ({"loads": [1.5]}, "users must be whole numbers"),
+        ({"load_kind": "qps"}, "allowed: users, rate"),
+        ({"slo": "ttft<1s"}, "unknown metric 'ttft'"),
+        ({"run": {"users": 5}}, "[run] may not set ['users']"),
+        ({"matrix": {"service": {"max-concurrent": 4}}}, "expected a non-empty list"),
+    ],
+)
+def test_bad_config_names_the_key(patch: dict[str, object], message: str) -> None:
+    data: dict[str, object] = {"duration": "5s", "loads": [1, 2]}
+    data.update(patch)
+    with pytest.raises(SweepConfigError) as caught:
+        parse_plan(data)
+    assert message in str(caught.value)
+
+
+def test_progress_eta_uses_an_injected_clock() -> None:
+    now = [100.0]
+    stream = io.StringIO()
+    progress = Progress(total=4, stream=stream, clock=lambda: now[0])
+    assert progress.eta_s() is None
+    now[0] = 130.0
+    progress.ran = progress.done = 1
+    assert progress.eta_s() == pytest.approx(90.0)
+    progress.note("x")
+    assert "[#####---------------] 1/4 cells, elapsed 0m30s, ETA 1m30s | x" in stream.getvalue()
+
+
+def test_sweep_runs_every_cell_and_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep"
+    fake = FakeRun()
+    assert main([str(_write_config(tmp_path)), "--out", str(out)], runner=fake) == 0
+    assert len(fake.calls) == 6
+    manifest = read_manifest(out)
+    assert all(cell.status == "done" for cell in manifest.cells)
+    assert all((out / str(cell.run_dir) / "summary.json").exists() for cell in manifest.cells)
+    stdout = capsys.readouterr().out
+    # 4 users at max-concurrent=4 stays at 150 ms; 8 users -> 600 ms; 16 -> 2400 ms.
+    assert stdout.startswith("Use max-concurrent=16: it holds 16 users")
+    assert f"results: {out}" in stdout
+    html = (out / "report.html").read_text()
+    assert html.index("Which configuration should I use?") < html.index("Ranking")
+    assert html.count("data:image/png;base64,") == 4
+    for stem in ("ttft_p95_vs_load", "throughput_vs_load", "rejections_vs_load", "frontier"):
+        assert (out / "figures" / f"{stem}.png").exists()
+        assert (out / "figures" / f"{stem}.svg").exists()
+    markdown = (out / "report.md").read_text()
+    assert "| 1 | max-concurrent=16 | 16 |" in markdown
+    assert "| 2 | max-concurrent=4 | 8 |" in markdown
+
+    answer = tmp_path / "capacity.json"
+    assert capacity_main([str(out), "--slo", "ttft_p95<300ms", "--json", str(answer)]) == 0
+    data = json.loads(answer.read_text())
+    assert data["recommended"] == "max-concurrent=16"
+    assert {c["configuration"]: c["max_load"] for c in data["configurations"]} == {
+        "max-concurrent=16": 16.0,
+        "max-concurrent=4": 4.0,
+    }
+    assert capacity_main([str(out), "--slo", "ttft_p95<50ms"]) == 1
+    assert report_main([str(out), "--slo", "ttft_p95<300ms", "--no-svg"]) == 0
+
+
+def test_interrupted_sweep_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, out = _write_config(tmp_path), tmp_path / "sweep"
+    assert main([str(config), "--out", str(out)], runner=FakeRun(interrupt_after=2)) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert [c.status for c in read_manifest(out).cells].count("done") == 2
+    second = FakeRun()
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=second) == 0
+    assert [_flag(call, "--name") for call in second.calls] == [
+        "demo-c00-l02",
+        "demo-c01-l00",
+        "demo-c01-l01",
+        "demo-c01-l02",
+    ]
+    assert "resuming: 2 cell(s) already have results" in capsys.readouterr().err
+    third = FakeRun()
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=third) == 0
+    assert third.calls == []
+
+
+def test_failed_cell_is_reported_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, out = _write_config(tmp_path), tmp_path / "sweep"
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=FakeRun(fail="c01-l00")) == 1
+    err = capsys.readouterr().err
+    assert "1 cell(s) failed: c01-l00: surgebench run exited 1" in err
+    cell = next(c for c in read_manifest(out).cells if c.id == "c01-l00")
+    assert (cell.status, cell.error) == ("failed", "surgebench run exited 1")
+    retry = FakeRun()
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=retry) == 0
+    assert [_flag(call, "--name") for call in retry.calls] == ["demo-c01-l00"]
+
+
+def test_sweep_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, out = _write_config(tmp_path), tmp_path / "sweep"
+    assert main([str(tmp_path / "missing.toml"), "--out", str(out)], runner=FakeRun()) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main([str(config)], runner=FakeRun()) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main([str(config), "--out", str(out), "--dry-run"], runner=FakeRun()) == 0
+    assert "c01-l02 [max-concurrent=16 @ 16]: surgebench run --name demo-c01-l02" in (
+        capsys.readouterr().out
+    )
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=FakeRun()) == 0
+    changed = _write_config(tmp_path, CONFIG.replace("[4, 8, 16]", "[4, 8]"))
+    assert main([str(changed), "--out", str(out)], runner=FakeRun()) == 2
+    assert "different plan" in capsys.readouterr().err
