@@ -125,7 +125,12 @@ class SurgeState:
         now_ns = time.time_ns()
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # a new test (the web UI can start several) starts from empty measurements
+        self.recorder = Recorder(slo=self.recorder.slo)
         self.recorder.measure_from_ns = now_ns + int(self.opts.sb_warmup_s * 1e9)
+        self.totals = {}
+        self.workers_reported = set()
+        self.written = None
         if not self.is_master:
             freeze_heap()
             self.greenlets += [gevent.spawn(self._loop_lag), gevent.spawn(self._cpu)]
