@@ -179,3 +179,29 @@ def test_python_m_service_and_non_loopback_warning() -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         assert proc.stop() == 0  # stop() also collects all output
     assert "warning: bound to 0.0.0.0" in proc.output
+
+
+def test_slow_reader_gets_back_pressure_not_unbounded_buffering(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", "100000")
+    url = serve(start, mock.url, "--admission", "semaphore", "--max-concurrent", "1",
+                "--queue-size", "1", "--idle-timeout-s", "0.5")  # fmt: skip
+    host, port = url.removeprefix("http://").split(":")
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect((host, int(port)))
+    body = b'{"question":"never read"}'
+    reader.sendall(b"POST /chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+    seen = b""
+    while b"event: token" not in seen:  # admitted and streaming; from now on, never read
+        seen += reader.recv(256)
+    try:
+        # Queued behind the slow reader: it completes only once the slow stream let go of
+        # the slot. Had the service buffered the whole answer, the slow stream would have
+        # ended normally instead of by the idle deadline.
+        resp = httpx.post(url + "/chat/stream", json={"question": "q", "max_tokens": 3}, timeout=30)
+        assert parse_sse(resp.text)[-1][0] == "done"
+        assert metric(url, "surge_service_timed_out_total", '{stage="idle"}') == 1
+        assert metric(url, "surge_service_in_flight") == 0
+    finally:
+        reader.close()

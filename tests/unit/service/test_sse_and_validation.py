@@ -19,7 +19,7 @@ LIMITS = Limits(
 
 
 @given(st.text())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_any_string_round_trips_through_a_token_event(content: str) -> None:
     raw = encode_token(content)
     assert raw.count(b"\n\n") == 1 and raw.endswith(b"\n\n")
@@ -66,7 +66,7 @@ json_values = st.recursive(
         max_size=4,
     )
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_chat_validator_accepts_or_rejects_with_4xx(body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     try:
@@ -82,7 +82,7 @@ def test_chat_validator_accepts_or_rejects_with_4xx(body: dict[str, Any]) -> Non
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_chat_validator_never_crashes_on_bytes(raw: bytes) -> None:
     try:
         parse_chat(raw, LIMITS)
@@ -111,7 +111,7 @@ def test_batch_validator_accepts_or_rejects_with_4xx(questions: list[Any]) -> No
 
 
 @given(st.text())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_request_id_is_echoed_only_when_safe(value: str) -> None:
     rid = request_id(value)
     assert rid.isascii() and "\r" not in rid and "\n" not in rid and " " not in rid
