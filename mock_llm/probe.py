@@ -15,6 +15,8 @@ import orjson
 
 EVENT = b"data: {"
 DONE = b"[DONE]"
+CONTENT = b'"content":'
+EMPTY_CONTENT = (b'"content":""', b'"content": ""')
 
 
 @dataclass
@@ -24,6 +26,7 @@ class ProbeResult:
     ttft_s: list[float] = field(default_factory=list)
     gaps_s: list[float] = field(default_factory=list)
     events_in_window: int = 0
+    chunks_in_window: int = 0  # events that carry non-empty content
     requests_done: int = 0
     errors: int = 0
     measure_s: float = 0.0
@@ -32,6 +35,10 @@ class ProbeResult:
     @property
     def events_per_s(self) -> float:
         return self.events_in_window / self.measure_s if self.measure_s else 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_in_window / self.measure_s if self.measure_s else 0.0
 
 
 class _Stream(asyncio.Protocol):
@@ -65,8 +72,11 @@ class _Stream(asyncio.Protocol):
         now = time.monotonic()
         r = self.r
         if not self.status_seen:
+            at = data.find(b"HTTP/1.")
+            if at < 0:
+                return  # the tail of the previous response (e.g. the last chunk's terminator)
             self.status_seen = True
-            status = int(data[9:12]) if data[:5] == b"HTTP/" else 0
+            status = int(data[at + 9 : at + 12])
             r.result.statuses[status] = r.result.statuses.get(status, 0) + 1
             if status != 200:
                 r.result.errors += 1
@@ -84,6 +94,11 @@ class _Stream(asyncio.Protocol):
                 r.result.gaps_s.append(now - self.last_at)
             if in_window:
                 r.result.events_in_window += n
+                r.result.chunks_in_window += (
+                    data.count(CONTENT)
+                    - data.count(EMPTY_CONTENT[0])
+                    - data.count(EMPTY_CONTENT[1])
+                )
             self.last_at = now
         chunk = self.tail + data
         if DONE in chunk:
