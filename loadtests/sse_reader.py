@@ -1,6 +1,6 @@
 """Server-sent-event parsing that timestamps each event at the moment its bytes arrive.
 
-Locust-free: the Locust users feed it lines from geventhttpclient's ``readline`` and the asyncio
+Locust-free: the Locust users feed it the body bytes as each segment arrives, and the asyncio
 benchmark client feeds it raw chunks. Nothing here reads a block of N bytes, so no event waits
 for later bytes. A ``: t=<ns>`` comment line (a send stamp, docs/contracts.md) before an event
 gives that event's ``sent_ns``, from which the client's own lag is ``t_ns - sent_ns``.
