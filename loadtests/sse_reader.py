@@ -77,7 +77,21 @@ class SSEParser:
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the \n of a \r\n split across chunks
         self._pending_cr = False
-        buf = self._partial + chunk
+        buf = self._partial + chunk if self._partial else chunk
+        if b"\r" not in buf:  # the common case: \n line ends, one split, no per-line call
+            lines = buf.split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                if not line:
+                    event = self._dispatch(t_ns)
+                    if event is not None:
+                        events.append(event)
+                elif line.startswith(b"data:"):
+                    value = line[5:]
+                    self._data.append(value[1:] if value[:1] == b" " else value)
+                else:
+                    self.feed_line(line, t_ns)
+            return events
         start = 0
         size = len(buf)
         while start < size:
