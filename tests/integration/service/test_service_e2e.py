@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,3 +206,24 @@ def test_slow_reader_gets_back_pressure_not_unbounded_buffering(start: Start) ->
         assert metric(url, "surge_service_in_flight") == 0
     finally:
         reader.close()
+
+
+def _sockets_to(port: int) -> int:
+    """TCP sockets (any state) whose remote port is `port`, from /proc/net/tcp."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        remote = line.split()[2]
+        if int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_upstream_connections_are_reused(start: Start, transport: str) -> None:
+    mock = start("mock", "--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "3")
+    url = serve(start, mock.url, "--upstream-transport", transport)
+    with httpx.Client(timeout=10) as client:
+        for _ in range(10):
+            assert "event: done" in client.post(url + "/chat/stream", json=Q).text
+    # One kept-alive connection, no TIME_WAIT trail of one connection per request.
+    assert _sockets_to(int(mock.url.rsplit(":", 1)[1])) == 1
