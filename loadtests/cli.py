@@ -5,15 +5,15 @@ Never imports Locust: Locust runs as a subprocess.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from loadtests.runner import RunError, run
-from loadtests.settings import SettingsError, parse_run_args
+from loadtests.settings import RunSettings, SettingsError, parse_run_args
 from reports.results import Summary
 from surgebench.process import surgebench_argv
 
@@ -91,9 +91,27 @@ def main(argv: Sequence[str]) -> int:
     if result.interrupted:
         print("(interrupted: the figures cover the part that ran)")
     if settings.report:
-        if importlib.util.find_spec("reports.cli") is None:
-            print("note: `surgebench report` is not available here; skipping the report")
-        else:
-            subprocess.run(surgebench_argv("report", str(result.run_dir)), check=False)
+        subprocess.run(surgebench_argv("report", str(result.run_dir)), check=False)
+    code = 130 if result.interrupted else 0
+    if not result.interrupted:
+        code = _baselines(settings, result.run_dir)
     print(f"results: {result.run_dir}", flush=True)
-    return 130 if result.interrupted else 0
+    return code
+
+
+def _baselines(settings: RunSettings, run_dir: Path) -> int:
+    """`--save-baseline` / `--compare-baseline`: the CI workflow of `reports.baseline`."""
+    from reports.baseline import compare_to_baseline, save_baseline
+
+    code = 0
+    if settings.compare_baseline:
+        thresholds = Path(settings.thresholds) if settings.thresholds else None
+        outcome = compare_to_baseline(
+            run_dir, settings.compare_baseline, root=settings.out, thresholds_file=thresholds
+        )
+        print(outcome.markdown, flush=True)
+        code = outcome.exit_code
+    if settings.save_baseline:
+        path = save_baseline(run_dir, settings.save_baseline, root=settings.out)
+        print(f"baseline {settings.save_baseline!r} saved: {path}", flush=True)
+    return code

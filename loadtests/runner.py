@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -76,8 +77,21 @@ def locust_argv(settings: RunSettings, host: str, run_dir: Path) -> list[str]:
         if value:
             argv += [flag, f"{value:g}"]
     if s.processes > 1:
-        argv += ["--processes", str(s.processes)]
+        # Locust's master binds *:5557 by default: a fixed port collides with any other run and
+        # listens on every interface. Bind loopback on a port the kernel picks instead.
+        port = str(free_loopback_port())
+        argv += ["--processes", str(s.processes), "--master-bind-host", "127.0.0.1"]
+        argv += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     return argv
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now. Locust's master binds it itself (zmq takes no socket), so
+    another process could take it first; the window is a few milliseconds."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def locust_env(settings: RunSettings) -> dict[str, str]:

@@ -49,6 +49,9 @@ class RunSettings:
     target: str = ""
     processes: int = 1
     report: bool = True
+    save_baseline: str = ""
+    compare_baseline: str = ""
+    thresholds: str = ""
     user: str = "stream"
     shape: str = ""
     prompt_words: str = "uniform:8:64"
@@ -119,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--target", default="", help="test this running deployment; start no servers")
     a("--processes", type=int, default=1, help="Locust processes (distributed mode when > 1)")
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
+    a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
+    a("--compare-baseline", default="", metavar="NAME", help="gate this run on baseline NAME")
+    a("--thresholds", default="", metavar="FILE", help="thresholds file for --compare-baseline")
     a("--user", default="stream", help=f"scenario: {', '.join(USER_CLASSES)} (default stream)")
     a("--shape", default=None, help="step:S:STEP:EVERY_S:MAX, spike:B:P:AT_S:FOR_S, sweep:U1,U2:S")
     a("--prompt-words", default="uniform:8:64", help="prompt length spec (words)")
@@ -227,6 +233,9 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         target=ns.target.rstrip("/"),
         processes=ns.processes,
         report=not ns.no_report,
+        save_baseline=_baseline_name("--save-baseline", ns.save_baseline),
+        compare_baseline=_baseline_name("--compare-baseline", ns.compare_baseline),
+        thresholds=_thresholds_file(ns.thresholds),
         user=ns.user,
         shape=shape,
         prompt_words=ns.prompt_words,
@@ -247,3 +256,21 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         service_args=tuple(service),
         explicit=explicit,
     )
+
+
+def _baseline_name(flag: str, name: str) -> str:
+    if not name:
+        return ""
+    from reports.baseline import check_name
+    from reports.results import ResultsError
+
+    try:
+        return check_name(name)
+    except ResultsError as exc:
+        raise SettingsError(f"{flag}: {exc}") from None
+
+
+def _thresholds_file(path: str) -> str:
+    if path and not Path(path).is_file():
+        raise SettingsError(f"--thresholds: {path!r} is not a file; allowed: a TOML or JSON file")
+    return path

@@ -42,6 +42,9 @@ def test_passthrough_flags_reach_the_servers_and_later_values_win() -> None:
         (["--target", "ftp://x"], "--target"),
         (["--max-tokens", "many"], "--max-tokens"),
         (["--frobnicate"], "--frobnicate"),
+        (["--save-baseline", "../etc"], "--save-baseline"),
+        (["--compare-baseline", "a b"], "--compare-baseline"),
+        (["--thresholds", "/nonexistent.toml"], "--thresholds"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(
@@ -57,6 +60,10 @@ def test_locust_command_and_shape_environment(tmp_path: Path) -> None:
     argv = locust_argv(s, "http://127.0.0.1:9", tmp_path)
     assert argv[1:3] == ["-m", "locust"] and "--headless" in argv
     assert argv[argv.index("--processes") + 1] == "2"
+    # The distributed master listens on loopback only, on its own port (never the fixed 5557).
+    assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
+    port = argv[argv.index("--master-bind-port") + 1]
+    assert argv[argv.index("--master-port") + 1] == port and port != "5557"
     assert argv[argv.index("--sb-rate") + 1] == "20"
     assert "SURGEBENCH_SHAPE" not in locust_env(s)
     spiky = parse_run_args(["--shape", "spike:1:5:2:3", "--duration", "10s"])
