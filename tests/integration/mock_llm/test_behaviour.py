@@ -179,8 +179,9 @@ def test_timing_at_200_streams_is_loosely_right(start_mock: StartMock) -> None:
 
     assert isinstance(res, ProbeResult)
     assert res.errors == 0 and len(res.ttft_s) > 200 and len(res.gaps_s) > 5000
-    assert abs(statistics.median(res.ttft_s) - 0.100) < 0.015
-    assert abs(statistics.fmean(res.gaps_s) - 0.010) < 0.003
+    # Loose bounds: the probe, the mock and pytest share two cores (exact figures: benchmarks/).
+    assert abs(statistics.median(res.ttft_s) - 0.100) < 0.040
+    assert abs(statistics.fmean(res.gaps_s) - 0.010) < 0.004
     assert percentile(res.gaps_s, 99) < 0.060
 
 
