@@ -51,18 +51,19 @@ class ArrivalBook:
         self.late = 0
         self.dropped = 0
 
-    def offer(self, backlog: int) -> bool:
-        """An arrival is due with ``backlog`` arrivals already waiting: keep it?"""
-        self.intended += 1
+    def offer(self, backlog: int, counted: bool = True) -> bool:
+        """An arrival is due with ``backlog`` arrivals already waiting: keep it?
+        ``counted=False`` (a warm-up arrival) decides the same but counts nothing."""
+        self.intended += counted
         if backlog >= self.backlog_limit:
-            self.dropped += 1
+            self.dropped += counted
             return False
         return True
 
-    def take(self, intended_ns: int, now_ns: int) -> None:
+    def take(self, intended_ns: int, now_ns: int, counted: bool = True) -> None:
         """A user starts the arrival intended at ``intended_ns``."""
-        self.sent += 1
-        if now_ns - intended_ns > self.late_after_ns:
+        self.sent += counted
+        if counted and now_ns - intended_ns > self.late_after_ns:
             self.late += 1
 
     def drain(self) -> dict[str, int]:

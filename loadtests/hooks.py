@@ -9,6 +9,7 @@ at which the workers' final reports have arrived (docs/loadtests.md).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -111,7 +112,7 @@ class SurgeState:
         if self.arrivals is None or self.book is None:
             return None
         intended: int = self.arrivals.get()
-        self.book.take(intended, time.time_ns())
+        self.book.take(intended, time.time_ns(), intended >= self.recorder.measure_from_ns)
         return intended
 
     def record(self, record: RequestRecord) -> None:
@@ -124,8 +125,14 @@ class SurgeState:
         now_ns = time.time_ns()
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # a new test (the web UI can start several) starts from empty measurements
+        self.recorder = Recorder(slo=self.recorder.slo)
         self.recorder.measure_from_ns = now_ns + int(self.opts.sb_warmup_s * 1e9)
+        self.totals = {}
+        self.workers_reported = set()
+        self.written = None
         if not self.is_master:
+            freeze_heap()
             self.greenlets += [gevent.spawn(self._loop_lag), gevent.spawn(self._cpu)]
             if self.opts.sb_rate > 0:
                 self._start_arrivals(now_ns)
@@ -158,7 +165,8 @@ class SurgeState:
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
                 gevent.sleep(delay_s)
-            if self.book.offer(self.arrivals.qsize()):
+            counted = intended >= self.recorder.measure_from_ns  # warm-up arrivals are not
+            if self.book.offer(self.arrivals.qsize(), counted):
                 self.arrivals.put_nowait(intended)
 
     def _loop_lag(self) -> None:
@@ -280,6 +288,17 @@ class SurgeState:
         path.write_text(json.dumps({"outcomes": self.totals}) + "\n", "utf-8")
 
 
+def freeze_heap() -> None:
+    """Move everything alive now out of the cyclic GC's reach (`gc.freeze`).
+
+    Measured here: a full collection of a Locust process's heap takes 70-110 ms, and every such
+    pause is added to the TTFT/ITL of each stream in flight (client lag p99 30-80 ms at only 50
+    streams). After the freeze a full collection scans only objects made during the test.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def load_model(opts: Any) -> str:
     if opts.sb_rate > 0:
         return f"open:{opts.sb_arrival}:{opts.sb_rate:g}/s"
@@ -378,7 +397,12 @@ def _on_init(environment: Any, **_: Any) -> None:
         if state.is_master:
             state.collect_final_reports()
 
+    def spawned(**_: Any) -> None:
+        if not state.is_master:
+            gc.freeze()  # users and connections are long-lived too (no collection: no pause)
+
     ev = environment.events
+    ev.spawning_complete.add_listener(spawned)
     ev.test_stopping.add_listener(stopping)
     ev.test_start.add_listener(start)
     ev.test_stop.add_listener(stop)

@@ -161,7 +161,11 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
             elif error is not None and not status:
                 record.outcome, record.error = oc.classify_exception(error), _describe(error)
             else:
-                record.outcome = oc.classify_status(status, resp.content or b"")
+                try:
+                    answer: bytes = resp.content or b""
+                except Exception:  # the body itself failed: classify by status alone
+                    answer = b""
+                record.outcome = oc.classify_status(status, answer)
                 record.error = f"HTTP {status}"
             self._finish(resp, record)
 

@@ -24,8 +24,8 @@ USER_CLASSES = {
     "direct": "DirectLLMUser",
 }
 
-DEFAULT_SHAPE = "spike:8:32:25:15"
-"""The no-flag run: 8 users, a spike to 32 from 25 s to 40 s, against a service that runs 8
+DEFAULT_SHAPE = "spike:8:24:25:15"
+"""The no-flag run: 8 users, a spike to 24 from 25 s to 40 s, against a service that runs 8
 and queues 8, so the spike meets queue-full rejections while TTFT and throughput are shown."""
 
 DEFAULT_MOCK = ("--ttft-ms", "100", "--itl-ms", "20", "--output-tokens", "40")

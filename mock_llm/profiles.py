@@ -33,11 +33,11 @@ PROFILES: Mapping[str, Mapping[str, object]] = {
     "nim-llama3.1-70b": {
         "mode": "engine",
         "step_base_ms": 12.9,
-        "step_per_seq_ms": 0.036,
-        "step_per_prefill_token_ms": 0.06,
+        "step_per_seq_ms": 0.085,
+        "step_per_prefill_token_ms": 0.023,
         "max_batched_tokens": 8192,
         "max_num_seqs": 256,
-        "ttft_overhead_ms": 0.0,
+        "ttft_overhead_ms": 7.5,
         "output_tokens": 200,
     },
 }

@@ -74,6 +74,7 @@ class Scheduler:
         self.hosted = HostedModel.from_settings(s)
         self.step_model = StepModel.from_settings(s)
         self.rng = random.Random(f"engine:{s.seed}")
+        self.overhead_s = s.ttft_overhead_ms / 1000.0 if self.engine else 0.0
         self.cap = s.max_num_seqs if s.max_num_seqs > 0 else math.inf
         self.n_running = 0
         self.n_waiting = 0
@@ -99,9 +100,11 @@ class Scheduler:
     def submit(self, seq: Sequence, now: float) -> None:
         """A new request arrives at `now`."""
         seq.arrival = now
-        if seq.extra_ttft_s > 0.0 and self.engine:
+        delay = seq.extra_ttft_s + self.overhead_s
+        if delay > 0.0 and self.engine:
+            # frontend time (and a slow-first-token fault) before the request reaches the engine
             self._arrival_no += 1
-            heapq.heappush(self._arrivals, (now + seq.extra_ttft_s, self._arrival_no, seq))
+            heapq.heappush(self._arrivals, (now + delay, self._arrival_no, seq))
             return
         self._enter(seq, now)
 

@@ -122,6 +122,9 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
         docs_url=None,
         redoc_url=None,
         debug=False,
+        # FastAPI's built-in OpenTelemetry hook checks three providers per request; the
+        # service exports its own Prometheus metrics, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     api.state.runtime = runtime
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -125,6 +125,8 @@ class _Server(uvicorn.Server):
 def main(argv: Sequence[str]) -> int:
     try:
         settings = parse_settings(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0)
     except SettingsError as exc:
         print(f"surgebench serve: {exc}", file=sys.stderr)
         return 2

@@ -185,6 +185,7 @@ class RelayStream:
         self.max_tokens = max_tokens
         self.raw_send = raw_send
         self.tokens = 0
+        self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         send = self.raw_send or send
@@ -212,28 +213,36 @@ class RelayStream:
                 )
 
             usage = await run_until_disconnect(receive, work(), self.ticket.release)
+            self._finish(outcome)  # slot and counters settled before the last write may block
             done = {
                 "request_id": self.request_id,
                 "usage": usage.as_dict(),
                 "timings_ms": self.timings.as_ms(rt.clock(), rt.settings.agent_steps > 1),
             }
-            await self._event(send, "done", done, more=False)
+            await self._last_event(send, "done", done)
         except ClientGone:
-            outcome = Outcome("cancelled")
             rt.metrics.cancelled.labels("client_disconnect").inc()
+            self._finish(Outcome("cancelled"))
         except asyncio.CancelledError:
-            outcome = Outcome("cancelled")
             rt.metrics.cancelled.labels("shutdown").inc()
+            self._finish(Outcome("cancelled"))
             await self._final_error(send, "cancelled", "the server is shutting down")
             raise
         except Exception as exc:
             outcome = classify(exc)
+            self._finish(outcome)
             err = outcome.error
             assert err is not None
             await self._final_error(send, err.error_type, err.message)
         finally:
-            self.ticket.release()
-            rt.record("stream", outcome, self.timings, self.tokens)
+            self._finish(Outcome("error"))  # no-op unless a path above missed it
+
+    def _finish(self, outcome: Outcome) -> None:
+        """Release the slot and count the outcome, once."""
+        self.ticket.release()
+        if not self._finished:
+            self._finished = True
+            self.runtime.record("stream", outcome, self.timings, self.tokens)
 
     async def _event(
         self, send: Send, kind: str, payload: dict[str, Any], more: bool = True
@@ -243,10 +252,19 @@ class RelayStream:
             body = stamp_line() + body
         await send({"type": "http.response.body", "body": body, "more_body": more})
 
+    async def _last_event(self, send: Send, kind: str, payload: dict[str, Any]) -> None:
+        """The closing event. A client that stops reading can block it (back-pressure), so it
+        gets at most --idle-timeout-s; then the connection is dropped."""
+        try:
+            async with asyncio.timeout(self.runtime.settings.idle_timeout_s):
+                await self._event(send, kind, payload, more=False)
+        except TimeoutError:
+            log.info("client of %s stopped reading; dropping the stream", self.request_id)
+
     async def _final_error(self, send: Send, error_type: str, message: str) -> None:
         payload = {"request_id": self.request_id, "error": {"type": error_type, "message": message}}
         try:
-            await self._event(send, "error", payload, more=False)
+            await self._last_event(send, "error", payload)
         except Exception:  # the connection may be gone already; nothing more to tell anyone
             log.debug("could not send the error event of %s", self.request_id)
 

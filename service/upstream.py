@@ -345,12 +345,14 @@ class UpstreamClient:
         return response
 
     async def _error_text(self, response: httpx.Response) -> str:
+        raw = b""
         try:
-            raw = b""
             async for chunk in response.aiter_raw():
                 raw += chunk
                 if len(raw) > 4096:
                     break
+        except httpx.StreamConsumed:  # already read (e.g. an in-memory response)
+            raw = response.content[:4097]
         except httpx.HTTPError:
             raw = b""
         finally:

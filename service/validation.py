@@ -107,7 +107,8 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        reason = "recursion" if "recursion" in str(exc).lower() else "syntax"
+        text = str(exc).lower()
+        reason = "recursion" if ("recursion" in text or "depth" in text) else "syntax"
         if reason == "recursion":
             raise RequestError(400, "invalid_json", "JSON nested too deeply") from None
         if _is_bad_utf8(body):

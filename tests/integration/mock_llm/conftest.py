@@ -24,7 +24,11 @@ def start_mock() -> Iterator[StartMock]:
         proc.stop()
 
 
-@pytest.fixture
-def mock_url(start_mock: StartMock) -> str:
-    """A fast mock: TTFT 5 ms, ITL 1 ms, 8 tokens, stamps on."""
-    return start_mock("--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "8", "--stamp").url
+@pytest.fixture(scope="module")
+def mock_url() -> Iterator[str]:
+    """A fast mock shared by a module's tests: TTFT 5 ms, ITL 1 ms, 8 tokens, stamps on."""
+    argv = surgebench_argv(
+        "mock", "--port", "0", "--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "8", "--stamp"
+    )
+    with ServerProcess(argv) as proc:
+        yield proc.url

@@ -170,3 +170,15 @@ def test_saturation_guard_marks_the_run_invalid_with_advice() -> None:
     assert "client lag p99" in text and "--processes" in text
     assert "CPU" in text and "1 of 2 load processes" in text and "3 of 100 arrivals" in text
     assert summary.open_loop == {"intended": 100, "sent": 0, "late": 0, "dropped": 3}
+
+
+def test_console_table_shows_the_figures_and_a_loud_verdict() -> None:
+    from loadtests.cli import console_table
+
+    rec = Recorder()
+    for r in random_records(50):
+        rec.record_request(r)
+    rec.record_cpu(99.0)
+    text = console_table(build_summary(rec, run_info(), measured_s=10.0))
+    assert "TTFT ms" in text and "ITL ms" in text and "rejection rate" in text
+    assert "VALID: NO" in text and "CPU of one process reached 99%" in text

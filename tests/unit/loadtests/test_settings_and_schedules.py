@@ -16,7 +16,7 @@ from loadtests.settings import DEFAULT_SHAPE, parse_run_args
 def test_no_flags_give_the_short_meaningful_default() -> None:
     s = parse_run_args([])
     assert s.duration_s == 60 and s.shape == DEFAULT_SHAPE and s.user_class == "StreamingChatUser"
-    assert s.users == 32 and s.warmup_s == 5
+    assert s.users == 24 and s.warmup_s == 5
     assert "--queue-size" in s.service_args and "--ttft-ms" in s.mock_args
 
 

@@ -1,0 +1,182 @@
+"""Faults, rate limits, non-ASCII text, the CLI contract, and timing under load."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import threading
+from urllib.parse import urlsplit
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from mock_llm.probe import percentile, run_probe
+from surgebench.process import ServerProcess, surgebench_argv
+from tests.integration.mock_llm.conftest import StartMock
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(40)]
+CHAT = "/v1/chat/completions"
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sse_events(text: str) -> list[str]:
+    return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+
+
+def test_first_line_warning_and_sigterm_exit_0() -> None:
+    proc = ServerProcess(surgebench_argv("mock", "--host", "0.0.0.0", "--port", "0"))
+    try:
+        assert proc.output.splitlines()[0].startswith("listening on http://0.0.0.0:")
+        assert httpx.get(proc.url.replace("0.0.0.0", "127.0.0.1") + "/health").status_code == 200
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(10) == 0
+        assert "warning: bound to non-loopback address 0.0.0.0" in proc.output.splitlines()[1]
+    finally:
+        proc.stop()
+
+
+def test_python_m_mock_llm_and_sigint() -> None:
+    import sys
+
+    proc = ServerProcess([sys.executable, "-m", "mock_llm", "--port", "0", "--output-tokens", "2"])
+    assert proc.output.splitlines() == [f"listening on {proc.url}"]
+    assert proc.stop() == 0
+
+
+def test_chinese_text_survives_sse_framing(start_mock: StartMock) -> None:
+    url = start_mock("--text-lang", "zh", "--output-tokens", "40", "--itl-ms", "0", "--stamp").url
+    c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    streamed = "".join(
+        ch.choices[0].delta.content or ""
+        for ch in c.chat.completions.create(
+            model="m", messages=BODY["messages"], stream=True, seed=9
+        )  # type: ignore[arg-type]
+        if ch.choices
+    )
+    whole = c.chat.completions.create(model="m", messages=BODY["messages"], seed=9)  # type: ignore[arg-type]
+    assert streamed == whole.choices[0].message.content
+    assert sum(1 for ch in streamed if "\u4e00" <= ch <= "\u9fff") >= 20
+
+
+def test_injected_http_faults_and_their_counter(start_mock: StartMock) -> None:
+    url = start_mock(
+        "--fault-500-prob", "0.5", "--seed", "3", "--itl-ms", "0", "--ttft-ms", "0"
+    ).url  # fmt: skip
+    with httpx.Client() as client:
+        codes = [client.post(url + CHAT, json=BODY).status_code for _ in range(40)]
+    assert set(codes) == {200, 500} and 8 <= codes.count(500) <= 32
+    metrics = httpx.get(url + "/metrics").text
+    assert f'mock_faults_injected_total{{kind="500"}} {codes.count(500)}.0' in metrics
+    # forced by header
+    r = httpx.post(url + CHAT, json=BODY, headers={"x-mock-fault": "503"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
+    r = httpx.post(url + CHAT, json=BODY, headers={"x-mock-fault": "429"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+
+
+def test_mid_stream_disconnect_after_k_tokens(start_mock: StartMock) -> None:
+    url = start_mock("--disconnect-after-tokens", "3", "--itl-ms", "1", "--ttft-ms", "1").url
+    events: list[dict[str, object]] = []
+    headers = {"x-mock-fault": "disconnect"}
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("POST", url + CHAT, json={**BODY, "stream": True}, headers=headers) as r,
+    ):
+        events.extend(orjson.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {"))
+    contents = [e for e in events if e["choices"][0]["delta"].get("content")]  # type: ignore[index]
+    assert len(contents) == 3
+    assert httpx.post(url + CHAT, json=BODY).status_code == 200
+    assert 'mock_faults_injected_total{kind="disconnect"} 1.0' in httpx.get(url + "/metrics").text
+
+
+def test_stall_and_slow_first_token(start_mock: StartMock) -> None:
+    url = start_mock(
+        "--stall-ms", "300", "--stall-after-tokens", "2", "--slow-first-token-ms", "300",
+        "--itl-ms", "1", "--ttft-ms", "1", "--output-tokens", "4",
+    ).url  # fmt: skip
+    for fault in ("stall", "slow_first_token"):
+        r = httpx.post(url + CHAT, json=BODY, headers={"x-mock-fault": fault})
+        assert r.status_code == 200 and r.elapsed.total_seconds() > 0.29
+
+
+def test_rate_limit_429_with_retry_after(start_mock: StartMock) -> None:
+    url = start_mock("--rpm-limit", "3", "--itl-ms", "0", "--ttft-ms", "0").url
+    codes = [httpx.post(url + CHAT, json=BODY) for _ in range(4)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429]
+    last = codes[-1]
+    assert int(last.headers["retry-after"]) >= 1
+    assert last.headers["x-ratelimit-limit-requests"] == "3"
+    assert last.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def _ttfts(url: str, n: int) -> list[float]:
+    """TTFT of n simultaneous streamed requests (seconds)."""
+
+    async def one(client: httpx.AsyncClient, start: asyncio.Event) -> float:
+        await start.wait()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        ttft = None
+        async with client.stream("POST", url + CHAT, json={**BODY, "stream": True}) as r:
+            async for line in r.aiter_lines():
+                if ttft is None and line.startswith("data: {"):
+                    ttft = loop.time() - t0
+        assert ttft is not None
+        return ttft
+
+    async def main() -> list[float]:
+        limits = httpx.Limits(max_connections=n)
+        async with httpx.AsyncClient(limits=limits, timeout=20) as client:
+            start = asyncio.Event()
+            tasks = [asyncio.create_task(one(client, start)) for _ in range(n)]
+            await asyncio.sleep(0)
+            start.set()
+            return await asyncio.gather(*tasks)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["hosted", "engine"])
+def test_max_num_seqs_8_second_eight_wait_a_generation(start_mock: StartMock, mode: str) -> None:
+    url = start_mock(
+        "--mode", mode, "--max-num-seqs", "8", "--ttft-ms", "50", "--itl-ms", "10",
+        "--step-base-ms", "10", "--output-tokens", "30",
+    ).url  # fmt: skip
+    ttfts = sorted(_ttfts(url, 16))
+    first, second = ttfts[:8], ttfts[8:]
+    generation = 0.050 + 29 * 0.010 if mode == "hosted" else 30 * 0.010
+    diff = statistics.median(second) - statistics.median(first)
+    assert diff == pytest.approx(generation, abs=0.05)
+    assert max(first) < min(second)
+
+
+def test_timing_at_200_streams_is_loosely_right(start_mock: StartMock) -> None:
+    """TTFT 100 ms / ITL 10 ms at 200 concurrent streams (loose bounds; see the benchmark)."""
+    proc = start_mock("--ttft-ms", "100", "--itl-ms", "10", "--output-tokens", "20")
+    parts = urlsplit(proc.url)
+    assert parts.hostname is not None and parts.port is not None
+    result: list[object] = []
+
+    def run() -> None:
+        import uvloop
+
+        result.append(
+            uvloop.run(
+                run_probe(parts.hostname, parts.port, 200, ramp_s=0.5, warmup_s=1.0, measure_s=2.0)  # type: ignore[arg-type]
+            )
+        )
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    res = result[0]
+    from mock_llm.probe import ProbeResult
+
+    assert isinstance(res, ProbeResult)
+    assert res.errors == 0 and len(res.ttft_s) > 200 and len(res.gaps_s) > 5000
+    assert abs(statistics.median(res.ttft_s) - 0.100) < 0.015
+    assert abs(statistics.fmean(res.gaps_s) - 0.010) < 0.003
+    assert percentile(res.gaps_s, 99) < 0.060

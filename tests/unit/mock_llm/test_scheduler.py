@@ -1,0 +1,202 @@
+"""The scheduler under a fake clock: TTFT, ITL, batching, queueing, cancellation, faults."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mock_llm.scheduler import DONE, RUNNING, WAITING, Scheduler
+from tests.unit.mock_llm.conftest import new_seq, run_until, settings
+
+pytestmark = pytest.mark.timeout(10)
+MS = 0.001
+
+
+def test_hosted_single_stream_ttft_and_itl_exact() -> None:
+    sched = Scheduler(settings(ttft_ms=100.0, itl_ms=20.0))
+    seq, sink = new_seq(out_tokens=5)
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    times = [e[0] for e in sink.emits]
+    assert times == pytest.approx([0.100, 0.120, 0.140, 0.160, 0.180], abs=1 * MS)
+    assert sink.tokens == 5 and sink.emits[-1][3]
+    assert sched.n_running == 0 and seq.state == DONE
+
+
+def test_hosted_zero_latency_emits_everything_at_once() -> None:
+    sched = Scheduler(settings(ttft_ms=0.0, itl_ms=0.0))
+    seq, sink = new_seq(out_tokens=50)
+    sched.submit(seq, 1.0)
+    run_until(sched, 10.0)
+    assert sink.emits == [(1.0, 0, 50, True)]
+
+
+@pytest.mark.parametrize("mode", ["hosted", "engine"])
+def test_max_num_seqs_8_with_16_requests_second_eight_wait_one_generation(mode: str) -> None:
+    s = settings(
+        mode=mode, ttft_ms=100.0, itl_ms=20.0, step_base_ms=20.0, max_num_seqs=8, output_tokens=50
+    )
+    sched = Scheduler(s)
+    sinks = []
+    for _ in range(16):
+        seq, sink = new_seq(out_tokens=50)
+        sched.submit(seq, 0.0)
+        sinks.append(sink)
+    assert sched.n_running == 8 and sched.n_waiting == 8
+    run_until(sched, 60.0)
+    first = [k.first_at for k in sinks[:8]]
+    second = [k.first_at for k in sinks[8:]]
+    generation = sinks[0].done_at - 0.0  # the first eight's whole request time
+    for a, b in zip(first, second, strict=True):
+        assert b - a == pytest.approx(generation, abs=2 * MS)
+    # hosted: TTFT 100 + 49 x 20 ms; engine: 1 prefill step + 49 decode steps of 20 ms
+    expected = 1.080 if mode == "hosted" else 1.000
+    assert generation == pytest.approx(expected, abs=2 * MS)
+    assert all(k.tokens == 50 for k in sinks)
+    assert sched.n_running == 0 and sched.n_waiting == 0
+
+
+def test_engine_itl_grows_with_running_sequences() -> None:
+    s = settings(mode="engine", step_base_ms=10.0, step_per_seq_ms=0.5, output_tokens=20)
+
+    def itl_with(n: int) -> float:
+        sched = Scheduler(s)
+        sinks = []
+        for _ in range(n):
+            seq, sink = new_seq(out_tokens=20, prompt_tokens=1)
+            sched.submit(seq, 0.0)
+            sinks.append(sink)
+        run_until(sched, 60.0)
+        times = [e[0] for e in sinks[0].emits]
+        return (times[-1] - times[1]) / (len(times) - 2)
+
+    assert itl_with(1) == pytest.approx(0.0105, rel=1e-6)
+    assert itl_with(40) == pytest.approx(0.030, rel=1e-6)
+
+
+def test_engine_prefill_costs_step_time_and_is_chunked() -> None:
+    s = settings(
+        mode="engine",
+        step_base_ms=10.0,
+        step_per_prefill_token_ms=0.01,
+        max_batched_tokens=1000,
+        output_tokens=3,
+    )
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=3, prompt_tokens=2500)
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    # prefill in chunks 1000 + 1000 + 500: steps of 20, 20, 15 ms; then 2 decode steps of 10 ms
+    assert [e[0] for e in sink.emits] == pytest.approx([0.055, 0.065, 0.075], abs=1e-9)
+
+
+def test_engine_new_arrival_waits_for_the_step_boundary() -> None:
+    s = settings(mode="engine", step_base_ms=10.0, output_tokens=10)
+    sched = Scheduler(s)
+    a, _ = new_seq(out_tokens=10, prompt_tokens=1)
+    sched.submit(a, 0.0)
+    run_until(sched, 0.025)  # steps end at 10, 20 ms; the third is in flight until 30 ms
+    b, sink_b = new_seq(out_tokens=2, prompt_tokens=1)
+    sched.submit(b, 0.025)
+    run_until(sched, 10.0)
+    assert sink_b.first_at == pytest.approx(0.040)  # admitted at 30, prefilled by 40 ms
+
+
+def test_cancel_frees_the_slot_at_once() -> None:
+    sched = Scheduler(settings(ttft_ms=100.0, itl_ms=20.0, max_num_seqs=1))
+    a, _ = new_seq(out_tokens=50)
+    b, sink_b = new_seq(out_tokens=2)
+    sched.submit(a, 0.0)
+    sched.submit(b, 0.0)
+    assert b.state == WAITING
+    run_until(sched, 0.150)
+    sched.cancel(a, 0.150)
+    assert a.state == DONE and b.state == RUNNING
+    run_until(sched, 10.0)
+    assert sink_b.first_at == pytest.approx(0.250, abs=1 * MS)
+    assert sched.stats.disconnects == 1
+
+
+def test_cancel_while_waiting_leaves_the_queue() -> None:
+    sched = Scheduler(settings(max_num_seqs=1))
+    a, _ = new_seq()
+    b, sink_b = new_seq()
+    sched.submit(a, 0.0)
+    sched.submit(b, 0.0)
+    sched.cancel(b, 0.01)
+    assert sched.n_waiting == 0
+    run_until(sched, 10.0)
+    assert sink_b.emits == []
+
+
+def test_sink_gone_drops_the_sequence() -> None:
+    sched = Scheduler(settings(ttft_ms=10.0, itl_ms=10.0))
+    seq, sink = new_seq(out_tokens=50)
+    sink.alive = False
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    assert len(sink.emits) == 1 and sched.n_running == 0
+
+
+def test_waiting_queue_cap() -> None:
+    sched = Scheduler(settings(max_num_seqs=1, max_waiting=2))
+    for _ in range(3):
+        assert sched.can_accept()
+        sched.submit(new_seq()[0], 0.0)
+    assert not sched.can_accept()
+
+
+@pytest.mark.parametrize("mode", ["hosted", "engine"])
+def test_stall_after_k_tokens(mode: str) -> None:
+    s = settings(mode=mode, ttft_ms=10.0, itl_ms=10.0, step_base_ms=10.0)
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=5, prompt_tokens=1)
+    seq.stall_at, seq.stall_s = 2, 0.5
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    times = [e[0] for e in sink.emits]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[1] == pytest.approx(0.510, abs=1 * MS)
+    assert gaps[0] == pytest.approx(0.010, abs=1 * MS)
+
+
+@pytest.mark.parametrize("mode", ["hosted", "engine"])
+def test_slow_first_token(mode: str) -> None:
+    s = settings(mode=mode, ttft_ms=10.0, itl_ms=10.0, step_base_ms=10.0)
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=3, prompt_tokens=1)
+    seq.extra_ttft_s = 1.0
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    assert sink.first_at == pytest.approx(1.010, abs=1 * MS)
+
+
+def test_seeded_jitter_is_reproducible() -> None:
+    s = settings(ttft_ms=100.0, ttft_sigma=0.5, itl_ms=10.0, itl_cv=0.5)
+
+    def times(seed_rng: int) -> list[float]:
+        import random
+
+        sched = Scheduler(s)
+        seq, sink = new_seq(out_tokens=30)
+        seq.rng = random.Random(seed_rng)
+        sched.submit(seq, 0.0)
+        run_until(sched, 100.0)
+        return [e[0] for e in sink.emits]
+
+    assert times(7) == times(7)
+    assert times(7) != times(8)
+    gaps = [b - a for a, b in itertools.pairwise(times(7))]
+    assert max(gaps) > 0.012 and min(gaps) < 0.008  # really jittered
+
+
+def test_metrics_count_what_was_sent() -> None:
+    sched = Scheduler(settings(ttft_ms=5.0, itl_ms=5.0))
+    for _ in range(3):
+        sched.submit(new_seq(out_tokens=7, prompt_tokens=11)[0], 0.0)
+    run_until(sched, 10.0)
+    st = sched.stats
+    assert st.generation_tokens == 21 and st.prompt_tokens == 33
+    assert st.ttft_s.total == 3 and st.itl_s.total == 18
+    assert st.requests_finished == {"stop": 3}

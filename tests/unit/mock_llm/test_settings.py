@@ -1,0 +1,106 @@
+"""Settings: precedence, profiles, and errors that name the flag, the value and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mock_llm.cli import main
+from mock_llm.errors import SettingsError
+from mock_llm.profiles import PROFILES
+from mock_llm.settings import FIELDS, MockSettings, resolve
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def test_defaults() -> None:
+    s = resolve([], env={})
+    assert s == MockSettings()
+    assert s.host == "127.0.0.1" and s.ttft_ms == 100.0 and s.itl_ms == 20.0
+
+
+def test_precedence_defaults_profile_env_flags(tmp_path: Path) -> None:
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({"ttft_ms": 1, "itl_ms": 2, "output_tokens": 3}))
+    env = {"SURGE_MOCK_ITL_MS": "20.5", "SURGE_MOCK_OUTPUT_TOKENS": "30"}
+    s = resolve(["--profile", str(prof), "--output-tokens", "300"], env=env)
+    assert (s.ttft_ms, s.itl_ms, s.output_tokens) == (1.0, 20.5, 300)
+    assert s.max_num_seqs == 0  # untouched default
+
+
+def test_toml_profile_extends_a_named_one(tmp_path: Path) -> None:
+    prof = tmp_path / "p.toml"
+    prof.write_text('profile = "nim-llama3.1-70b"\nmax-num-seqs = 64\n')
+    s = resolve(["--profile", str(prof)], env={})
+    assert s.mode == "engine" and s.max_num_seqs == 64 and s.step_base_ms == 12.9
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_named_profiles_resolve_and_flags_override(name: str) -> None:
+    s = resolve(["--profile", name, "--seed", "3"], env={})
+    assert s.profile == name and s.seed == 3
+    assert resolve(["--profile", name, "--ttft-ms", "7"], env={}).ttft_ms == 7.0
+
+
+def test_profile_from_env() -> None:
+    assert resolve([], env={"SURGE_MOCK_PROFILE": "instant"}).itl_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--ttft-ms", "abc"], "--ttft-ms: invalid value 'abc' (allowed: a number >= 0)"),
+        (["--ttft-ms", "nan"], "--ttft-ms: invalid value 'nan'"),
+        (
+            ["--port", "70000"],
+            "--port: invalid value '70000' (allowed: an integer >= 0 and <= 65535)",
+        ),
+        (["--mode", "gpu"], "--mode: invalid value 'gpu' (allowed: hosted, engine)"),
+        (["--text-lang", "fr"], "allowed: en, zh"),
+        (["--overflow-status", "500"], "allowed: 429, 503"),
+        (["--fault-500-prob", "1.5"], "allowed: a number >= 0 and <= 1"),
+        (["--max-num-seqs", "2.5"], "--max-num-seqs: invalid value '2.5'"),
+        (["--profile", "nope"], "one of: instant, hosted-gpt4o, nim-llama3.1-70b"),
+    ],
+)
+def test_bad_flag_values(argv: list[str], needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        resolve(argv, env={})
+    assert needle in str(info.value)
+
+
+def test_bad_env_value_names_variable_and_flag() -> None:
+    with pytest.raises(SettingsError, match=r"SURGE_MOCK_ITL_MS \(--itl-ms\): invalid value '-1'"):
+        resolve([], env={"SURGE_MOCK_ITL_MS": "-1"})
+
+
+def test_bad_profile_file_value(tmp_path: Path) -> None:
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({"itl_ms": "fast"}))
+    with pytest.raises(SettingsError, match="itl_ms: invalid value 'fast'"):
+        resolve(["--profile", str(prof)], env={})
+    prof.write_text(json.dumps({"speed": 1}))
+    with pytest.raises(SettingsError, match="unknown setting 'speed'"):
+        resolve(["--profile", str(prof)], env={})
+    prof.write_text("{not json")
+    with pytest.raises(SettingsError, match="cannot read profile file"):
+        resolve(["--profile", str(prof)], env={})
+
+
+def test_cli_exit_2_with_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--itl-ms", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "--itl-ms" in err and "'-3'" in err and "allowed" in err
+    assert main(["--no-such-flag"]) == 2
+
+
+def test_every_field_has_a_flag_and_help() -> None:
+    for name, f in FIELDS.items():
+        assert f.metadata.get("help"), name
+
+
+def test_redacted_hides_api_key() -> None:
+    s = resolve(["--api-key", "sekret"], env={})
+    assert "sekret" not in repr(s.redacted())
