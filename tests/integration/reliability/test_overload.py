@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import httpx
 import pytest
 
-from .conftest import Start, assert_leak_free, metric, parse_sse, rss_kib, serve
+from .conftest import Start, assert_leak_free, metric, parse_sse, rss_kib
 from .load import open_loop, percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -37,8 +38,7 @@ class PeakRss:
         return self.peak_kib
 
 
-@pytest.mark.anyio
-async def test_ten_times_capacity_sheds_fast_and_recovers_without_restart(start: Start) -> None:
+def test_ten_times_capacity_sheds_fast_and_recovers_without_restart(start: Start) -> None:
     mock = start("mock", *UPSTREAM)
     service = start("serve", "--upstream-url", mock.url + "/v1", "--admission", "queue",
                     "--max-concurrent", str(SLOTS), "--queue-size", str(QUEUE),
@@ -46,7 +46,7 @@ async def test_ten_times_capacity_sheds_fast_and_recovers_without_restart(start:
     url = service.url
     rss_before = rss_kib(service.pid)
     sampler = PeakRss(service.pid)
-    report = await open_loop(url, RATE_RPS, COUNT)
+    report = asyncio.run(open_loop(url, RATE_RPS, COUNT))
     peak = sampler.stop()
 
     rejected, done = report.by("rejected"), report.by("done")

@@ -1,8 +1,9 @@
 """Upstream faults injected by the real mock: the client-facing answer, the counters, no leaks.
 
-One service (4 slots, 2 retries, 3 s TTFT and 1 s idle limits) stays up for the whole module in front
-of one loopback port; each test starts a mock with its faults on that port (and stops it), so the
-service also lives through its upstream dying and coming back. Counters are compared as deltas.
+One service (4 slots, 2 retries, 3 s TTFT and 1 s idle limits) stays up for the whole module in
+front of one loopback port; each test starts a mock with its faults on that port (and stops it),
+so the service also lives through its upstream dying and coming back. Counters are compared as
+deltas.
 """
 
 from __future__ import annotations
@@ -104,8 +105,7 @@ def stream_outcome(outcome: str) -> str:
     ],
     ids=["500", "503", "disconnect", "stall", "slow-first-token"],
 )  # fmt: skip
-@pytest.mark.anyio
-async def test_each_fault_gets_its_error_event_and_frees_every_slot(
+def test_each_fault_gets_its_error_event_and_frees_every_slot(
     stack: Stack,
     mock_args: list[str],
     error_type: str,
@@ -115,7 +115,7 @@ async def test_each_fault_gets_its_error_event_and_frees_every_slot(
 ) -> None:
     stack.mock(*FAST, *mock_args)
     before = stack.counters()
-    bodies = await streams(stack.url, 4)
+    bodies = asyncio.run(streams(stack.url, 4))
     for text in bodies:
         events = parse_sse(text)
         kinds = [e for e, _ in events]
