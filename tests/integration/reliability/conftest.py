@@ -12,6 +12,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,30 @@ def rss_kib(pid: int) -> int:
 
 def open_fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+@dataclass
+class Stack:
+    """A long-lived service in front of a port where mocks come and go."""
+
+    port: str
+    service: ServerProcess
+    mock_proc: ServerProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def mock(self, *args: str) -> ServerProcess:
+        """(Re)start the mock on the fixed port with these flags."""
+        self.stop_mock()
+        self.mock_proc = ServerProcess(surgebench_argv("mock", "--port", self.port, *args))
+        return self.mock_proc
+
+    def stop_mock(self) -> None:
+        if self.mock_proc is not None:
+            self.mock_proc.stop()
+            self.mock_proc = None
+
+    def counters(self) -> str:
+        return metrics_text(self.url)

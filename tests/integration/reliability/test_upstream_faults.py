@@ -12,47 +12,18 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from surgebench.process import ServerProcess, surgebench_argv
 
-from .conftest import assert_leak_free, metric, metrics_text, parse_sse
+from .conftest import Stack, assert_leak_free, metric, parse_sse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 Q = {"question": "fault"}
 SHORT = {"question": "short", "max_tokens": 2}
 FAST = ("--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "8")
-
-
-@dataclass
-class Stack:
-    """A long-lived service in front of a port where mocks come and go."""
-
-    port: str
-    service: ServerProcess
-    mock_proc: ServerProcess | None = None
-    extra: list[ServerProcess] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.service.url
-
-    def mock(self, *args: str) -> ServerProcess:
-        """(Re)start the mock on the fixed port with these flags."""
-        self.stop_mock()
-        self.mock_proc = ServerProcess(surgebench_argv("mock", "--port", self.port, *args))
-        return self.mock_proc
-
-    def stop_mock(self) -> None:
-        if self.mock_proc is not None:
-            self.mock_proc.stop()
-            self.mock_proc = None
-
-    def counters(self) -> str:
-        return metrics_text(self.url)
 
 
 @pytest.fixture(scope="module")
