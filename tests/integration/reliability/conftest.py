@@ -125,14 +125,19 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def raw_request(url: str, data: bytes, timeout_s: float = 10.0) -> bytes:
-    """Send raw bytes; return all the server sends until it closes (or the timeout)."""
+    """Send raw bytes; return the response: up to its Content-Length, or until the server closes
+    (or the timeout passes)."""
     with socket.create_connection(host_port(url), timeout=timeout_s) as sock:
         sock.sendall(data)
         out = b""
         try:
             while chunk := sock.recv(65536):
                 out += chunk
-        except TimeoutError:
+                head, sep, body = out.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length: *(\d+)", head)
+                if sep and length and len(body) >= int(length.group(1)):
+                    break
+        except (TimeoutError, ConnectionResetError):
             pass
         return out
 
