@@ -30,6 +30,7 @@ class Result:
 class LoadReport:
     results: list[Result] = field(default_factory=list)
     offered_s: float = 0.0
+    offer_end_monotonic: float = 0.0  # time.monotonic() just after the last arrival
 
     def by(self, kind: str) -> list[Result]:
         if kind == "rejected":
@@ -94,5 +95,6 @@ async def open_loop(
                 await asyncio.sleep(delay)  # the arrival schedule, not a wait for the server
             tasks.append(asyncio.create_task(one_stream(session, url, raw)))
         report.offered_s = time.perf_counter() - t0
+        report.offer_end_monotonic = time.monotonic()
         report.results = list(await asyncio.gather(*tasks))
     return report

@@ -1,6 +1,6 @@
 """Schemathesis against the running service's own OpenAPI schema (`/openapi.json`), bounded.
 
-Every operation gets schema-driven valid and invalid requests (hypothesis underneath, 25 examples
+Every operation gets schema-driven valid and invalid requests (hypothesis underneath, 15 examples
 per operation and mode, derandomized, no deadline per example): no 5xx, responses that conform
 to the schema, invalid input rejected with a 4xx JSON error; afterwards nothing is in flight.
 """
@@ -61,7 +61,7 @@ def test_service_conforms_to_its_own_schema(service_url: str, mode: GenerationMo
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
-            max_examples=25,
+            max_examples=15,
             deadline=None,
             derandomize=True,
             database=None,
