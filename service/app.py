@@ -66,13 +66,42 @@ def error_response(settings: ServiceSettings, error: ServiceError, request_id: s
     return json_response(status, payload, request_id, headers)
 
 
+def check_bearer(settings: ServiceSettings, authorization: str | None) -> None:
+    """401 unless `--auth-token` is unset or the header carries it (constant-time compare)."""
+    token = settings.auth_token
+    if not token:
+        return
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    ):
+        raise RequestError(401, "unauthorized", "missing or wrong bearer token")
+
+
+async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
 class ServiceApp:
-    """The ASGI app: request id and arrival time for every HTTP request, then FastAPI."""
+    """The ASGI app: request id and arrival time for every HTTP request, then FastAPI.
+
+    `POST /chat/stream` (the hot endpoint) is served here directly when the raw send path is on
+    (no CORS): same validation, admission and relay as the FastAPI route, without FastAPI's
+    per-request routing and dependency machinery. The FastAPI route still documents it in the
+    OpenAPI schema and serves it when CORS middleware must see every response.
+    """
 
     def __init__(self, runtime: Runtime, api: FastAPI, raw_send: bool) -> None:
         self.runtime = runtime
         self.api = api
         self._raw_send = raw_send
+        self._limits = Limits.from_settings(runtime.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +114,9 @@ class ServiceApp:
                 header = value.decode("latin-1")
                 break
         rid = make_request_id(header)
+        if self._raw_send and scope["path"] == "/chat/stream" and scope["method"] == "POST":
+            await self._chat_stream(scope, receive, send, rid, t_arrival)
+            return
         scope[RID_KEY] = rid
         scope[T0_KEY] = t_arrival
         if self._raw_send:
@@ -100,6 +132,31 @@ class ServiceApp:
             await send(message)
 
         await self.api(scope, receive, send_with_id)
+
+    async def _chat_stream(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, t_arrival: float
+    ) -> None:
+        rt = self.runtime
+        settings = rt.settings
+        length = authorization = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value.decode("latin-1")
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
+        try:
+            check_bearer(settings, authorization)
+            body = await read_body(
+                length, _body_chunks(receive), settings.max_body_bytes, settings.body_timeout_s
+            )
+            req = parse_chat(body, self._limits)
+        except ClientGone:
+            return
+        except RequestError as exc:
+            rt.metrics.requests.labels("stream", "client_error").inc()
+            await error_response(settings, exc, rid)(scope, receive, send)
+            return
+        await _StreamEndpoint(rt, rid, Timings(t_arrival), req, send)(scope, receive, send)
 
 
 def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None) -> ServiceApp:
@@ -141,14 +198,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
         return str(request.scope.get(RID_KEY) or make_request_id(None))
 
     def check_auth(request: Request) -> None:
-        token = settings.auth_token
-        if not token:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        expected = token.encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected):
-            raise RequestError(401, "unauthorized", "missing or wrong bearer token")
+        check_bearer(settings, request.headers.get("authorization"))
 
     async def body_of(request: Request) -> bytes:
         return await read_body(

@@ -16,6 +16,7 @@ truncated stream), `timeout` (socket read backstop). 429/5xx/connect failures ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
 import time
@@ -34,6 +35,7 @@ from .metrics import ServiceMetrics
 from .settings import ServiceSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DRAIN_TIMEOUT_S = 0.5
 
 
 @dataclass
@@ -139,6 +141,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """An already-read body (e.g. a transport that returns it whole) as one chunk."""
+    yield data
+
+
 class UpstreamCall:
     """One streaming chat completion: `async with client.call(...) as call: async for ...`."""
 
@@ -162,15 +169,19 @@ class UpstreamCall:
         response, self._response = self._response, None
         if response is not None:
             self._client.in_use -= 1
-            await response.aclose()
+            # A broken connection is dropped by the pool either way.
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
 
     async def chunks(self) -> AsyncIterator[list[str]]:
         """Content pieces, one list per network read (never empty)."""
         assert self._response is not None
         state = self._state
         clock = self._client.clock
+        response = self._response
+        source = _once(response.content) if response.is_stream_consumed else response.aiter_raw()
         try:
-            async for raw in self._response.aiter_raw():
+            async for raw in source:
                 tokens = parse_chunk(state, raw)
                 if tokens:
                     if self.timing.t_first is None:
@@ -187,6 +198,17 @@ class UpstreamCall:
         if not state.done:
             raise UpstreamError("upstream closed the stream before [DONE]", "protocol")
         self.timing.t_end = clock()
+        await self._drain(source)
+
+    async def _drain(self, source: AsyncIterator[bytes]) -> None:
+        """Read to the end of the body after [DONE] (normally just the chunked terminator), so
+        the pool can reuse the connection; httpcore closes a connection released mid-body."""
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                async for _ in source:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass  # the connection is closed instead of reused; the answer is complete anyway
 
     @property
     def usage(self) -> Usage:
@@ -222,6 +244,10 @@ class UpstreamClient:
         if settings.upstream_api_key:
             self._headers["authorization"] = f"Bearer {settings.upstream_api_key}"
         self.http = self._build_client()
+        # Parsed once: building a request through the client (URL parsing, merging defaults)
+        # costs more than the rest of the per-request work.
+        self._url = httpx.URL(self.url)
+        self._timeout = self.http.timeout.as_dict()
 
     def _build_client(self) -> httpx.AsyncClient:
         s = self.settings
@@ -310,7 +336,7 @@ class UpstreamClient:
         return min(delay, s.upstream_retry_max_wait_s)
 
     async def _send_once(self, body: bytes, timing: CallTiming) -> httpx.Response:
-        extensions: dict[str, Any] = {}
+        extensions: dict[str, Any] = {"timeout": self._timeout}
         if self.settings.upstream_transport == "httpx":
 
             async def trace(event: str, info: dict[str, Any]) -> None:
@@ -318,8 +344,8 @@ class UpstreamClient:
                     timing.t_conn = self.clock()
 
             extensions["trace"] = trace
-        request = self.http.build_request(
-            "POST", self.url, content=body, headers=self._headers, extensions=extensions
+        request = httpx.Request(
+            "POST", self._url, content=body, headers=self._headers, extensions=extensions
         )
         token = self._current.set(timing)
         try:

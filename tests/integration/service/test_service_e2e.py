@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -205,3 +206,36 @@ def test_slow_reader_gets_back_pressure_not_unbounded_buffering(start: Start) ->
         assert metric(url, "surge_service_in_flight") == 0
     finally:
         reader.close()
+
+
+def _sockets_to(port: int) -> int:
+    """TCP sockets (any state) whose remote port is `port`, from /proc/net/tcp."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        remote = line.split()[2]
+        if int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_upstream_connections_are_reused(start: Start, transport: str) -> None:
+    mock = start("mock", "--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "3")
+    url = serve(start, mock.url, "--upstream-transport", transport)
+    with httpx.Client(timeout=10) as client:
+        for _ in range(10):
+            assert "event: done" in client.post(url + "/chat/stream", json=Q).text
+    # One kept-alive connection, no TIME_WAIT trail of one connection per request.
+    assert _sockets_to(int(mock.url.rsplit(":", 1)[1])) == 1
+
+
+def test_upstream_429_retries_are_bounded_and_counted(start: Start) -> None:
+    mock = start("mock", "--fault-429-prob", "1", "--ttft-ms", "5")
+    url = serve(start, mock.url, "--upstream-retries", "2", "--upstream-retry-max-wait-s", "0.05")
+    resp = httpx.post(url + "/chat/stream", json=Q, timeout=10)
+    kind, data = parse_sse(resp.text)[-1]
+    assert kind == "error" and data["error"]["type"] == "upstream"
+    assert "429" in data["error"]["message"]
+    assert metric(url, "surge_service_upstream_retries_total") == 2
+    assert metric(url, "surge_service_upstream_errors_total", '{kind="status"}') == 3
+    assert metric(url, "surge_service_in_flight") == 0

@@ -242,3 +242,30 @@ async def test_health_ready_metrics_and_json_404() -> None:
         assert name in text
     assert missing.status == 404 and error_of(missing)["type"] == "not_found"
     assert wrong_method.status == 405
+
+
+async def test_cors_off_by_default_and_on_when_configured() -> None:
+    origin = [("origin", "http://ui.example")]
+    plain, cors = make_app(), make_app(cors_origins="http://ui.example")
+    with respx.mock(using="httpx") as mock:
+        mock.post(COMPLETIONS).mock(side_effect=lambda req: stream_response(sse_chunk("a"), DONE))
+        async with running(plain), running(cors):
+            off = await request(plain, "POST", "/chat/stream", {"question": "q"}, headers=origin)
+            on = await request(cors, "POST", "/chat/stream", {"question": "q"}, headers=origin)
+            bad = await request(cors, "POST", "/chat/stream", b"{", headers=origin)
+    assert "access-control-allow-origin" not in off.headers
+    assert on.headers["access-control-allow-origin"] == "http://ui.example"
+    # With CORS the FastAPI route serves the stream: same events, same request id header.
+    assert [e for e, _ in on.events()] == ["thinking", "token", "done"]
+    assert on.headers["x-request-id"].startswith("r-")
+    assert bad.status == 400 and error_of(bad)["type"] == "invalid_json"
+
+
+async def test_openapi_documents_the_endpoints() -> None:
+    app = make_app()
+    async with running(app):
+        call = await request(app, "GET", "/openapi.json")
+    paths = json.loads(call.body)["paths"]
+    assert {"/chat/stream", "/chat", "/chat/batch", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    body = paths["/chat/stream"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "question" in body["properties"]

@@ -10,7 +10,7 @@ import pytest
 from service.cli import is_loopback, main, parse_settings
 from service.settings import ServiceSettings, SettingsError, flag_name, settings_table_markdown
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "service.md"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_defaults_are_loopback_and_documented_choices() -> None:
@@ -76,8 +76,9 @@ def test_loopback_detection() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1")
 
 
-def test_every_setting_is_in_the_docs_table() -> None:
-    text = DOCS.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", ["docs/service.md", "README.md"])
+def test_every_setting_is_in_the_docs_table(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
     assert settings_table_markdown() in text
     for f in dataclasses.fields(ServiceSettings):
         if f.metadata["flag"]:
