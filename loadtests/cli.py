@@ -6,9 +6,11 @@ Never imports Locust: Locust runs as a subprocess.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from loadtests.runner import RunError, run
 from loadtests.settings import SettingsError, parse_run_args
@@ -61,6 +63,10 @@ def console_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
     if any(a in ("-h", "--help") for a in args):
@@ -73,11 +79,14 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench run: {exc}", file=sys.stderr)
         return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed run still stops its servers
     try:
         result = run(settings, say=lambda line: print(line, flush=True))
     except RunError as exc:
         print(f"surgebench run: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(console_table(result.summary), flush=True)
     if result.interrupted:
         print("(interrupted: the figures cover the part that ran)")

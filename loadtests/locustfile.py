@@ -8,11 +8,12 @@ User classes (name one on the command line; the web UI's class picker works too)
 - `DirectLLMUser`: any OpenAI-compatible endpoint, streaming (host = its base URL with ``/v1``,
   e.g. ``http://127.0.0.1:8001/v1``), to take the same metrics without the service.
 
-Streams are read line by line as bytes arrive (geventhttpclient's ``readline``; its ``read(n)``
-would wait for n bytes), each event stamped with ``time.time_ns()`` on arrival. Per request one
-Locust request event (end-to-end time; rejections and errors as failures with their class), plus
-``SSE TTFT`` and ``SSE ITL`` (that request's mean gap) for the live table. Exact percentiles,
-per-token ITL, client lag and the validity verdict are in our own histograms -> summary.json.
+Streams are read as bytes arrive (`read_available`: one ``recv`` per segment; geventhttpclient's
+``read(n)`` would wait for n bytes), each event stamped with ``time.time_ns()`` on arrival.
+Per request one Locust request event (end-to-end time; rejections and errors as failures with
+their class), plus ``SSE TTFT`` and ``SSE ITL`` (that request's mean gap) for the live table.
+Exact percentiles, per-token ITL, client lag and the validity verdict are in our own
+histograms -> summary.json.
 """
 
 from __future__ import annotations
@@ -83,18 +84,17 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
             outcome = oc.classify_status(status, body)
             return tracker.fail(outcome, f"HTTP {status}", time.time_ns())
         parser = SSEParser()
-        feed = parser.feed_line
-        readline = resp._response.readline
+        raw = resp._response
         end_ns = 0
         try:
             while True:
-                line = readline(b"\n")
+                chunk = read_available(raw)
                 now_ns = time.time_ns()
-                if not line:
+                if not chunk:
                     break
-                event = feed(line, now_ns)
-                if event is not None and tracker.on_event(event) and not end_ns:
-                    end_ns = now_ns
+                for event in parser.feed(chunk, now_ns):
+                    if tracker.on_event(event) and not end_ns:
+                        end_ns = now_ns
         except Exception as exc:  # timeout or reset mid-stream
             if tracker.finished:
                 return tracker.finish(end_ns or time.time_ns())
@@ -254,6 +254,32 @@ class BatchUser(_SurgeUser):
     def request(self) -> None:
         questions = [self.state.prompts.next().question for _ in range(self.batch_size)]
         self._json_request("/chat/batch", {"questions": questions}, "/chat/batch")
+
+
+def read_available(raw: Any) -> bytes:
+    """The body bytes that have arrived: what is buffered, else one ``recv``; b"" at the end.
+
+    geventhttpclient's ``read(n)`` waits for n bytes and its ``readline`` costs a call per line;
+    this returns each TCP segment as it lands (one SSE event, usually), de-chunked by the
+    response's own parser. It uses the private ``_body_buffer``/``_sock`` of geventhttpclient's
+    response (pinned versions; the integration tests read real streams through it).
+    """
+    buf = raw._body_buffer
+    while not buf:
+        sock = raw._sock
+        if raw.message_complete or sock is None:
+            return b""
+        try:
+            data = sock.recv(raw.block_size)
+            if not data:
+                raise ConnectionError("connection closed before the end of the stream")
+            raw.feed(data)
+        except BaseException:
+            raw.release()
+            raise
+    chunk = bytes(buf)
+    del buf[:]
+    return chunk
 
 
 def _is_num(value: object) -> bool:

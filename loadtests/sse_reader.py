@@ -1,6 +1,6 @@
 """Server-sent-event parsing that timestamps each event at the moment its bytes arrive.
 
-Locust-free: the Locust users feed it lines from geventhttpclient's ``readline`` and the asyncio
+Locust-free: the Locust users feed it the body bytes as each segment arrives, and the asyncio
 benchmark client feeds it raw chunks. Nothing here reads a block of N bytes, so no event waits
 for later bytes. A ``: t=<ns>`` comment line (a send stamp, docs/contracts.md) before an event
 gives that event's ``sent_ns``, from which the client's own lag is ``t_ns - sent_ns``.
@@ -77,7 +77,21 @@ class SSEParser:
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the \n of a \r\n split across chunks
         self._pending_cr = False
-        buf = self._partial + chunk
+        buf = self._partial + chunk if self._partial else chunk
+        if b"\r" not in buf:  # the common case: \n line ends, one split, no per-line call
+            lines = buf.split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                if not line:
+                    event = self._dispatch(t_ns)
+                    if event is not None:
+                        events.append(event)
+                elif line.startswith(b"data:"):
+                    value = line[5:]
+                    self._data.append(value[1:] if value[:1] == b" " else value)
+                else:
+                    self.feed_line(line, t_ns)
+            return events
         start = 0
         size = len(buf)
         while start < size:
