@@ -211,7 +211,7 @@ def _change_text(row: MetricComparison) -> tuple[str, str]:
     return absolute, ("n/a" if relative is None else f"{relative * 100:+.1f} %")
 
 
-def _noise_text(row: MetricComparison) -> str:
+def _noise_text(row: MetricComparison, alpha: float) -> str:
     noise = row.noise
     if row.threshold is None:
         return "not gated"
@@ -219,7 +219,8 @@ def _noise_text(row: MetricComparison) -> str:
         return "no samples"
     if noise.ci_low is not None and noise.ci_high is not None:
         scale = 100.0 if row.metric.kind == "fraction" else 1.0
-        return f"95% CI [{noise.ci_low * scale:+.2f}, {noise.ci_high * scale:+.2f}]"
+        level = f"{(1 - alpha) * 100:g}%"
+        return f"{level} CI [{noise.ci_low * scale:+.2f}, {noise.ci_high * scale:+.2f}]"
     if noise.p_value is not None:
         return f"{noise.method} p={noise.p_value:.3g}"
     return "too few samples"
@@ -259,7 +260,8 @@ def to_markdown(
         lines.append(
             f"| {row.metric.name} | {format_value(row.metric, row.baseline)} | "
             f"{format_value(row.metric, row.current)} | {absolute} | {relative} | "
-            f"{row.threshold.text if row.threshold else '-'} | {_noise_text(row)} | "
+            f"{row.threshold.text if row.threshold else '-'} | "
+            f"{_noise_text(row, comparison.settings.alpha)} | "
             f"{VERDICT_TEXT[row.verdict]} |"
         )
     return "\n".join(lines) + "\n"

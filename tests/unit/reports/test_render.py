@@ -54,22 +54,21 @@ def test_single_run_report_files_and_numbers(
     assert "figures/latency_cdf.png" in markdown
 
 
-def test_invalid_run_says_so_at_the_top(make_run: MakeRun) -> None:
-    run_dir = make_run(name="bad", valid=False, breakdown=False)
-    assert report_main([str(run_dir), "--no-svg"]) == 0
-    markdown = (run_dir / "report.md").read_text()
-    assert "INVALID run, do not trust these numbers" in markdown.splitlines()[2]
-    assert "client lag p99 42.0 ms" in markdown
-    assert not (run_dir / "figures" / "ttft_breakdown.png").exists()
-
-
 def test_runs_side_by_side(make_run: MakeRun, tmp_path: Path) -> None:
     first = make_run(name="first", seed=1)
-    second = make_run(name="second", seed=2, ttft_ms=300.0, breakdown=False)
+    second = make_run(name="second", seed=2, ttft_ms=300.0, breakdown=False, valid=False)
     out = tmp_path / "side"
     assert report_main([str(first), str(second), "--out", str(out), "--no-svg"]) == 0
     markdown = (out / "report.md").read_text()
+    lines = markdown.splitlines()
+    # One verdict per run, first thing under the title; the invalid run says why.
+    assert lines[2].startswith("✅ **first: valid run.**")
+    assert lines[4].startswith("⚠️ **second: INVALID run, do not trust these numbers.**")
+    assert "client lag p99 42.0 ms" in lines[4]
     assert _table_row(markdown, "metric") == ["metric", "first", "second"]
+    assert _table_row(markdown, "valid") == ["valid", "yes", "NO"]
+    assert (out / "figures" / "run1_ttft_breakdown.png").exists()
+    assert not (out / "figures" / "run2_ttft_breakdown.png").exists()
     assert (out / "figures" / "compare_latency_cdf.png").exists()
     assert (out / "figures" / "run2_latency_over_time.png").exists()
     assert not (out / "figures" / "run2_latency_over_time.svg").exists()
