@@ -13,11 +13,11 @@ from .load import open_loop, percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-# Upstream: TTFT 400 ms, 10 tokens 10 ms apart -> ~0.5 s per stream. Service: 4 slots + 4 queue
-# places -> capacity ~8 streams/s. Offered: 80 streams/s for 2 s (160 streams), ~10x capacity.
-UPSTREAM = ("--ttft-ms", "400", "--itl-ms", "10", "--output-tokens", "10")
-SLOTS, QUEUE, TIMEOUT_S = 4, 4, 8.0
-RATE_RPS, COUNT = 80.0, 160
+# Upstream: TTFT 1 s, 10 tokens 10 ms apart -> ~1.1 s per stream. Service: 4 slots + 4 queue
+# places -> capacity ~3.6 streams/s. Offered: 40 streams/s for 3 s (120 streams), ~10x capacity.
+UPSTREAM = ("--ttft-ms", "1000", "--itl-ms", "10", "--output-tokens", "10")
+SLOTS, QUEUE, TIMEOUT_S = 4, 4, 10.0
+RATE_RPS, COUNT = 40.0, 120
 
 
 class PeakRss:
@@ -67,9 +67,10 @@ def test_ten_times_capacity_sheds_fast_and_recovers_without_restart(start: Start
     # Most of the offer was shed; what was admitted all finished within the configured timeout.
     assert len(rejected) >= COUNT // 2 and len(done) >= SLOTS + QUEUE
     assert max(r.total_ms for r in done) < TIMEOUT_S * 1000
-    # Shedding does not wait for a slot: even the slowest rejection beats one upstream TTFT
-    # (400 ms), and the median is far below it.
-    assert percentile(reject_ms, 50) < 100 and percentile(reject_ms, 99) < 400
+    # Shedding does not wait for a slot: the p99 rejection beats one upstream TTFT (1 s, and a
+    # slot frees only after ~1.1 s), and the median is far below it. (Generous bounds for a
+    # loaded machine; benchmarks/overload.py measures the real figures.)
+    assert percentile(reject_ms, 50) < 250 and percentile(reject_ms, 99) < 1000
     # The queue is bounded, so memory is: far less than buffering 160 requests would cost.
     assert peak - rss_before < 64 * 1024
     # Zero leaks, and the service's counters agree with what the clients saw.

@@ -1,6 +1,6 @@
 """Upstream faults injected by the real mock: the client-facing answer, the counters, no leaks.
 
-One service (4 slots, 2 retries, 3 s TTFT and 1 s idle limits) stays up for the whole module in
+One service (4 slots, 2 retries, 4 s TTFT and 1 s idle limits) stays up for the whole module in
 front of one loopback port; each test starts a mock with its faults on that port (and stops it),
 so the service also lives through its upstream dying and coming back. Counters are compared as
 deltas.
@@ -33,7 +33,7 @@ def stack() -> Iterator[Stack]:
     service = ServerProcess(surgebench_argv(
         "serve", "--port", "0", "--upstream-url", first.url + "/v1", "--max-concurrent", "4",
         "--queue-size", "8", "--upstream-retries", "2", "--upstream-retry-backoff-s", "0.05",
-        "--ttft-timeout-s", "3", "--idle-timeout-s", "1"))  # fmt: skip
+        "--ttft-timeout-s", "4", "--idle-timeout-s", "1"))  # fmt: skip
     s = Stack(port, service, first)
     yield s
     s.stop_mock()
@@ -101,7 +101,7 @@ def test_each_fault_gets_its_error_event_and_frees_every_slot(
     outcome = "timeout" if error_type == "timeout" else "upstream_error"
     assert delta(stack, before, "surge_service_requests_total", stream_outcome(outcome)) == 4
     # The non-streaming endpoint answers the same fault with a JSON error and a 5xx status
-    # (for a slow first token that is a 3 s wait, and tests/integration/service covers it).
+    # (for a slow first token that is a 4 s wait, and tests/integration/service covers it).
     if "--slow-first-token-prob" in mock_args:
         assert_leak_free(stack.url)
         return
@@ -113,7 +113,7 @@ def test_each_fault_gets_its_error_event_and_frees_every_slot(
 
 def test_429_retries_honour_retry_after_and_stop_after_the_limit(stack: Stack) -> None:
     # The mock's injected 429 carries Retry-After: 1, which replaces the 50 ms backoff: two
-    # retries take about 2 s (within the 3 s TTFT limit); then the client gets the error.
+    # retries take about 2 s (within the 4 s TTFT limit); then the client gets the error.
     mock = stack.mock(*FAST, "--fault-429-prob", "1")
     before = stack.counters()
     t0 = time.monotonic()
@@ -122,7 +122,7 @@ def test_429_retries_honour_retry_after_and_stop_after_the_limit(stack: Stack) -
     kind, data = parse_sse(resp.text)[-1]
     assert kind == "error" and data["error"]["type"] == "upstream"
     assert "429" in data["error"]["message"]
-    assert 1.9 <= elapsed_s < 3.5, elapsed_s
+    assert 1.9 <= elapsed_s < 4.0, elapsed_s
     assert delta(stack, before, "surge_service_upstream_retries_total") == 2
     mock_text = httpx.get(mock.url + "/metrics", timeout=5).text
     assert 'mock_faults_injected_total{kind="429"} 3.0' in mock_text  # 1 try + 2 retries
