@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,6 +73,20 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
     return used, waited
 
 
+# The peer's own shutdown can hang with thousands of open connections: SIGKILL after 5 s.
+STOP_SHIM = (
+    "import signal\n"
+    "def stop(*a):\n"
+    "    p.terminate()\n"
+    "    try: p.wait(5)\n"
+    "    except subprocess.TimeoutExpired: p.kill(); p.wait()\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGINT,stop)\n"
+    "signal.signal(signal.SIGTERM,stop)\n"
+    "p.wait()\n"
+)
+
+
 def start_ours(port: int, args: argparse.Namespace, tmp: Path) -> ServerProcess:
     argv = surgebench_argv(
         "mock", "--port", str(port), "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms),
@@ -95,11 +110,7 @@ def start_guidellm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProc
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/health',timeout=1); break\n"
         "    except Exception: time.sleep(0.1)\n"
-        f"print('listening on http://127.0.0.1:{port}',flush=True)\n"
-        "import signal\n"
-        "signal.signal(signal.SIGINT,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "signal.signal(signal.SIGTERM,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "p.wait()\n"
+        f"print('listening on http://127.0.0.1:{port}',flush=True)\n" + STOP_SHIM
     )
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return ServerProcess(
@@ -126,10 +137,7 @@ def start_mockllm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProce
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/docs',timeout=1); break\n"
         "    except Exception: time.sleep(0.1)\n"
-        f"print('listening on http://127.0.0.1:{port}',flush=True)\n"
-        "signal.signal(signal.SIGINT,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "signal.signal(signal.SIGTERM,lambda *a:(p.terminate(),p.wait(),sys.exit(0)))\n"
-        "p.wait()\n"
+        f"print('listening on http://127.0.0.1:{port}',flush=True)\n" + STOP_SHIM
     )
     env = {"MOCKLLM_RESPONSES_FILE": str(responses)}
     return ServerProcess([sys.executable, "-c", shim], env=env, cpu_affinity=[SERVER_CPU])
@@ -201,6 +209,53 @@ def one_run(name: str, streams: int, args: argparse.Namespace, tmp: Path) -> dic
     }
 
 
+def hotpath_us_per_token(streams: int = 1000, tokens: int = 50) -> float:
+    """CPU microseconds per token of the scheduler + sink path alone (a transport that drops
+    the bytes, a fake clock advanced in 1 ms steps): the Python share of the per-chunk cost."""
+    import random
+    from dataclasses import replace
+
+    from mock_llm.openai_api import GenRequest, StreamTemplate
+    from mock_llm.scheduler import Sequence
+    from mock_llm.server import MockApp, StreamSink
+    from mock_llm.settings import MockSettings
+
+    class DropTransport:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    class FakeConn:
+        closed = False
+        paused = False
+        transport = DropTransport()
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def finished(self) -> None:
+            pass
+
+    loop = asyncio.new_event_loop()
+    settings = replace(MockSettings(), ttft_ms=0.0, itl_ms=20.0, output_tokens=tokens)
+    app = MockApp(settings, loop)
+    req = GenRequest("chat", "m", 5, True, False, None, None, [])
+    for i in range(streams):
+        tpl = StreamTemplate(req, f"id{i}", 1)
+        sink = StreamSink(app, FakeConn(), tpl, req, i, -1)  # type: ignore[arg-type]
+        seq = Sequence(prompt_tokens=5, out_tokens=tokens, sink=sink, rng=random.Random(i))
+        app.scheduler.submit(seq, i * 0.02 / streams)
+    t0, now = time.process_time(), 0.0
+    while app.scheduler.n_running:
+        now += 0.001
+        app.scheduler.advance(now)
+    used = time.process_time() - t0
+    loop.close()
+    return used / app.stats.generation_tokens * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--servers", default="surgebench,guidellm,mockllm")
@@ -213,8 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-s", type=float, default=2.5)
     p.add_argument("--measure-s", type=float, default=4.0)
     p.add_argument("--peers-dir", default=os.environ.get("SURGE_PEERS_DIR", "/tmp/peers"))
+    p.add_argument(
+        "--hotpath", action="store_true", help="only time the Python per-token path (no sockets)"
+    )
     args = p.parse_args(argv)
     os.sched_setaffinity(0, {CLIENT_CPU})
+    if args.hotpath:
+        costs = sorted(round(hotpath_us_per_token(), 2) for _ in range(max(1, args.runs)))
+        print(f"python hot path: {statistics.median(costs):.2f} us/token (runs {costs})")
+        print(json.dumps({"benchmark": "mock_llm_hotpath", "us_per_token": costs}))
+        return 0
     streams_list = [int(x) for x in args.streams.split(",")]
     rows: list[dict[str, object]] = []
     unavailable: dict[str, str] = {}
@@ -241,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    offered = {s: s * 1000.0 / (args.ttft_ms + (args.tokens - 1) * args.itl_ms) * args.tokens
-               for s in streams_list}  # fmt: skip
+    request_ms = args.ttft_ms + (args.tokens - 1) * args.itl_ms
+    offered = {
+        s: s * 1000.0 / request_ms * args.tokens if request_ms > 0 else float("inf")
+        for s in streams_list
+    }
     print()
     print(
         f"Configured TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms, {args.tokens} tokens; "

@@ -161,6 +161,8 @@ class Connection(asyncio.Protocol):
             and int(length) > self.app.max_body_bytes
         ):
             raise _TooLarge
+        if self._headers.get(b"expect", b"").lower() == b"100-continue":
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)

@@ -163,9 +163,14 @@ async def run_probe(
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        if time.monotonic() > runner.t_start:  # a server that accepts this slowly is saturated
+            runner.result.errors += streams - i
+            break
         try:
-            _, proto = await loop.create_connection(lambda: _Stream(runner), host, port)
-        except OSError:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Stream(runner), host, port), timeout=5.0
+            )
+        except (OSError, TimeoutError):
             runner.result.errors += 1
             continue
         protos.append(proto)

@@ -75,6 +75,8 @@ class Scheduler:
         self.step_model = StepModel.from_settings(s)
         self.rng = random.Random(f"engine:{s.seed}")
         self.overhead_s = s.ttft_overhead_ms / 1000.0 if self.engine else 0.0
+        # a fixed ITL needs no draw per token (-1: draw from the model)
+        self._fixed_itl_s = s.itl_ms / 1000.0 if s.itl_cv <= 0.0 else -1.0
         self.cap = s.max_num_seqs if s.max_num_seqs > 0 else math.inf
         self.n_running = 0
         self.n_waiting = 0
@@ -222,30 +224,46 @@ class Scheduler:
             bucket.append(seq)
 
     def _fire(self, seq: Sequence, now: float) -> None:
+        """Emit the tokens of `seq` that are due by `now` (usually one) and schedule the next."""
         out = seq.out_tokens
+        sent = seq.sent
         due = seq.due
         n = 0
-        hosted = self.hosted
+        itl_s = self._fixed_itl_s
         while True:
             n += 1
-            after = seq.sent + n
+            after = sent + n
             if after >= out:
                 break
             if after == seq.stall_at:
                 due += seq.stall_s
-            due += hosted.itl_draw_ms(seq.rng) / 1000.0
+            due += itl_s if itl_s >= 0.0 else self.hosted.itl_draw_ms(seq.rng) / 1000.0
             if due > now:
                 break
-        done = seq.sent + n >= out
-        self._record_emit(seq, n, now)
+        done = sent + n >= out
+        stats = self.stats
+        if sent and n == 1:  # the common case, inlined from _record_emit
+            stats.itl_s.observe(now - seq.last_at)
+            stats.generation_tokens += 1
+            seq.last_at = now
+        else:
+            self._record_emit(seq, n, now)
         alive = seq.sink.emit(seq, n, now, done)
-        seq.sent += n
+        seq.sent = sent + n
         if done:
             self._finish(seq, now, seq.finish_reason or "stop")
         elif not alive:
             self._finish(seq, now, "abort")
         else:
-            self._schedule(seq, due)
+            seq.due = due
+            key = int(due * 1000.0)
+            seq.due_key = key
+            bucket = self._wheel.get(key)
+            if bucket is None:
+                self._wheel[key] = [seq]
+                heapq.heappush(self._keys, key)
+            else:
+                bucket.append(seq)
 
     # ----------------------------------------------------------------- engine mode
     def _advance_engine(self, now: float) -> None:

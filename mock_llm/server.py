@@ -93,7 +93,8 @@ class StreamSink:
             event = self.head + enc[table[(self.offset + start) % TABLE_SIZE]] + self.tail
             if self.stamp:
                 event = b": t=%d\n" % time.time_ns() + event
-            conn.write(b"%x\r\n%s\r\n" % (len(event), event))
+            conn.transport.write(b"%x\r\n%s\r\n" % (len(event), event))  # type: ignore[union-attr]
+            return not conn.paused or self.app.check_backpressure(conn)
         else:
             events: list[bytes] = []
             if start == 0 and self.with_role:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import statistics
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -142,14 +144,14 @@ def _ttfts(url: str, n: int) -> list[float]:
 @pytest.mark.parametrize("mode", ["hosted", "engine"])
 def test_max_num_seqs_8_second_eight_wait_a_generation(start_mock: StartMock, mode: str) -> None:
     url = start_mock(
-        "--mode", mode, "--max-num-seqs", "8", "--ttft-ms", "50", "--itl-ms", "10",
-        "--step-base-ms", "10", "--output-tokens", "30",
+        "--mode", mode, "--max-num-seqs", "8", "--ttft-ms", "50", "--itl-ms", "20",
+        "--step-base-ms", "20", "--output-tokens", "30",
     ).url  # fmt: skip
     ttfts = sorted(_ttfts(url, 16))
     first, second = ttfts[:8], ttfts[8:]
-    generation = 0.050 + 29 * 0.010 if mode == "hosted" else 30 * 0.010
+    generation = 0.050 + 29 * 0.020 if mode == "hosted" else 30 * 0.020
     diff = statistics.median(second) - statistics.median(first)
-    assert diff == pytest.approx(generation, abs=0.05)
+    assert diff == pytest.approx(generation, abs=0.1)  # loose: the machine may be busy
     assert max(first) < min(second)
 
 
@@ -180,3 +182,70 @@ def test_timing_at_200_streams_is_loosely_right(start_mock: StartMock) -> None:
     assert abs(statistics.median(res.ttft_s) - 0.100) < 0.015
     assert abs(statistics.fmean(res.gaps_s) - 0.010) < 0.003
     assert percentile(res.gaps_s, 99) < 0.060
+
+
+def test_stamps_precede_every_streamed_event(mock_url: str) -> None:
+    with httpx.stream(
+        "POST",
+        mock_url + CHAT,
+        json={**BODY, "stream": True, "stream_options": {"include_usage": True}},
+    ) as r:
+        lines = [line for line in r.iter_lines() if line]
+    events = [i for i, line in enumerate(lines) if line.startswith("data: ")]
+    assert len(events) == 8 + 4  # role, 8 tokens, finish, usage, [DONE]
+    for i in events:
+        assert lines[i - 1].startswith(": t=")
+        stamp_ns = int(lines[i - 1][4:])
+        assert abs(stamp_ns / 1e9 - time.time()) < 60
+
+
+def test_client_disconnect_frees_the_slot_at_once(start_mock: StartMock) -> None:
+    url = start_mock(
+        "--max-num-seqs", "1", "--ttft-ms", "20", "--itl-ms", "50", "--output-tokens", "200"
+    ).url  # 200 x 50 ms = 10 s if the slot were kept
+    with httpx.stream("POST", url + CHAT, json={**BODY, "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                break  # leave after the first event: the connection closes
+    started = time.monotonic()
+    r2 = httpx.post(url + CHAT, json={**BODY, "max_tokens": 2}, timeout=10)
+    assert r2.status_code == 200 and time.monotonic() - started < 2.0
+    metrics = httpx.get(url + "/metrics").text
+    assert "mock_client_disconnects_total 1.0" in metrics
+
+
+def test_a_client_that_does_not_read_is_dropped(start_mock: StartMock) -> None:
+    url = start_mock(  # 100 tokens per millisecond: a few MB/s into a socket nobody reads
+        "--ttft-ms", "0", "--itl-ms", "0.01", "--output-tokens", "2000000",
+        "--max-write-buffer-bytes", "65536",
+    ).url  # fmt: skip
+    parts = urlsplit(url)
+    body = orjson.dumps({**BODY, "stream": True})
+    head = f"POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(head.encode() + body)  # and never read
+        deadline = time.monotonic() + 15
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:  # polls with requests; bounded in time
+                metrics = client.get(url + "/metrics").text
+                if "mock_slow_clients_dropped_total 1.0" in metrics:
+                    break
+        assert "mock_slow_clients_dropped_total 1.0" in metrics
+        assert "vllm:num_requests_running 0.0" in metrics
+    assert httpx.post(url + CHAT, json={**BODY, "max_tokens": 3}).status_code == 200
+
+
+def test_metrics_have_vllm_names(mock_url: str) -> None:
+    httpx.post(mock_url + CHAT, json=BODY)
+    text = httpx.get(mock_url + "/metrics").text
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:e2e_request_latency_seconds_count",
+        "mock_timer_lateness_seconds_bucket",
+    ):
+        assert name in text, name

@@ -140,3 +140,21 @@ def test_pipelined_requests_are_answered_in_order(mock_url: str) -> None:
     last = one.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nconnection: close\r\n")
     raw = raw_exchange(mock_url, one + one + last)
     assert raw.count(b"HTTP/1.1 200 OK") == 3
+
+
+def test_expect_100_continue(mock_url: str) -> None:
+    host = urlsplit(mock_url).netloc
+    body = orjson.dumps(OK_BODY)
+    parts = urlsplit(mock_url)
+    head = (
+        f"POST {CHAT} HTTP/1.1\r\nhost: {host}\r\nexpect: 100-continue\r\n"
+        f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+    assert b"HTTP/1.1 200 OK" in rest

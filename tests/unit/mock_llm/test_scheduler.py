@@ -200,3 +200,12 @@ def test_metrics_count_what_was_sent() -> None:
     assert st.generation_tokens == 21 and st.prompt_tokens == 33
     assert st.ttft_s.total == 3 and st.itl_s.total == 18
     assert st.requests_finished == {"stop": 3}
+
+
+def test_engine_frontend_overhead_adds_to_ttft_only() -> None:
+    s = settings(mode="engine", step_base_ms=10.0, ttft_overhead_ms=5.0, output_tokens=3)
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=3, prompt_tokens=1)
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    assert [e[0] for e in sink.emits] == pytest.approx([0.015, 0.025, 0.035])
