@@ -95,7 +95,9 @@ def test_burst_of_mid_stream_disconnects_frees_slots_and_cancels_upstream(pair: 
 def test_slow_readers_get_back_pressure_memory_stays_bounded(pair: Stack) -> None:
     """6 clients that never read a 100k-token stream: the service must not buffer it."""
     url = pair.url
-    pair.mock("--ttft-ms", "5", "--itl-ms", "0", "--output-tokens", "100000")  # all at once
+    # 1M tokens (~50 MB): far more than the kernel socket buffers between service and client
+    # can absorb, so every stream must stall on back-pressure (100k tokens could fit, racily).
+    pair.mock("--ttft-ms", "5", "--itl-ms", "0", "--output-tokens", "1000000")
     rss0 = rss_kib(pair.service.pid)
     idle0 = metric(url, "surge_service_timed_out_total", '{stage="idle"}')
     readers = []
