@@ -11,40 +11,15 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from surgebench.process import ServerProcess, surgebench_argv
-
-Start = Callable[..., ServerProcess]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """start("mock"|"serve", *args, env=None, port="0"): a server, stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def run(
-        command: str, *args: str, env: dict[str, str] | None = None, port: str = "0"
-    ) -> ServerProcess:
-        argv = surgebench_argv(command, "--port", port, *args)
-        proc = ServerProcess(argv, env=env)
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        proc.stop()
+from tests.integration.conftest import Start
 
 
 def serve(start: Start, mock_url: str, *args: str, env: dict[str, str] | None = None) -> str:

@@ -13,8 +13,9 @@ import pytest
 
 from reports.results import read_summary
 from surgebench.process import surgebench_argv
+from tests.integration.conftest import Start
 
-from .conftest import Start, assert_leak_free, metric, metrics_text, parse_sse, serve
+from .conftest import assert_leak_free, metric, metrics_text, parse_sse, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 KEY = "sk-surgebench-test-9f3c1e7a55d0"

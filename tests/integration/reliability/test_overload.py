@@ -8,7 +8,9 @@ import threading
 import httpx
 import pytest
 
-from .conftest import Start, assert_leak_free, metric, parse_sse, rss_kib
+from tests.integration.conftest import Start
+
+from .conftest import assert_leak_free, metric, parse_sse, rss_kib
 from .load import open_loop, percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

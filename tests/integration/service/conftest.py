@@ -4,35 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
-
-from surgebench.process import ServerProcess, surgebench_argv
-
-Start = Callable[..., ServerProcess]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """start("mock"|"serve", *args): a server on port 0, stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def run(command: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        proc = ServerProcess(surgebench_argv(command, "--port", "0", *args), env=env)
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        proc.stop()
 
 
 def metric(base_url: str, name: str, labels: str = "") -> float:

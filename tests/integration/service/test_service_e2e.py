@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from surgebench.process import ServerProcess
+from tests.integration.conftest import Start
 
-from .conftest import Start, metric, parse_sse
+from .conftest import metric, parse_sse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 Q = {"question": "hello"}
