@@ -93,11 +93,17 @@ def test_burst_of_mid_stream_disconnects_frees_slots_and_cancels_upstream(pair: 
 
 
 def test_slow_readers_get_back_pressure_memory_stays_bounded(pair: Stack) -> None:
-    """6 clients that never read a 100k-token stream: the service must not buffer it."""
+    """6 clients that never read a 300k-token stream: the service must not buffer it."""
     url = pair.url
-    # 1M tokens (~50 MB): far more than the kernel socket buffers between service and client
-    # can absorb, so every stream must stall on back-pressure (100k tokens could fit, racily).
-    pair.mock("--ttft-ms", "5", "--itl-ms", "0", "--output-tokens", "1000000")
+    # 300k tokens (~20 MB, written by the mock at once since ITL is 0): several times what the
+    # kernel socket buffers between service and client absorb (tcp_wmem max 4 MiB), so every
+    # stream must stall on back-pressure. At its default 8 MiB of unread output the mock would
+    # drop the stalled service as a slow reader, racing the service's 1 s idle deadline (seen:
+    # 3 upstream errors instead of 3 idle timeouts), so the test raises that limit.
+    pair.mock(
+        "--ttft-ms", "5", "--itl-ms", "0", "--output-tokens", "300000",
+        "--max-write-buffer-bytes", "268435456",
+    )  # fmt: skip
     rss0 = rss_kib(pair.service.pid)
     idle0 = metric(url, "surge_service_timed_out_total", '{stage="idle"}')
     readers = []
