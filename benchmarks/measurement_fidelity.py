@@ -39,9 +39,10 @@ import psutil  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.settings import RunSettings, config_document  # noqa: E402
 from loadtests.sse_reader import SSEParser  # noqa: E402
 from loadtests.stream import OpenAIStreamTracker  # noqa: E402
-from reports.results import LatencyStats, read_summary  # noqa: E402
+from reports.results import LatencyStats, read_summary, write_config  # noqa: E402
 from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
 
 TTFT_MS = 100.0
@@ -84,13 +85,17 @@ def pct(values: list[float], q: float) -> float | None:
 def run_ours(url: str, streams: int, measure_s: float, processes: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         duration = WARMUP_S + measure_s
+        settings = RunSettings(
+            name="fidelity", duration_s=duration, users=streams, warmup_s=WARMUP_S,
+            processes=processes, user="direct", prompt_words="4", host=f"{url}/v1",
+        )  # fmt: skip
+        config = write_config(Path(out), config_document(settings, {"mock": None, "service": None}))
         argv = [
             *taskset("0,1" if processes > 1 else "1"),
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
             "DirectLLMUser", "--headless", "--only-summary", "-u", str(streams),
             "-r", str(streams), "-t", f"{duration:g}s", "-H", f"{url}/v1",
-            "--stop-timeout", "3", "--sb-out", out, "--sb-warmup-s", f"{WARMUP_S:g}",
-            "--sb-processes", str(processes), "--sb-prompt-words", "4",
+            "--stop-timeout", "3", "--sb-config", str(config),
         ]  # fmt: skip
         if processes > 1:
             argv += ["--processes", str(processes)]
