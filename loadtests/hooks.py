@@ -26,6 +26,7 @@ from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.fast_reader import reader_record
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
 from loadtests.summary import GuardSettings, RunInfo, build_summary
@@ -270,6 +271,7 @@ class SurgeState:
             max_cpu_percent=opts.sb_max_cpu_percent,
         )
         summary = build_summary(self.recorder, info, measured_s=measured_s, guard=guard)
+        summary.config["generator"] = reader_record(info.target, self.environment.user_classes)
         if not summary.valid:
             for reason in summary.invalid_reasons:
                 log.warning("INVALID RUN: %s", reason)

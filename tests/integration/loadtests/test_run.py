@@ -26,6 +26,7 @@ def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> Non
     assert itl.count == 11 * s.outcomes["ok"]  # every gap of every stream, none merged
     assert s.output_tokens == 12 * s.outcomes["ok"]
     assert s.metric("client_lag_ms").count > 0  # the mock's send stamps were read
+    assert s.config["generator"] == {"reader": "fast"}
     assert s.timeseries and sum(p.requests for p in s.timeseries) >= s.requests
     for name in ("locust_stats.csv", "locust.html", "config.json"):
         assert (run.run_dir / name).exists(), name
