@@ -44,7 +44,9 @@ CPU_TICK_S = 1.0
 def add_arguments(parser: Any) -> None:
     """Our Locust options (also shown in the web UI); all start with ``--sb-``."""
     group = parser.add_argument_group("surgebench")
-    group.add_argument("--sb-out", default="", help="write summary.json into this folder")
+    group.add_argument(
+        "--sb-out", default="", help="summary.json's folder (default results/locust-<time>)"
+    )
     group.add_argument("--sb-name", default="locust", help="run name in the summary")
     group.add_argument("--sb-config", default="", help="config.json to embed in the summary")
     group.add_argument("--sb-warmup-s", type=float, default=0.0, help="seconds left out of stats")
@@ -275,11 +277,11 @@ class SurgeState:
         if not summary.valid:
             for reason in summary.invalid_reasons:
                 log.warning("INVALID RUN: %s", reason)
-        if opts.sb_out:
-            self.written = write_summary(Path(opts.sb_out), summary)
-            log.info("surgebench summary written to %s", self.written)
-        else:
-            self.written = Path()
+        # a plain `locust -f` run (no --sb-out) writes into results/locust-<UTC start time>/
+        stamp = self.started_at[:19].replace(":", "")
+        out = Path(opts.sb_out) if opts.sb_out else Path("results") / f"locust-{stamp}Z"
+        self.written = write_summary(out, summary)
+        log.info("surgebench summary written to %s", self.written)
         return self.written
 
     def write_worker_totals(self) -> None:

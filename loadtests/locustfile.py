@@ -1,6 +1,7 @@
 """surgebench's Locust scenarios. Usable as is: ``locust -f loadtests/locustfile.py CLASS``.
 
-User classes (name one on the command line; the web UI's class picker works too):
+User classes (name one on the command line, or pick in the web UI with ``--class-picker``; with
+none named, `StreamingChatUser` runs alone):
 
 - `StreamingChatUser`: the service's ``POST /chat/stream`` (host = the service's base URL).
 - `ChatUser`: the service's non-streaming ``POST /chat``.
@@ -11,10 +12,10 @@ User classes (name one on the command line; the web UI's class picker works too)
 Streams are read as bytes arrive by `loadtests.fast_reader` (raw gevent sockets, one ``recv`` per
 arrival, httptools' HTTP framing), each event stamped with ``time.time_ns()`` on arrival; behind a
 proxy or for another scheme, by geventhttpclient (`read_available`), and summary.json says which.
-Per request one Locust request event (end-to-end time; rejections and errors as failures with
-their class), plus ``SSE TTFT`` and ``SSE ITL`` (that request's mean gap) for the live table.
-Exact percentiles, per-token ITL, client lag and the validity verdict are in our own
-histograms -> summary.json.
+Each request is one Locust request event (end-to-end time; errors and timeouts as failures with
+their class; admission refusals in their own ``(rejected)`` row, not failures; warm-up requests
+in a ``(warm-up)`` row). TTFT, ITL, client lag and the validity verdict are in our own HDR
+histograms -> summary.json, and live in the web UI's "LLM streams" tab (`loadtests.webui`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import orjson
 from locust import FastHttpUser, events, task
 from locust.exception import CatchResponseError
 
-from loadtests import hooks
+from loadtests import hooks, webui
 from loadtests import outcomes as oc
 from loadtests.fast_reader import MAX_BODY_BYTES, Connection, reader_choice
 from loadtests.recorder import RequestRecord
@@ -39,6 +40,30 @@ from loadtests.stream import (
 )
 
 hooks.register(events)
+
+
+def _on_init(environment: Any, **_: Any) -> None:
+    """StreamingChatUser unless a class is named (or picked in the web UI); our web UI tab."""
+    opts = environment.parsed_options
+    named = bool(getattr(opts, "user_classes", None)) or bool(getattr(opts, "class_picker", False))
+    if not named and StreamingChatUser in environment.user_classes:
+        environment.user_classes[:] = [StreamingChatUser]
+    webui.register(environment)
+
+
+def _on_quitting(environment: Any, **_: Any) -> None:
+    """Let Locust's CSV writer (a snapshot every CSV_STATS_INTERVAL_SEC) take one more after the
+    last request, so locust_stats.csv counts what summary.json counts."""
+    if getattr(environment.parsed_options, "csv_prefix", None):
+        import gevent
+        import locust.stats
+
+        gevent.sleep(locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]
+
 
 STREAM_HEADERS = {
     "Accept": "text/event-stream",
@@ -176,10 +201,12 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         self.state.record(record)
         self._last_outcome = record.outcome
         response_ms = record.e2e_ns / 1e6
+        name = locust_name(name, record, self.state.recorder.measure_from_ns)
         failure = None
-        if record.outcome != oc.OK:
+        if record.outcome not in (oc.OK, oc.REJECTED):
             failure = f"{record.outcome}: {record.error}"[:120]
         if resp is not None:
+            resp.request_meta["name"] = name
             resp.request_meta["response_time"] = response_ms
             resp.request_meta["response_length"] = record.output_tokens
             if failure is None:
@@ -198,27 +225,6 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 url=f"{self.host}{name}",
                 start_time=record.start_ns / 1e9,
             )
-        fire = self.environment.events.request.fire
-        ttft = record.ttft_ns
-        if ttft is not None and record.outcome == oc.OK:
-            fire(
-                request_type="SSE",
-                name="TTFT",
-                response_time=ttft / 1e6,
-                response_length=0,
-                exception=None,
-                context={},
-            )
-            if record.itl_ns:
-                mean_ms = sum(record.itl_ns) / len(record.itl_ns) / 1e6
-                fire(
-                    request_type="SSE",
-                    name="ITL",
-                    response_time=mean_ms,
-                    response_length=0,
-                    exception=None,
-                    context={},
-                )
 
     # -- JSON answers --------------------------------------------------------------------------
     def _json_request(self, path: str, body: dict[str, Any], name: str) -> None:
@@ -363,6 +369,17 @@ class BatchUser(_SurgeUser):
     def request(self) -> None:
         questions = [self.state.prompts.next().question for _ in range(self.batch_size)]
         self._json_request("/chat/batch", {"questions": questions}, "/chat/batch")
+
+
+def locust_name(name: str, record: RequestRecord, measure_from_ns: int) -> str:
+    """The row of Locust's table a request is counted in: its path; ``(rejected)`` for an
+    admission refusal (not a failure, as in summary.json); ``(warm-up)`` before the
+    measurement starts (summary.json leaves those out, Locust's table labels them)."""
+    if record.start_ns < measure_from_ns:
+        return f"{name} (warm-up)"
+    if record.outcome == oc.REJECTED:
+        return f"{name} (rejected)"
+    return name
 
 
 def read_available(raw: Any) -> bytes:
