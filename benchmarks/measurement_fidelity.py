@@ -44,9 +44,10 @@ import psutil  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.settings import RunSettings, config_document  # noqa: E402
 from loadtests.sse_reader import SSEParser  # noqa: E402
 from loadtests.stream import OpenAIStreamTracker  # noqa: E402
-from reports.results import LatencyStats, read_summary  # noqa: E402
+from reports.results import LatencyStats, read_summary, write_config  # noqa: E402
 from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
 
 TTFT_MS = 100.0
@@ -94,13 +95,17 @@ def run_ours(
         env.update(http_proxy="http://127.0.0.1:9", no_proxy="*")
     with tempfile.TemporaryDirectory() as out:
         duration = WARMUP_S + measure_s
+        settings = RunSettings(
+            name="fidelity", warmup_s=WARMUP_S, processes=processes, prompt_words="4",
+            progress_s=0.0, user="direct",
+        )  # fmt: skip
+        config = write_config(Path(out), config_document(settings, {}))
         argv = [
             *taskset("0,1" if processes > 1 else "1"),
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
             "DirectLLMUser", "--headless", "--only-summary", "-u", str(streams),
             "-r", str(streams), "-t", f"{duration:g}s", "-H", f"{url}/v1",
-            "--stop-timeout", "3", "--sb-out", out, "--sb-warmup-s", f"{WARMUP_S:g}",
-            "--sb-processes", str(processes), "--sb-prompt-words", "4",
+            "--stop-timeout", "3", "--sb-config", str(config),
         ]  # fmt: skip
         if processes > 1:
             argv += ["--processes", str(processes)]

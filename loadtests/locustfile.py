@@ -31,7 +31,6 @@ from loadtests import hooks, webui
 from loadtests import outcomes as oc
 from loadtests.fast_reader import MAX_BODY_BYTES, Connection, reader_choice
 from loadtests.recorder import RequestRecord
-from loadtests.shapes import shape_from_env
 from loadtests.stream import (
     OpenAIStreamTracker,
     ServiceStreamTracker,
@@ -76,10 +75,6 @@ JSON_HEADERS = {
     "Content-Type": "application/json",
 }
 
-_shape = shape_from_env()
-if _shape is not None:
-    SurgeShape = _shape  # Locust picks up the one concrete shape class of this module
-
 
 class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     """Shared plumbing: the next arrival (open loop), prompts, the reader, recording, Locust events.
@@ -103,8 +98,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         """Closed loop: the think time (default 0). Open loop: 0, arrivals pace the users."""
         if self.state.arrivals is not None:
             return 0.0
-        think_s: float = self.state.opts.sb_think_s
-        return think_s
+        return self.state.settings.think_s
 
     def on_stop(self) -> None:
         if self._conn is not None:
@@ -311,7 +305,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def one_request(self) -> None:
         self._intended = self.state.next_intended_ns()
         self.request()
-        wait_s = self.state.opts.sb_reject_wait_s
+        wait_s = self.state.settings.reject_wait_s
         if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
             import gevent
 
@@ -339,7 +333,7 @@ class DirectLLMUser(_SurgeUser):
     def request(self) -> None:
         prompt = self.state.prompts.next()
         body: dict[str, Any] = {
-            "model": self.state.opts.sb_model,
+            "model": self.state.settings.model,
             "messages": [{"role": "user", "content": prompt.question}],
             "stream": True,
             "stream_options": {"include_usage": True},

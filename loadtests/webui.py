@@ -76,24 +76,19 @@ def live_rows(recorder: Recorder, guard: GuardSettings, info: RunInfo) -> list[d
 
 def live_state(state: Any) -> tuple[GuardSettings, RunInfo]:
     """The guard and run facts of a running `hooks.SurgeState`, as the summary will use them."""
-    opts = state.opts
-    guard = GuardSettings(
-        max_client_lag_p99_ms=opts.sb_max_client_lag_ms,
-        max_loop_lag_p99_ms=opts.sb_max_loop_lag_ms,
-        max_cpu_percent=opts.sb_max_cpu_percent,
-    )
-    processes = max(1, opts.sb_processes) if state.is_master else 1
-    reported = len(state.workers_reported) if state.is_master else 1
+    settings = state.settings
+    processes = max(1, settings.processes) if state.is_master else 1
+    reported = len(state.distribution.workers_reported) if state.is_master else 1
     # before the first worker report (every 3 s) there is nothing to call incomplete
     info = RunInfo(
-        name=opts.sb_name,
+        name=settings.name,
         started_at=state.started_at,
         start_epoch_s=state.window.start_ns / 1e9,
         duration_s=0.0,
         processes=processes,
         workers_reported=reported if reported else processes,
     )
-    return guard, info
+    return GuardSettings.from_settings(settings), info
 
 
 def register(environment: Any) -> None:

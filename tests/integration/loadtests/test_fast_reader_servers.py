@@ -21,8 +21,9 @@ import pytest
 
 from loadtests import outcomes as oc
 from loadtests.fast_reader import Connection, Response, reader_choice
+from loadtests.settings import RunSettings, config_document
 from loadtests.stream import OpenAIStreamTracker, ServiceStreamTracker, StreamFeed, StreamTracker
-from reports.results import read_summary
+from reports.results import read_summary, write_config
 from tests.integration.conftest import Start
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -198,11 +199,13 @@ def test_locust_falls_back_behind_a_proxy_and_says_so(start: Start, tmp_path: Pa
     mock = start("mock", "--ttft-ms", "10", "--itl-ms", "2", "--output-tokens", "5")
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "no_proxy": "*"}
     root = Path(__file__).resolve().parents[3]
+    settings = RunSettings(warmup_s=0.0, user="direct", progress_s=0.0)
+    config = write_config(tmp_path, config_document(settings, {}))
     proc = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(root / "loadtests/locustfile.py"),
          "DirectLLMUser", "--headless", "-u", "2", "-r", "2", "-t", "5s",
-         "-H", mock.url + "/v1", "--sb-out", str(tmp_path), "--only-summary"],
-        env=env, capture_output=True, text=True, timeout=45, check=False, cwd=root,
+         "-H", mock.url + "/v1", "--only-summary", "--sb-config", str(config)],
+        env=env, capture_output=True, text=True, timeout=45, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = read_summary(tmp_path)
