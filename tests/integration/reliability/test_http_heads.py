@@ -7,14 +7,17 @@ test reads the raw stream and splits it into responses itself.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from surgebench.process import ServerProcess, surgebench_argv
+from tests.integration.conftest import Start
 
 from .conftest import host_port
 
@@ -27,9 +30,9 @@ def servers() -> Iterator[dict[str, ServerProcess]]:
     mock = ServerProcess(
         surgebench_argv("mock", "--port", "0", "--ttft-ms", "5", "--output-tokens", "4")
     )
-    service = ServerProcess(
-        surgebench_argv("serve", "--port", "0", "--upstream-url", mock.url + "/v1")
-    )
+    service = ServerProcess(surgebench_argv(
+        "serve", "--port", "0", "--upstream-url", mock.url + "/v1",
+        "--body-timeout-s", "2"))  # fmt: skip
     yield {"mock": mock, "service": service}
     service.stop()
     mock.stop()
@@ -150,7 +153,8 @@ def test_wrong_method_on_a_known_path_gets_405_with_allow(
 
 
 # ------------------------------------------------------------------ limits on the request head
-SERVERS = ("mock",)
+SERVERS = ("mock", "service")
+HEALTH = {"mock": b"/health", "service": b"/healthz"}
 
 
 def head_request(target: bytes = b"/health", headers: bytes = b"") -> bytes:
@@ -166,25 +170,26 @@ def assert_refused(raw: bytes, status: int) -> None:
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_long_request_target_gets_414(servers: dict[str, ServerProcess], server: str) -> None:
-    url = servers[server].url
-    ok = exchange(url, head_request(b"/health?" + b"q" * 4000))
+    url, health = servers[server].url, HEALTH[server]
+    ok = exchange(url, head_request(health + b"?" + b"q" * 4000))
     assert ok.startswith(b"HTTP/1.1 200 "), ok[:200]
-    assert_refused(exchange(url, head_request(b"/health?" + b"q" * 20_000)), 414)
-    assert_refused(exchange(url, head_request(b"/health?" + b"q" * 1_000_000)), 414)
+    assert_refused(exchange(url, head_request(health + b"?" + b"q" * 20_000)), 414)
+    assert_refused(exchange(url, head_request(health + b"?" + b"q" * 1_000_000)), 414)
 
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_large_header_section_gets_431(servers: dict[str, ServerProcess], server: str) -> None:
-    url = servers[server].url
-    ok = exchange(url, head_request(headers=b"X-Big: " + b"b" * 8000 + b"\r\n"))
+    url, health = servers[server].url, HEALTH[server]
+
+    def get(headers: bytes) -> bytes:
+        return exchange(url, head_request(health, headers))
+
+    ok = get(b"X-Big: " + b"b" * 8000 + b"\r\n")
     assert ok.startswith(b"HTTP/1.1 200 "), ok[:200]
-    assert_refused(exchange(url, head_request(headers=b"X-Big: " + b"b" * 100_000 + b"\r\n")), 431)
-    many = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
-    assert_refused(exchange(url, head_request(headers=many)), 431)
-    some = b"".join(b"X-H%d: v\r\n" % i for i in range(90))
-    assert exchange(url, head_request(headers=some)).startswith(b"HTTP/1.1 200 ")
-    too_many = b"".join(b"X-H%d: v\r\n" % i for i in range(101))
-    assert_refused(exchange(url, head_request(headers=too_many)), 431)
+    assert_refused(get(b"X-Big: " + b"b" * 100_000 + b"\r\n"), 431)
+    assert_refused(get(b"".join(b"X-H%d: v\r\n" % i for i in range(5000))), 431)
+    assert get(b"".join(b"X-H%d: v\r\n" % i for i in range(90))).startswith(b"HTTP/1.1 200 ")
+    assert_refused(get(b"".join(b"X-H%d: v\r\n" % i for i in range(101))), 431)
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -195,7 +200,7 @@ def test_endless_header_line_is_cut_off_with_431(
     proc = servers[server]
     piece = b"a" * (1 << 20)
     with socket.create_connection(host_port(proc.url), timeout=10) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nX-Endless: " % HEALTH[server])
         sent = 0
         try:
             for _ in range(64):  # at most 64 MiB
@@ -211,3 +216,44 @@ def test_endless_header_line_is_cut_off_with_431(
             pass
     assert sent < 64 * len(piece), "the server read 64 MiB of one header line"
     assert_refused(raw, 431)
+
+
+def test_service_times_out_a_trickled_head(servers: dict[str, ServerProcess]) -> None:
+    """A head sent one byte per 0.2 s gets 408 (or a close) at the 2 s deadline, not never."""
+    url = servers["service"].url
+    request = head_request(b"/healthz")
+    started = time.monotonic()
+    raw = b""
+    with socket.create_connection(host_port(url), timeout=10) as sock:
+        sock.settimeout(0.2)  # the pace of the trickle
+        try:
+            for byte in request[:-1]:  # never complete
+                sock.sendall(bytes([byte]))
+                try:
+                    raw = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                break  # an answer, or b"" for a close
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        else:
+            if raw:  # read the rest of the answer
+                sock.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(65536):
+                        raw += chunk
+    elapsed = time.monotonic() - started
+    assert elapsed < len(request) * 0.2, "the whole trickled head was read without a deadline"
+    assert 1.5 < elapsed < 10, f"cut off after {elapsed:.1f}s; the deadline is 2 s"
+    assert raw == b"" or raw.startswith(b"HTTP/1.1 408 "), raw[:200]
+    if raw:
+        assert_refused(raw, 408)
+
+
+def test_service_closes_a_connection_that_never_sends_a_byte(start: Start) -> None:
+    """A silent connection is an idle keep-alive connection: closed after --http-keepalive-s."""
+    url = start("serve", "--http-keepalive-s", "1", "--upstream-url", "http://127.0.0.1:9/v1").url
+    with socket.create_connection(host_port(url), timeout=10) as sock:
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # the server closed it
+    assert time.monotonic() - started < 8
