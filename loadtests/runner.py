@@ -22,7 +22,14 @@ from typing import IO, Any
 
 from loadtests.effective import describe, expect, fetch_config
 from loadtests.settings import RunSettings, config_document
-from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
+from reports.results import (
+    CONFIG_FILE,
+    Summary,
+    new_run_dir,
+    read_summary,
+    write_config,
+    write_summary,
+)
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -214,6 +221,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         raise RunError(
             f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"
         )
+    if interrupted:  # the figures cover `measured_s`, not the planned duration
+        summary.interrupted = True
+        write_summary(run_dir, summary)
     return RunResult(run_dir, summary, code, interrupted)
 
 
