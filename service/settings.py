@@ -124,6 +124,11 @@ class ServiceSettings:
     log_level: str = _opt(
         "warning", "log level", choices=("critical", "error", "warning", "info", "debug")
     )
+    processes: int = _opt(
+        1,
+        "worker processes on one port (1..64); every limit above holds per process, like N pods",
+        min=1,
+    )
 
     @property
     def worker_count(self) -> int:
