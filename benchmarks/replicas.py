@@ -76,15 +76,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def counter(url: str, name: str) -> float:
-    """A merged counter of a server (summed over its label sets)."""
+def counter(url: str, name: str) -> tuple[float, list[float]]:
+    """A merged counter of a server (summed over its label sets), and the requests each replica
+    received (empty for one process)."""
     text = httpx.get(url + "/metrics", timeout=30).text
     total = 0.0
+    per_replica: dict[int, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             if s.name == name:
                 total += s.value
-    return total
+            elif s.name == "surgebench_replica_requests_total":
+                per_replica[int(s.labels["replica"])] = s.value
+    return total, [per_replica[i] for i in sorted(per_replica)]
 
 
 def start(command: str, *args: str, cpus: Sequence[int]) -> tuple[ServerProcess, list[int]]:
@@ -197,11 +201,11 @@ async def measure(
     t0 = time.monotonic()
     state, conns = await closed_loop(url, service, streams, args.ramp_s)
     await asyncio.sleep(max(0.0, t0 + args.ramp_s + args.warmup_s - time.monotonic()))
-    tokens0 = await asyncio.to_thread(counter, url, name)
+    tokens0, requests0 = await asyncio.to_thread(counter, url, name)
     cpu0 = [cpu_s(p) for p in pids]
     w0 = time.monotonic()
     await asyncio.sleep(args.measure_s)
-    tokens1 = await asyncio.to_thread(counter, url, name)
+    tokens1, requests1 = await asyncio.to_thread(counter, url, name)
     cpu1 = [cpu_s(p) for p in pids]
     window = time.monotonic() - w0
     state.stopping = True
@@ -213,6 +217,7 @@ async def measure(
     return {
         "chunks_per_s": (tokens1 - tokens0) / window,
         "cpu_per_process": [round((b - a) / window, 3) for a, b in zip(cpu0, cpu1, strict=True)],
+        "requests_per_replica": [b - a for a, b in zip(requests0, requests1, strict=True)],
         "errors": state.errors,
         "statuses": state.statuses,
     }
@@ -269,10 +274,11 @@ def cpu_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def print_row(row: dict[str, Any]) -> None:
     cpus = "+".join(f"{c:.2f}" for c in row["cpu_per_process"])
+    spread = "/".join(f"{n:.0f}" for n in row["requests_per_replica"]) or "-"
     print(
         f"{row['server']:<8} {row['layout']:<24} {row['streams']:>7} "
         f"{row['offered_chunks_per_s']:>9.0f} {row['chunks_per_s']:>9.0f} {cpus:>11} "
-        f"{row['us_cpu_per_chunk']:>8.1f} {row['errors']:>6}",
+        f"{row['us_cpu_per_chunk']:>8.1f} {spread:>11} {row['errors']:>6}",
         flush=True,
     )
 
@@ -299,6 +305,7 @@ def engine_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "tokens_per_s": result["chunks_per_s"],
                 "ideal_tokens_per_s": n * plateau_1,
                 "cpu_per_process": result["cpu_per_process"],
+                "requests_per_replica": result["requests_per_replica"],
                 "errors": result["errors"],
             }
         )
@@ -338,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cpu:
         print(
             f"{'server':<8} {'layout':<24} {'streams':>7} {'offered':>9} {'chunks/s':>9} "
-            f"{'cpu/proc':>11} {'us/chunk':>8} {'errors':>6}"
+            f"{'cpu/proc':>11} {'us/chunk':>8} {'req/replica':>11} {'errors':>6}"
         )
         out["cpu"] = cpu_rows(args)
     if not args.skip_engine:

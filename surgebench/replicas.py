@@ -232,6 +232,9 @@ def worker_main() -> int:
         return 0
     finally:
         sock.close()
+        with contextlib.suppress(OSError):  # the last replica out removes the folder
+            socket_path(config.metrics_dir, config.index).unlink()
+            os.rmdir(config.metrics_dir)
 
 
 # ---------------------------------------------------------------- metrics merge
@@ -357,12 +360,14 @@ def _stop_workers(workers: list[_Worker], timeout_s: float) -> list[int]:
     return codes
 
 
-def _wait_ready(read_fd: int, workers: list[_Worker], timeout_s: float) -> str | None:
-    """None once every worker said it accepts; else why not."""
+def _wait_ready(
+    read_fd: int, workers: list[_Worker], timeout_s: float, stop: threading.Event
+) -> str | None:
+    """None once every worker said it accepts (or a stop signal came); else why not."""
     waiting = {w.index for w in workers}
     buffer = b""
     deadline = time.monotonic() + timeout_s
-    while waiting:
+    while waiting and not stop.is_set():
         for w in workers:
             code = w.process.poll()
             if code is not None:
@@ -427,11 +432,14 @@ def supervise(
             workers.append(_start_worker(config))
         os.close(write_fd)
         write_fd = -1
-        problem = _wait_ready(read_fd, workers, READY_TIMEOUT_S)
+        problem = _wait_ready(read_fd, workers, READY_TIMEOUT_S, stop)
         if problem is not None:
             print(f"{program}: {problem}", file=sys.stderr)
             _stop_workers(workers, stop_timeout_s)
             return 1
+        if stop.is_set():  # stopped while starting, as the single-process server exits 0
+            _stop_workers(workers, stop_timeout_s)
+            return 0
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         print(f"listening on http://{shown}:{bound_port}", flush=True)
         pids = ", ".join(str(w.process.pid) for w in workers)

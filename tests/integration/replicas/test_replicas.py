@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import httpx
 import orjson
@@ -128,8 +128,8 @@ def test_mock_connections_spread_and_metrics_are_the_sum(start: Start) -> None:
     pids, metrics_dir = replicas_of(mock)
     assert len(pids) == 2
     clients = 40
-    for _ in range(clients):  # one new connection per client
-        with httpx.Client() as client:
+    with httpx.Client(headers={"connection": "close"}) as client:  # a new connection each
+        for _ in range(clients):
             r = client.post(mock.url + "/v1/chat/completions", content=CHAT_BODY)
             assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
     merged_text = httpx.get(mock.url + "/metrics").text
@@ -152,8 +152,8 @@ def test_service_replicas_tag_responses_and_merge_metrics(start: Start) -> None:
     pids, metrics_dir = replicas_of(service)
     seen: list[str] = []
     clients = 40
-    for _ in range(clients):
-        with httpx.Client() as client:
+    with httpx.Client(headers={"connection": "close"}) as client:  # a new connection each
+        for _ in range(clients):
             r = client.post(service.url + "/chat", json={"question": "hi"})
             assert r.status_code == 200, r.text
             seen.append(r.headers["x-replica"])
@@ -169,42 +169,80 @@ def test_service_replicas_tag_responses_and_merge_metrics(start: Start) -> None:
     assert wait_gone(pids) == []
 
 
+def statuses_of_concurrent_clients(
+    url: str, request: bytes, clients: int, settled: Callable[[str], bool]
+) -> tuple[list[int], str]:
+    """Open `clients` connections at once, each sending `request`; wait (bounded) until the
+    merged /metrics says every request was admitted or refused; the statuses and that text."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+
+    async def scenario() -> tuple[list[int], str]:
+        hold = asyncio.Event()
+        tasks = [
+            asyncio.create_task(_status_of_new_connection(host, int(port), request, hold))
+            for _ in range(clients)
+        ]
+        deadline = time.monotonic() + 20
+        text = ""
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                text = (await client.get(url + "/metrics")).text
+                if settled(text):
+                    break
+                await asyncio.sleep(0.05)
+        hold.set()
+        return list(await asyncio.gather(*tasks)), text
+
+    return asyncio.run(scenario())
+
+
+def test_service_limits_hold_per_process(start: Start) -> None:
+    """--max-concurrent 1 --queue-size 0 with 2 processes: exactly 2 streams run, like 2 pods."""
+    mock = start("mock", "--ttft-ms", "1", "--itl-ms", "100", "--output-tokens", "100")
+    service = start(
+        "serve", "--processes", "2", "--upstream-url", mock.url + "/v1",
+        "--admission", "semaphore", "--max-concurrent", "1", "--queue-size", "0",
+    )  # fmt: skip
+    body = b'{"question":"hi"}'
+    request = (
+        b"POST /chat/stream HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    clients = 32
+
+    def settled(text: str) -> bool:
+        got, _ = samples(text)
+        admitted = got.get(("surge_service_admitted_total", ()), 0)
+        rejected = sum(v for (n, _), v in got.items() if n == "surge_service_rejected_total")
+        return admitted + rejected >= clients
+
+    statuses, text = statuses_of_concurrent_clients(service.url, request, clients, settled)
+    assert sorted(statuses) == [200] * 2 + [503] * 30
+    got, _ = samples(text)
+    for i in range(2):
+        assert got[("surge_service_in_flight", (("replica", str(i)),))] == 1
+
+
 def test_engine_replicas_queue_independently(start: Start) -> None:
     """Each replica is one engine: 1 running + 2 waiting each, the rest refused at once."""
     mock = start(
         "mock", "--processes", "2", "--mode", "engine", "--max-num-seqs", "1",
         "--max-waiting", "2", "--step-base-ms", "20", "--output-tokens", "1000",
     )  # fmt: skip
-    host, port = mock.url.removeprefix("http://").rsplit(":", 1)
     clients = 32  # P(a replica gets fewer than 3 of 32 hashed connections) ~ 2.5e-7
 
-    async def scenario() -> tuple[list[int], str]:
-        hold = asyncio.Event()
-        tasks = [
-            asyncio.create_task(
-                _status_of_new_connection(host, int(port), chat_request(int(port)), hold)
-            )
-            for _ in range(clients)
-        ]
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline:  # until every request was answered or queued
-            async with httpx.AsyncClient() as client:
-                text = (await client.get(mock.url + "/metrics")).text
-            got, _ = samples(text)
-            settled = sum(
-                got.get(("mock_requests_rejected_total", (("reason", "queue_full"),)), 0)
-                + got[(f"vllm:num_requests_{k}", (("replica", str(i)),))]
-                for i in range(2)
-                for k in ("running", "waiting")
-            )
-            if settled >= clients:
-                break
-            await asyncio.sleep(0.05)
-        hold.set()
-        return list(await asyncio.gather(*tasks)), text
+    def settled(text: str) -> bool:
+        got, _ = samples(text)
+        rejected = got.get(("mock_requests_rejected_total", (("reason", "queue_full"),)), 0)
+        queued = sum(
+            got[(f"vllm:num_requests_{k}", (("replica", str(i)),))]
+            for i in range(2)
+            for k in ("running", "waiting")
+        )
+        return rejected + queued >= clients
 
-    statuses, text = asyncio.run(scenario())
+    port = int(mock.url.rsplit(":", 1)[1])
+    statuses, text = statuses_of_concurrent_clients(mock.url, chat_request(port), clients, settled)
     assert sorted(statuses) == [200] * 6 + [503] * 26
     got, _ = samples(text)
     for i in range(2):
@@ -248,3 +286,12 @@ def test_service_replicas_drain_in_flight_streams_on_sigterm(start: Start) -> No
     bodies = asyncio.run(scenario())
     assert all("event: done" in b for b in bodies), [b[-200:] for b in bodies]
     assert service.process.wait(20) == 0
+
+
+def test_a_dead_worker_stops_the_others_and_exits_1(start: Start) -> None:
+    proc = start("mock", "--processes", "2")
+    pids, _ = replicas_of(proc)
+    os.kill(pids[0], signal.SIGKILL)
+    assert proc.process.wait(20) == 1
+    assert "replica 0" in proc.output and "exited" in proc.output
+    assert wait_gone(pids) == []
