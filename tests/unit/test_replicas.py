@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtests.sweep_plan import cell_argv, parse_plan
 from mock_llm.cli import main as mock_main
 from service.cli import main as serve_main
 from surgebench.replicas import merge_metrics, replica_metrics_text
@@ -91,3 +94,21 @@ def test_serve_processes_out_of_bounds_exit_2(
     assert serve_main(["--processes", value, "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "--processes" in err and "invalid value" in err
+
+
+def test_replicas_are_a_sweep_dimension_passed_to_each_cell() -> None:
+    plan = parse_plan(
+        {
+            "name": "replicas",
+            "duration": "10s",
+            "loads": [100, 200],
+            "service": {"admission": "semaphore", "max-concurrent": 32},
+            "matrix": {"service": {"processes": [1, 2]}},
+        }
+    )
+    assert [c.name for c in plan.configurations] == ["processes=1", "processes=2"]
+    cell = next(c for c in plan.cells() if c.configuration == "processes=2")
+    argv = cell_argv(plan, cell, Path("out"))
+    at = argv.index("--service-processes")
+    assert argv[at + 1] == "2"
+    assert "--service-max-concurrent" in argv
