@@ -109,6 +109,18 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT socket holding a port nobody else holds.
+
+    SO_REUSEPORT lets any socket of the same user join a port, so first bind without it: that
+    fails if anything (another server, another group of replicas) holds the port already."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    return reuseport_socket(host, port)
+
+
 class ReplicaContext:
     """What a worker's server needs to be one replica: its socket, index, siblings, signals."""
 
@@ -406,7 +418,7 @@ def supervise(
         )
         return 2
     try:
-        reservation = reuseport_socket(host, port)
+        reservation = reserve_port(host, port)
     except OSError as exc:
         print(
             f"{program}: cannot bind --host {host} --port {port}: {exc.strerror or exc}",

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from surgebench.process import ServerProcess
+from surgebench.process import ServerProcess, surgebench_argv
 from surgebench.replicas import fetch_replica_metrics
 from tests.integration.conftest import Start
 
@@ -295,3 +296,18 @@ def test_a_dead_worker_stops_the_others_and_exits_1(start: Start) -> None:
     assert proc.process.wait(20) == 1
     assert "replica 0" in proc.output and "exited" in proc.output
     assert wait_gone(pids) == []
+
+
+def test_a_second_server_cannot_join_the_port(start: Start) -> None:
+    """SO_REUSEPORT lets any socket of the same user join the port: the supervisor refuses a
+    port that is already bound instead of silently sharing it with another server."""
+    first = start("mock", "--processes", "2")
+    port = first.url.rsplit(":", 1)[1]
+    second = subprocess.run(
+        surgebench_argv("mock", "--processes", "2", "--port", port),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 2
+    assert f"--port {port}" in second.stderr and "in use" in second.stderr
