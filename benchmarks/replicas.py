@@ -47,6 +47,10 @@ from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PIDS_RE = re.compile(r"replicas: \d+ processes \(pids ([\d, ]+)\)")
+SUPERVISE_WITH_BALANCE = (
+    "import sys; from mock_llm.settings import resolve; from mock_llm.replicas import supervise; "
+    "sys.exit(supervise(resolve(sys.argv[2:]), sys.argv[1]))"
+)
 MOCK_LATENCY = ("--ttft-ms", "100", "--itl-ms", "20", "--output-tokens", "50")
 
 
@@ -91,12 +95,19 @@ def counter(url: str, name: str) -> tuple[float, list[float]]:
     return total, [per_replica[i] for i in sorted(per_replica)]
 
 
-def start(command: str, *args: str, cpus: Sequence[int]) -> tuple[ServerProcess, list[int]]:
-    """Start a server (with --processes len(cpus) when > 1) and pin worker i to cpus[i]."""
+def start(
+    command: str, *args: str, cpus: Sequence[int], balance: str = ""
+) -> tuple[ServerProcess, list[int]]:
+    """Start a server (with --processes len(cpus) when > 1) and pin worker i to cpus[i].
+
+    `balance` "shared" starts the mock's supervisor with one shared listening socket instead of
+    SO_REUSEPORT (not a user setting: only this comparison uses it)."""
     extra = ("--processes", str(len(cpus))) if len(cpus) > 1 else ()
-    proc = ServerProcess(
-        surgebench_argv(command, "--port", "0", *extra, *args), cpu_affinity=sorted(set(cpus))
-    )
+    argv = surgebench_argv(command, "--port", "0", *extra, *args)
+    if balance:
+        assert command == "mock"
+        argv = [sys.executable, "-c", SUPERVISE_WITH_BALANCE, balance, *argv[4:]]
+    proc = ServerProcess(argv, cpu_affinity=sorted(set(cpus)))
     pids = worker_pids(proc)
     for pid, cpu in zip(pids, cpus, strict=True):
         pin(pid, cpu)
@@ -283,6 +294,33 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
+def spread_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """How connections spread over 2 mock processes: SO_REUSEPORT vs one shared socket."""
+    rows = []
+    os.sched_setaffinity(0, {args.client_cpu})
+    for balance in ("reuseport", "shared"):
+        for ramp_s in (args.ramp_s, 0.0):
+            proc, pids = start(
+                "mock", *MOCK_LATENCY, cpus=[args.server_cpu, args.client_cpu], balance=balance
+            )
+            try:
+                run_args = argparse.Namespace(**{**vars(args), "ramp_s": ramp_s})
+                result = uvloop.run(measure(proc.url, False, args.streams, pids, run_args))
+            finally:
+                proc.stop()
+            row = {"balance": balance, "ramp_s": ramp_s, "streams": args.streams, **result}
+            rows.append(row)
+            spread = "/".join(f"{n:.0f}" for n in row["requests_per_replica"])
+            cpus = "+".join(f"{c:.2f}" for c in row["cpu_per_process"])
+            print(
+                f"spread   {balance:<10} connections over {ramp_s:.1f}s: {args.streams} streams, "
+                f"{row['chunks_per_s']:.0f} chunks/s, requests per replica {spread}, "
+                f"CPU {cpus}",
+                flush=True,
+            )
+    return rows
+
+
 def engine_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     engine = (
@@ -338,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-clients-per-replica", type=int, default=48)
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--skip-spread", action="store_true")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"cores {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -348,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'cpu/proc':>11} {'us/chunk':>8} {'req/replica':>11} {'errors':>6}"
         )
         out["cpu"] = cpu_rows(args)
+    if not args.skip_spread:
+        out["spread"] = spread_rows(args)
     if not args.skip_engine:
         out["engine"] = engine_rows(args)
     load = os.getloadavg()

@@ -82,7 +82,7 @@ def run_worker(settings: MockSettings, ctx: ReplicaContext) -> int:
     return uvloop.run(_serve(settings, ctx))
 
 
-def supervise(settings: MockSettings) -> int:
+def supervise(settings: MockSettings, balance: str = "reuseport") -> int:
     """Run `settings.processes` replicas until SIGINT/SIGTERM; the exit code."""
     return _supervise(
         "mock_llm.replicas:run_worker",
@@ -93,4 +93,5 @@ def supervise(settings: MockSettings) -> int:
         backlog=LISTEN_BACKLOG,
         program="surgebench mock",
         stop_timeout_s=STOP_TIMEOUT_S,
+        balance=balance,
     )

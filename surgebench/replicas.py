@@ -52,6 +52,7 @@ READY_TIMEOUT_S = 60.0
 METRICS_FETCH_TIMEOUT_S = 5.0
 MAX_METRICS_BYTES = 16 * 1024 * 1024
 REPLICA_PREFIX = "surgebench_replica_"
+BALANCES = ("reuseport", "shared")
 _PR_SET_PDEATHSIG = 1
 _HEADER = struct.Struct("!Q")
 WORKER_COMMAND = "import sys; from surgebench.replicas import worker_main; sys.exit(worker_main())"
@@ -74,6 +75,7 @@ class WorkerConfig:
     metrics_dir: str
     parent_pid: int
     ready_fd: int
+    shared_fd: int = -1  # balance "shared": the supervisor's listening socket, inherited
 
 
 def socket_path(metrics_dir: str | Path, index: int) -> Path:
@@ -231,8 +233,11 @@ def worker_main() -> int:
     config: WorkerConfig = pickle.loads(_read_exact(control_fd, size))
     if os.getppid() != config.parent_pid:  # the supervisor died before PDEATHSIG was armed
         return 1
-    sock = reuseport_socket(config.host, config.port)
-    sock.listen(config.backlog)
+    if config.shared_fd >= 0:
+        sock = socket.socket(fileno=config.shared_fd)
+    else:
+        sock = reuseport_socket(config.host, config.port)
+        sock.listen(config.backlog)
     sock.setblocking(False)
     module_name, function_name = config.target.split(":")
     run: Callable[[Any, ReplicaContext], int] = getattr(
@@ -343,7 +348,7 @@ def _start_worker(config: WorkerConfig) -> _Worker:
     process = subprocess.Popen(
         [sys.executable, "-c", WORKER_COMMAND],
         stdin=subprocess.PIPE,
-        pass_fds=(config.ready_fd,),
+        pass_fds=tuple(fd for fd in (config.ready_fd, config.shared_fd) if fd >= 0),
         process_group=0,  # a terminal's Ctrl-C reaches the supervisor only; it forwards SIGTERM
     )
     assert process.stdin is not None
@@ -408,8 +413,16 @@ def supervise(
     backlog: int,
     program: str,
     stop_timeout_s: float,
+    balance: str = "reuseport",
 ) -> int:
-    """Run `processes` replicas of a server on one port until SIGINT/SIGTERM; the exit code."""
+    """Run `processes` replicas of a server on one port until SIGINT/SIGTERM; the exit code.
+
+    `balance`: "reuseport" (each worker listens with SO_REUSEPORT; the kernel spreads new
+    connections by hash) or "shared" (one listening socket, accepted by whichever worker wakes
+    first; kept for `benchmarks/replicas.py`, which compares the two spreads).
+    """
+    if balance not in BALANCES:
+        raise ValueError(f"balance {balance!r}; allowed: {', '.join(BALANCES)}")
     if not 1 <= processes <= MAX_PROCESSES:
         print(
             f"{program}: --processes: invalid value {processes!r}; allowed: an integer >= 1 "
@@ -426,6 +439,10 @@ def supervise(
         )
         return 2
     bound_host, bound_port = reservation.getsockname()[:2]
+    shared_fd = -1
+    if balance == "shared":
+        reservation.listen(backlog)
+        shared_fd = reservation.fileno()
     metrics_dir = tempfile.mkdtemp(prefix=f"surgebench-replicas-{os.getpid()}-")
     read_fd, write_fd = os.pipe()
     stop = threading.Event()
@@ -439,7 +456,7 @@ def supervise(
         for index in range(processes):
             config = WorkerConfig(
                 target, settings, index, processes, host, bound_port, backlog, metrics_dir,
-                os.getpid(), write_fd,
+                os.getpid(), write_fd, shared_fd,
             )  # fmt: skip
             workers.append(_start_worker(config))
         os.close(write_fd)
