@@ -111,10 +111,11 @@ def run_ours(
     with tempfile.TemporaryDirectory() as out:
         duration = WARMUP_S + measure_s
         settings = RunSettings(
-            name="fidelity", warmup_s=WARMUP_S, processes=processes, prompt_words="4",
-            progress_s=0.0, user="direct",
+            name="fidelity", duration_s=duration, users=streams, warmup_s=WARMUP_S,
+            processes=processes, user="direct", prompt_words="4", host=f"{url}/v1",
+            progress_s=0.0,
         )  # fmt: skip
-        config = write_config(Path(out), config_document(settings, {}))
+        config = write_config(Path(out), config_document(settings, {"mock": None, "service": None}))
         argv = [
             *taskset("0,1" if processes > 1 else "1"),
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),

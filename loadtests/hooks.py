@@ -30,7 +30,7 @@ from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.fast_reader import reader_record
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
-from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config
+from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
 from loadtests.summary import Window, summarize
 from reports.results import write_summary
 
@@ -56,8 +56,8 @@ def load_settings(config_path: str, host: str) -> tuple[RunSettings, dict[str, A
     if not config_path:
         return replace(DEFAULTS, host=host), {}, None
     path = Path(config_path)
-    settings = read_config(path)
-    document: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    document = read_config_document(path)
+    settings = RunSettings.from_dict(document)
     return replace(settings, host=settings.host or host), document, path.parent
 
 

@@ -117,3 +117,11 @@ def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand
     assert ttft.p50 is not None and 990 <= ttft.p50 <= 1300, ttft
     config = json.loads((run.run_dir / "config.json").read_text())
     assert config["service_args"] == ["--max-concurrent", "32"] and not config["demo"]
+    # what the servers reported (GET /config; None where a server has no such endpoint) is
+    # recorded in both files, and the console says it
+    assert set(config["effective"]) == {"mock", "service"}
+    assert s.effective == config["effective"]
+    assert "service effective configuration: " in run.output
+    service = config["effective"]["service"]
+    if service is not None:
+        assert service["max_concurrent"] == 32 and service["admission"] == "queue"
