@@ -23,6 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from surgebench.process import watch_parent
+
 from .admission import Ticket
 from .agent import Timings
 from .errors import Overloaded, RequestError, ServiceError
@@ -167,6 +169,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        watch_parent(asyncio.get_running_loop())  # stop when the process that started us is gone
         try:
             yield
         finally:
