@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,7 @@ from .settings import ServiceSettings
 from .validation import BatchRequest, ChatRequest, Limits, parse_batch, parse_chat, read_body
 from .validation import request_id as make_request_id
 
+log = logging.getLogger("service")
 RID_KEY = "surge.request_id"
 T0_KEY = "surge.t_arrival"
 SEND_KEY = "surge.raw_send"
@@ -109,6 +111,19 @@ class ServiceApp:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
+        try:
+            await self._http(scope, receive, send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.runtime.draining or task is None:
+                raise
+            # The server cancels what is still running when its shutdown grace is over; the
+            # request already answered (or gets uvicorn's 500 if it had not started): no
+            # traceback for an expected event.
+            task.uncancel()
+            log.info("request %s cancelled at shutdown", scope.get(RID_KEY, "?"))
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         t_arrival = self.runtime.clock()
         header = None
         for key, value in scope["headers"]:
@@ -267,6 +282,15 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             outcome = Outcome("cancelled")
             runtime.metrics.cancelled.labels("client_disconnect").inc()
             return json_response(499, {"error": {"type": "cancelled"}}, rid)
+        except asyncio.CancelledError:
+            outcome = Outcome("cancelled")
+            task = asyncio.current_task()
+            if not runtime.draining or task is None:
+                raise
+            task.uncancel()  # past the shutdown grace: answered, not a traceback
+            runtime.metrics.cancelled.labels("shutdown").inc()
+            body = {"error": {"type": "cancelled", "message": "the server is shutting down"}}
+            return json_response(503, body, rid)
         except Exception as exc:
             outcome = classify(exc)
             assert outcome.error is not None

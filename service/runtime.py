@@ -78,6 +78,18 @@ class Runtime:
         await self.admission.stop()
         await self.upstream.aclose()
 
+    async def drain(self, grace_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Refuse new requests (`/readyz` 503, admission `shutting_down`) and wait up to
+        `grace_s` (or until `give_up()`) for those in flight or queued to finish; True when
+        none is left. The server keeps its listener open meanwhile, so probes see the 503."""
+        self.draining = True
+        deadline = self.clock() + grace_s
+        while self.admission.in_flight or self.admission.queue_depth:
+            if self.clock() >= deadline or give_up():
+                return False
+            await asyncio.sleep(0.05)  # a poll period; streams end on their own schedule
+        return True
+
     def admit(self) -> Ticket:
         """A ticket, or `Overloaded` (counted) before any response starts."""
         if self.draining:
@@ -226,8 +238,14 @@ class RelayStream:
         except asyncio.CancelledError:
             rt.metrics.cancelled.labels("shutdown").inc()
             self._finish(Outcome("cancelled"))
+            task = asyncio.current_task()
+            if not rt.draining or task is None:
+                await self._final_error(send, "cancelled", "the server is shutting down")
+                raise
+            # Cancelled by the server past its shutdown grace: the client gets `cancelled` and
+            # the stream ends normally, so no traceback is logged for an expected event.
+            task.uncancel()
             await self._final_error(send, "cancelled", "the server is shutting down")
-            raise
         except Exception as exc:
             outcome = classify(exc)
             self._finish(outcome)
