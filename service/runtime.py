@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -125,6 +126,24 @@ class Runtime:
         if timings.t_first_out is not None:
             m.ttft.observe(timings.t_first_out - timings.t_arrival)
         m.duration.observe(self.clock() - timings.t_arrival)
+
+
+AUTH_TOKEN_ENV = "SURGE_SERVICE_AUTH_TOKEN"
+
+
+def warn_secret_on_command_line(settings: ServiceSettings, env: Mapping[str, str]) -> bool:
+    """One line on stderr when the auth token did not come from the environment (a flag wins over
+    the variable, so a token that differs from it came from the command line, which `ps` shows
+    to every user of the machine). True when warned."""
+    if not settings.auth_token or env.get(AUTH_TOKEN_ENV) == settings.auth_token:
+        return False
+    print(
+        f"warning: --auth-token on the command line is visible to other users (ps); "
+        f"set {AUTH_TOKEN_ENV} instead",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
 
 
 def classify(exc: BaseException) -> Outcome:
