@@ -141,6 +141,10 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench serve: {exc}", file=sys.stderr)
         return 2
+    if settings.processes > 1:
+        from .replicas import supervise
+
+        return supervise(settings)
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:

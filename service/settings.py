@@ -136,6 +136,11 @@ class ServiceSettings:
         "longest SSE line the upstream may send; a longer one ends the call as an upstream error",
         min=1024,
     )
+    processes: int = _opt(
+        1,
+        "worker processes on one port (1..64); every limit above holds per process, like N pods",
+        min=1,
+    )
 
     def __post_init__(self) -> None:
         if self.workers and self.admission != "queue":
