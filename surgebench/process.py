@@ -30,7 +30,7 @@ from typing import IO, Any
 
 LISTENING_RE = re.compile(r"listening on (http://[^\s]+)")
 PARENT_FD_ENV = "SURGE_PARENT_FD"
-"""The file descriptor of the pipe a server child watches for its parent's exit."""
+"""`FD:PID`: the pipe a server child watches for the exit of its parent PID."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -64,10 +64,11 @@ def child_popen_options() -> dict[str, Any]:
 def watch_parent(loop: asyncio.AbstractEventLoop) -> None:
     """In a server child started by `ServerProcess`: SIGTERM itself (a graceful stop) when the
     parent's end of the `SURGE_PARENT_FD` pipe closes, i.e. when the parent is gone."""
-    raw = os.environ.pop(PARENT_FD_ENV, "")
-    if not raw.isdigit():
-        return
-    fd = int(raw)
+    fd_text, _, parent_text = os.environ.pop(PARENT_FD_ENV, "").partition(":")
+    if not (fd_text.isdigit() and parent_text.isdigit()) or int(parent_text) != os.getppid():
+        return  # not ours: inherited by a grandchild (e.g. a replica worker), where the number
+        # may name an unrelated descriptor
+    fd = int(fd_text)
 
     def parent_gone() -> None:
         try:
@@ -112,7 +113,7 @@ class ServerProcess:
             full_env.update(env)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         watch_fd, self._parent_fd = os.pipe()  # the child watches the read end
-        full_env[PARENT_FD_ENV] = str(watch_fd)
+        full_env[PARENT_FD_ENV] = f"{watch_fd}:{os.getpid()}"
         try:
             self.process = subprocess.Popen(
                 self.argv,
