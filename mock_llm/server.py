@@ -30,6 +30,7 @@ from mock_llm.ratelimit import RateLimiter
 from mock_llm.scheduler import Scheduler, Sequence
 from mock_llm.settings import MockSettings
 from mock_llm.text import TABLE_SIZE, Vocabulary
+from surgebench.process import watch_parent
 
 SSE_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -413,6 +414,7 @@ async def serve(settings: MockSettings, started: asyncio.Future[str] | None = No
     sock_host, sock_port = server.sockets[0].getsockname()[:2]
     host = f"[{sock_host}]" if ":" in sock_host else sock_host
     app.start_sweeper()
+    watch_parent(loop)  # stop when the process that started us is gone
     if started is not None:
         started.set_result(f"http://{host}:{sock_port}")
     try:

@@ -117,6 +117,16 @@ class _Server(uvicorn.Server):
                     flush=True,
                 )
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Drain with the listener still open (readiness probes see 503, new requests are
+        # refused), then let uvicorn close it and cancel what the grace left running.
+        grace_s = self._app.runtime.settings.shutdown_grace_s
+        t0 = asyncio.get_running_loop().time()
+        await self._app.runtime.drain(grace_s, lambda: self.force_exit)
+        left_s = grace_s - (asyncio.get_running_loop().time() - t0)
+        self.config.timeout_graceful_shutdown = max(1, int(left_s + 0.999))
+        await super().shutdown(sockets=sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.runtime.draining = True
         super().handle_exit(sig, frame)
