@@ -7,6 +7,11 @@ User classes (name one on the command line; the web UI's class picker works too)
 - `BatchUser`: the service's ``POST /chat/batch``.
 - `DirectLLMUser`: any OpenAI-compatible endpoint, streaming (host = its base URL with ``/v1``,
   e.g. ``http://127.0.0.1:8001/v1``), to take the same metrics without the service.
+- `AgentSessionUser`: multi-turn agent sessions through ``POST /chat/stream``
+  (loadtests/session_user.py).
+
+With a trace (``surgebench run --trace``) the streaming and direct users send its rows at their
+recorded times, each with a prompt and an output cap of the row's lengths (loadtests/trace.py).
 
 Streams are read as bytes arrive (`read_available`: one ``recv`` per segment; geventhttpclient's
 ``read(n)`` would wait for n bytes), each event stamped with ``time.time_ns()`` on arrival.
@@ -26,9 +31,12 @@ from locust import FastHttpUser, events, task
 
 from loadtests import hooks
 from loadtests import outcomes as oc
+from loadtests.prompts import Prompt
 from loadtests.recorder import RequestRecord
+from loadtests.session_user import session_user_class
 from loadtests.sse_reader import SSEParser
 from loadtests.stream import OpenAIStreamTracker, ServiceStreamTracker, StreamTracker
+from loadtests.trace import ReplayItem, trace_prompt
 
 hooks.register(events)
 
@@ -98,6 +106,8 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def _finish(self, resp: Any, record: RequestRecord) -> None:
         """Record in our histograms and report to Locust's table."""
         self.state.record(record)
+        if self._replay is not None:
+            self.state.workload.completed(self._replay, record)
         self._last_outcome = record.outcome
         resp.request_meta["response_time"] = record.e2e_ns / 1e6
         resp.request_meta["response_length"] = record.output_tokens
@@ -184,11 +194,20 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 record.timings_ms = {k: float(v) for k, v in timings.items() if _is_num(v)}
 
     _intended: int | None = None
+    _replay: ReplayItem | None = None
     _last_outcome = oc.OK
+
+    def _prompt(self) -> Prompt:
+        """The replayed row's prompt and output length, else the next synthetic prompt."""
+        row = self._replay
+        if row is None:
+            return self.state.prompts.next()
+        return Prompt(trace_prompt(row.prompt_tokens, row.line), max(1, row.output_tokens))
 
     @task
     def one_request(self) -> None:
-        self._intended = self.state.next_intended_ns()
+        arrival = self.state.workload.next_arrival(self.state.recorder.measure_from_ns)
+        self._intended, self._replay = arrival or (self.state.next_intended_ns(), None)
         self.request()
         wait_s = self.state.settings.reject_wait_s
         if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
@@ -204,7 +223,7 @@ class StreamingChatUser(_SurgeUser):
     """The service's streaming chat: ``POST /chat/stream``."""
 
     def request(self) -> None:
-        prompt = self.state.prompts.next()
+        prompt = self._prompt()
         body: dict[str, Any] = {"question": prompt.question}
         if prompt.max_tokens is not None:
             body["max_tokens"] = prompt.max_tokens
@@ -216,7 +235,7 @@ class DirectLLMUser(_SurgeUser):
     """An OpenAI-compatible endpoint, streaming ``POST {host}/chat/completions``."""
 
     def request(self) -> None:
-        prompt = self.state.prompts.next()
+        prompt = self._prompt()
         body: dict[str, Any] = {
             "model": self.state.settings.model,
             "messages": [{"role": "user", "content": prompt.question}],
@@ -225,6 +244,8 @@ class DirectLLMUser(_SurgeUser):
         }
         if prompt.max_tokens is not None:
             body["max_tokens"] = prompt.max_tokens
+        if self._replay is not None:  # the row's exact output length (vLLM's extensions)
+            body["min_tokens"], body["ignore_eos"] = prompt.max_tokens, True
         tracker = OpenAIStreamTracker(time.time_ns(), self._intended)
         self._stream("/chat/completions", body, tracker, "/chat/completions")
 
@@ -248,6 +269,9 @@ class BatchUser(_SurgeUser):
     def request(self) -> None:
         questions = [self.state.prompts.next().question for _ in range(self.batch_size)]
         self._json_request("/chat/batch", {"questions": questions}, "/chat/batch")
+
+
+AgentSessionUser = session_user_class(_SurgeUser)
 
 
 def read_available(raw: Any) -> bytes:

@@ -167,6 +167,8 @@ class SessionTally:
         self.failed_at_turn: dict[str, int] = {}
         self.failed_by_outcome: dict[str, int] = {}
         self.hists: dict[str, Any] = {}
+        self.prompt_by_turn: dict[str, list[int]] = {}
+        """turn number -> [turns, prompt tokens reported]: how the history grows."""
 
     def _record_ms(self, name: str, ms: float) -> None:
         hist = self.hists.get(name)
@@ -174,9 +176,21 @@ class SessionTally:
             hist = self.hists[name] = new_histogram()
         hist.record_value(min(max(1, int(ms * 1000)), 3_600_000_000))
 
-    def record_turn(self, timings_ms: Mapping[str, float], ttft_ms: float | None) -> None:
-        """A turn that completed: its TTFT seen by the client and the service's timings."""
+    def record_turn(
+        self,
+        timings_ms: Mapping[str, float],
+        ttft_ms: float | None,
+        number: int = 1,
+        prompt_tokens: int | None = None,
+    ) -> None:
+        """A turn that completed: its TTFT seen by the client, the service's timings, and the
+        prompt tokens the service reported for it (all of its LLM calls)."""
         self.counts["turns_completed"] += 1
+        if prompt_tokens is not None:
+            key = str(min(number, MAX_TURNS))
+            entry = self.prompt_by_turn.setdefault(key, [0, 0])
+            entry[0] += 1
+            entry[1] += prompt_tokens
         if ttft_ms is not None:
             self._record_ms("turn_ttft_ms", ttft_ms)
         for part in TURN_TIMINGS:
@@ -218,6 +232,7 @@ class SessionTally:
             "failed_at_turn": dict(self.failed_at_turn),
             "failed_by_outcome": dict(self.failed_by_outcome),
             "hists": {k: encode_histogram(h) for k, h in self.hists.items()},
+            "prompt_by_turn": {k: list(v) for k, v in self.prompt_by_turn.items()},
         }
         self._reset()
         return data
@@ -230,6 +245,10 @@ class SessionTally:
             self.failed_at_turn[str(key)] = self.failed_at_turn.get(str(key), 0) + int(n)
         for key, n in data.get("failed_by_outcome", {}).items():
             self.failed_by_outcome[str(key)] = self.failed_by_outcome.get(str(key), 0) + int(n)
+        for key, (n, tokens) in data.get("prompt_by_turn", {}).items():
+            entry = self.prompt_by_turn.setdefault(str(key), [0, 0])
+            entry[0] += int(n)
+            entry[1] += int(tokens)
         for key, text in data.get("hists", {}).items():
             hist = self.hists.get(key)
             if hist is None:
@@ -265,6 +284,11 @@ class SessionTally:
             "history_drops": c["history_drops"],
             "failed_at_turn": dict(sorted(self.failed_at_turn.items(), key=lambda kv: int(kv[0]))),
             "failed_by_outcome": dict(sorted(self.failed_by_outcome.items())),
+            "prompt_tokens_by_turn": {
+                k: round(tokens / n, 1)
+                for k, (n, tokens) in sorted(self.prompt_by_turn.items(), key=lambda kv: int(kv[0]))
+                if n
+            },
             **stats,
         }
 

@@ -35,7 +35,14 @@ def arrivals_figure(summary: Summary) -> Figure | None:
     ax = figure.add_subplot()
     scheduled = np.asarray(series["scheduled"], dtype=float)
     sent = np.asarray(series.get("sent") or [], dtype=float)
-    ax.step(np.arange(len(scheduled)), scheduled, where="post", label="recorded (scheduled)")
+    ax.step(
+        np.arange(len(scheduled)),
+        scheduled,
+        where="post",
+        label="recorded (scheduled)",
+        linewidth=4,
+        alpha=0.4,
+    )
     if len(sent):
         ax.step(np.arange(len(sent)), sent, where="post", label="replayed (sent)", alpha=0.8)
     speedup = block.get("speedup", 1.0) if block else 1.0

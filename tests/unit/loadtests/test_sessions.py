@@ -81,10 +81,10 @@ def test_history_is_bounded_by_dropping_the_oldest() -> None:
 def test_tally_block_and_merge() -> None:
     a, b, master = SessionTally(), SessionTally(), SessionTally()
     assert master.block() is None
-    a.record_turn({"total": 120.0, "queue_wait": 5.0, "upstream_ttft": 80.0}, ttft_ms=90.0)
-    a.record_turn({"total": 200.0, "tool": 50.0}, ttft_ms=150.0)
+    a.record_turn({"total": 120.0, "queue_wait": 5.0, "upstream_ttft": 80.0}, 90.0, 1, 30)
+    a.record_turn({"total": 200.0, "tool": 50.0}, 150.0, 2, 90)
     a.record_session(turns_planned=2, turns_completed=2, duration_s=1.5, final_ttft_ms=150.0)
-    b.record_turn({"total": 100.0}, ttft_ms=None)
+    b.record_turn({"total": 100.0}, None, 1, 20)
     b.record_session(
         turns_planned=4,
         turns_completed=1,
@@ -108,3 +108,4 @@ def test_tally_block_and_merge() -> None:
     assert block["turn_total_ms"]["count"] == 3
     assert block["turn_tool_ms"]["count"] == 1
     assert block["turns_per_session"]["p50"] == pytest.approx(2.0, rel=1e-3)
+    assert block["prompt_tokens_by_turn"] == {"1": 25.0, "2": 90.0}
