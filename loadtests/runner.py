@@ -166,7 +166,11 @@ def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None])
 def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     """The whole job; raises `RunError` when it cannot be done. Ctrl-C ends the test early,
     still stops every server and keeps what was measured."""
-    run_dir = new_run_dir(settings.out, settings.name)
+    if settings.run_dir:
+        run_dir = Path(settings.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(settings.out, settings.name)
     code = 1
     interrupted = False
     try:

@@ -56,6 +56,9 @@ class RunSettings:
 
     name: str = "default"
     out: Path = Path("results")
+    run_dir: str = ""
+    """Write into exactly this folder (the sweep chooses each cell's); empty: a new
+    ``OUT/<UTC time>-<name>/``."""
     duration_s: float = 60.0
     users: int = 16
     spawn_rate: float = 0.0
@@ -213,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     dur = format_duration_s
     a("--name", default=d.name, help=f"run name (folder suffix; default {d.name})")
     a("--out", default=str(d.out), help=f"parent folder of the run folder (default {d.out})")
+    a("--run-dir", default=d.run_dir, metavar="DIR", help="write the run into exactly DIR "
+      "(instead of a new OUT/<time>-<name>/); DIR must not hold a run yet")  # fmt: skip
     a("--duration", default=dur(d.duration_s), help=f"test length, e.g. 30s, 2m "
       f"(default {dur(d.duration_s)})")  # fmt: skip
     a("--users", type=int, help=f"concurrent users (closed loop) or max in flight (open loop; "
@@ -431,6 +436,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     return RunSettings(
         name=ns.name,
         out=Path(ns.out),
+        run_dir=_fresh_run_dir(ns.run_dir),
         duration_s=duration_s,
         users=users,
         spawn_rate=ns.spawn_rate or 0.0,
@@ -479,6 +485,15 @@ def _baseline_name(flag: str, name: str) -> str:
         return check_name(name)
     except ResultsError as exc:
         raise SettingsError(f"{flag}: {exc}") from None
+
+
+def _fresh_run_dir(path: str) -> str:
+    if path and (Path(path) / "summary.json").exists():
+        raise SettingsError(
+            f"--run-dir: {path!r} already holds a run (summary.json); allowed: a new or empty "
+            "folder"
+        )
+    return str(Path(path).resolve()) if path else ""
 
 
 def _thresholds_file(path: str) -> str:
