@@ -14,7 +14,7 @@ and rejection rate, TTFT and ITL percentiles, prompt/output tokens requested vs 
 depth (max, at the end of the window, growth per minute by a least-squares fit).
 
 Usage: python benchmarks/trace_replay.py [--trace FILE] [--window 10m] [--start 0s]
-       [--speedup 1] [--permits 64] [--queue 256] [--users 1024] [--modes direct,service]
+       [--speedup 1] [--permits 64] [--queue 256] [--users N] [--modes direct,service]
 Prints a table and one JSON line. The full 10-minute window takes about 2 x 11 minutes.
 """
 
@@ -111,7 +111,7 @@ def one_run(args: argparse.Namespace, mode: str, out: Path) -> dict[str, Any]:
             "run", "--name", f"trace-{mode}", "--out", str(out), "--target", target,
             "--user", user, "--trace", str(args.trace), "--trace-start", args.start,
             "--trace-speedup", f"{args.speedup:g}", "--duration", args.window,
-            "--warmup", "0s", "--users", str(args.users), "--no-report",
+            "--warmup", "0s", "--no-report", *(["--users", str(args.users)] if args.users else []),
         )  # fmt: skip
         t0 = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
@@ -167,7 +167,8 @@ def main() -> None:
     p.add_argument("--speedup", type=float, default=1.0)
     p.add_argument("--permits", type=int, default=64, help="service semaphore permits")
     p.add_argument("--queue", type=int, default=256, help="service wait places")
-    p.add_argument("--users", type=int, default=1024, help="most requests in flight")
+    p.add_argument("--users", type=int, default=0, help="most requests in flight (default: "
+                   "surgebench's, a minute of the window's busiest second)")  # fmt: skip
     p.add_argument("--modes", default="direct,service")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench-trace")
     args = p.parse_args()
