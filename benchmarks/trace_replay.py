@@ -45,11 +45,13 @@ PROFILE = "nim-llama3.1-70b"
 
 @dataclass
 class QueueSampler:
-    """Polls one gauge of a /metrics page every second in a thread."""
+    """Polls a queue-depth and an in-flight gauge of a /metrics page every second."""
 
     url: str
     gauge: str
+    running_gauge: str
     samples: list[tuple[float, float]] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -59,14 +61,18 @@ class QueueSampler:
 
     def _run(self) -> None:
         pattern = re.compile(rf"^{re.escape(self.gauge)} (\S+)$", re.M)
+        running = re.compile(rf"^{re.escape(self.running_gauge)} (\S+)$", re.M)
         with httpx.Client(timeout=5) as client:
             while not self._stop.wait(1.0):
                 try:
-                    match = pattern.search(client.get(self.url).text)
+                    text = client.get(self.url).text
                 except httpx.HTTPError:
                     continue
+                match, busy = pattern.search(text), running.search(text)
                 if match:
                     self.samples.append((time.monotonic() - self.t0, float(match.group(1))))
+                if busy:
+                    self.running.append(float(busy.group(1)))
 
     def stop(self) -> list[tuple[float, float]]:
         self._stop.set()
@@ -103,10 +109,14 @@ def one_run(args: argparse.Namespace, mode: str, out: Path) -> dict[str, Any]:
                                 "1000000", "--max-tokens-limit", "100000", "--stamp")
             )  # fmt: skip
             target, user = service.url, "stream"
-            sampler = QueueSampler(service.url + "/metrics", "surge_service_queue_depth")
+            sampler = QueueSampler(
+                service.url + "/metrics", "surge_service_queue_depth", "surge_service_in_flight"
+            )
         else:
             target, user = mock.url + "/v1", "direct"
-            sampler = QueueSampler(mock.url + "/metrics", "vllm:num_requests_waiting")
+            sampler = QueueSampler(
+                mock.url + "/metrics", "vllm:num_requests_waiting", "vllm:num_requests_running"
+            )
         argv = surgebench_argv(
             "run", "--name", f"trace-{mode}", "--out", str(out), "--target", target,
             "--user", user, "--trace", str(args.trace), "--trace-start", args.start,
@@ -143,6 +153,7 @@ def one_run(args: argparse.Namespace, mode: str, out: Path) -> dict[str, Any]:
         "itl_ms": {k: summary["itl_ms"].get(k) for k in ("p50", "p90", "p99")},
         "output_tokens": trace.get("output_tokens"),
         "prompt_tokens": trace.get("prompt_tokens"),
+        "in_flight_max": max(sampler.running, default=None),
         "queue_depth_max": max(depth, default=None),
         "queue_depth_end": depth[-1] if depth else None,
         "queue_growth_per_min": growth_per_min(samples),
@@ -176,8 +187,8 @@ def main() -> None:
     load = os.getloadavg()
     head = (
         f"{'mode':8} {'rows':>5} {'sent':>5} {'late':>5} {'drop':>4} {'ok':>5} {'rej%':>5} "
-        f"{'TTFT p50/p90/p99 ms':>22} {'ITL p50/p90/p99 ms':>20} {'queue max/end':>13} "
-        f"{'growth/min':>10}"
+        f"{'TTFT p50/p90/p99 ms':>22} {'ITL p50/p90/p99 ms':>20} {'busy max':>8} "
+        f"{'queue max/end':>13} {'growth/min':>10}"
     )
     print(head)
     for r in rows:
@@ -187,7 +198,8 @@ def main() -> None:
         print(
             f"{r['mode']:8} {fmt(r['rows']):>5} {fmt(r['sent']):>5} {fmt(r['late']):>5} "
             f"{fmt(r['dropped']):>4} {r['outcomes'].get('ok', 0):>5} "
-            f"{100 * r['rejection_rate']:>5.1f} {ttft:>22} {itl:>20} {queue:>13} "
+            f"{100 * r['rejection_rate']:>5.1f} {ttft:>22} {itl:>20} "
+            f"{fmt(r['in_flight_max']):>8} {queue:>13} "
             f"{fmt(r['queue_growth_per_min']):>10}"
         )
     print(f"load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
