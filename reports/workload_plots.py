@@ -7,7 +7,7 @@ nothing for a run without one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,47 @@ def ttft_vs_prompt_figure(summary: Summary) -> Figure | None:
     ax.legend(loc="upper left")
     ax.grid(True, alpha=0.3)
     return figure
+
+
+def _ms(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "n/a"
+
+
+def workload_rows(runs: Sequence[Summary]) -> list[list[str]]:
+    """Summary-table rows of the trace replay and the agent sessions (none without them)."""
+    rows: list[list[str]] = []
+    if any(run.trace for run in runs):
+        readers: list[tuple[str, Callable[[Mapping[str, Any]], object]]] = [
+            ("trace: rows in window", lambda t: t.get("rows_in_window")),
+            ("trace: sent / late / dropped",
+             lambda t: f"{t.get('sent')} / {t.get('late')} / {t.get('dropped')}"),
+            ("trace: lateness p99 (ms)", lambda t: _ms((t.get("lateness_ms") or {}).get("p99"))),
+            ("trace: output tokens requested / received",
+             lambda t: "{requested} / {received}".format(**t.get("output_tokens", {}))),
+            ("trace: prompt tokens requested / reported",
+             lambda t: "{requested} / {reported}".format(**t.get("prompt_tokens", {}))),
+        ]  # fmt: skip
+        rows += [[label] + [str(read(r.trace)) if r.trace else "n/a" for r in runs]
+                 for label, read in readers]  # fmt: skip
+    if any(run.sessions for run in runs):
+        session_readers: list[tuple[str, Callable[[Mapping[str, Any]], object]]] = [
+            ("sessions: completed / failed",
+             lambda s: f"{s.get('completed')} / {s.get('failed')}"),
+            ("sessions: failed at turn", lambda s: s.get("failed_at_turn") or "none"),
+            ("sessions: turns completed", lambda s: s.get("turns_completed")),
+            ("sessions: duration p50 / p90 (ms)",
+             lambda s: "/".join(_ms((s.get("session_duration_ms") or {}).get(k))
+                                for k in ("p50", "p90"))),
+            ("sessions: final answer TTFT p50 / p99 (ms)",
+             lambda s: "/".join(_ms((s.get("final_answer_ttft_ms") or {}).get(k))
+                                for k in ("p50", "p99"))),
+            ("sessions: time in service per turn p50 (ms)",
+             lambda s: _ms((s.get("turn_total_ms") or {}).get("p50"))),
+            ("sessions: prompt tokens by turn", lambda s: s.get("prompt_tokens_by_turn")),
+        ]  # fmt: skip
+        rows += [[label] + [str(read(r.sessions)) if r.sessions else "n/a" for r in runs]
+                 for label, read in session_readers]  # fmt: skip
+    return rows
 
 
 def workload_figures(

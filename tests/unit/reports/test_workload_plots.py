@@ -57,3 +57,24 @@ def test_no_trace_no_figures(tmp_path: Path) -> None:
     assert summary.trace is None
     assert workload_figures(summary, tmp_path) == []
     assert not [s for s in run_figures(summary, tmp_path, svg=False) if "trace" in s.stem]
+
+
+def test_summary_table_rows_for_trace_and_sessions() -> None:
+    from loadtests.sessions import SessionTally
+    from reports.render import summary_table
+    from reports.workload_plots import workload_rows
+
+    tally = SessionTally()
+    tally.record_turn({"total": 100.0}, 40.0, 1, 30)
+    tally.record_session(turns_planned=1, turns_completed=1, duration_s=0.2, final_ttft_ms=40.0)
+    plain = make_summary(RunSpec())
+    both = replace(plain, trace=trace_block(), sessions=tally.block())
+    assert workload_rows([plain]) == []
+    rows = {row[0]: row[1:] for row in workload_rows([plain, both])}
+    assert rows["trace: sent / late / dropped"][0] == "n/a"
+    sent = both.trace["sent"] if both.trace else 0
+    assert rows["trace: sent / late / dropped"][1] == f"{sent} / 0 / 0"
+    assert rows["sessions: completed / failed"] == ["n/a", "1 / 0"]
+    assert rows["sessions: prompt tokens by turn"] == ["n/a", "{'1': 30.0}"]
+    labels = [row[0] for row in summary_table([plain, both]).rows]
+    assert "trace: rows in window" in labels and "sessions: turns completed" in labels
