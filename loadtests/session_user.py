@@ -18,8 +18,6 @@ from loadtests.recorder import RequestRecord
 from loadtests.sessions import Conversation, SessionPlanner, SessionSettings, SessionTally
 from loadtests.stream import ServiceStreamTracker, StreamTracker
 
-STREAM_HEADERS = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
-
 
 class _Sessions(Protocol):
     """What the session user needs from the process state (``SurgeState.workload``)."""
@@ -84,16 +82,8 @@ def session_user_class(base: type[Any]) -> type[Any]:
             )
 
         def _turn(self, body: dict[str, Any], tracker: StreamTracker) -> RequestRecord:
-            with self.client.post(
-                "/chat/stream",
-                json=body,
-                headers={**STREAM_HEADERS, "Content-Type": "application/json"},
-                stream=True,
-                catch_response=True,
-                name="/chat/stream (session turn)",
-            ) as resp:
-                record: RequestRecord = self._read_stream(resp, tracker)
-                self._finish(resp, record)
-            return record
+            """One turn over the base's stream reader; the tracker's record is the result."""
+            self._stream("/chat/stream", body, tracker, "/chat/stream (session turn)")
+            return tracker.record
 
     return AgentSessionUser
