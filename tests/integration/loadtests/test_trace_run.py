@@ -98,3 +98,20 @@ def test_agent_sessions_grow_their_prompt_and_are_reported(surge_run: RunCommand
 def test_session_option_errors_exit_2(surge_run: RunCommand) -> None:
     run = surge_run("--user", "session", "--session-turns", "many", "--duration", "5s")
     assert run.code == 2 and "--session-turns" in run.output, run.output
+
+
+def test_two_processes_replay_each_row_once(surge_run: RunCommand) -> None:
+    window = TraceWindow(start_s=0.0, duration_s=5.0, speedup=4.0)
+    trace = load_trace(AZURE, window)
+    rows, prompt_tokens = len(trace), sum(trace.prompt_tokens)
+    run = surge_run(
+        "--user", "direct", "--trace", str(AZURE), "--trace-speedup", "4", "--duration", "5s",
+        "--warmup", "0s", "--users", "32", "--processes", "2", *FAST_MOCK,
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.summary is not None and run.summary.trace is not None
+    t = run.summary.trace
+    assert t["rows_in_window"] == rows == t["sent"] == t["completed"], t
+    assert t["output_tokens"]["mismatched_requests"] == 0
+    assert t["prompt_tokens"]["requested"] == prompt_tokens  # every row once, none twice
+    assert run.summary.outcomes["ok"] == rows
