@@ -87,10 +87,9 @@ class Workload:
         assert self.trace is not None and self.book is not None and self.queue is not None
         tally = self.trace_tally
         assert tally is not None
-        items = list(self.trace.schedule(share, shares))
-        for item in items:
+        for item in self.trace.schedule(share, shares):  # the window, counted up front
             tally.record_scheduled(item)
-        for item in items:
+        for item in self.trace.schedule(share, shares):  # rows are built as they fall due
             intended = start_ns + int(item.offset_s * 1e9)
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
