@@ -119,6 +119,8 @@ class RequestRecord:
     thinking_ns: int | None = None
     first_token_ns: int | None = None
     output_tokens: int = 0
+    prompt_tokens: int | None = None
+    """As the server reported them (usage), when it did."""
     itl_ns: list[int] = field(default_factory=list)
     client_lag_ns: list[int] = field(default_factory=list)
     first_token_lag_ns: int | None = None

@@ -347,7 +347,7 @@ class MockApp:
         key = greq.seed if greq.seed is not None else self._counter
         rng = random.Random((s.seed << 40) ^ key)
         offset = self.vocab.offset_for(key)
-        n_out, reason = output_length(s, rng, greq.max_tokens)
+        n_out, reason = output_length(s, rng, greq.max_tokens, greq.min_tokens)
         if greq.stops:
             cut, hit = self.vocab.cut_at_stop(offset, n_out, greq.stops)
             if hit:
