@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from .app import ServiceApp, create_app
+from .http_limits import limited_protocol
 from .settings import (
     ServiceSettings,
     SettingsError,
@@ -149,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,
