@@ -133,6 +133,22 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()  # a graceful stop exits 0 instead of re-raising
 
 
+def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
+    """The one uvicorn configuration of a service process (also each `--processes` worker)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
+        timeout_keep_alive=int(settings.http_keepalive_s),
+        backlog=settings.backlog,
+        server_header=False,
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     try:
         settings = parse_settings(argv)
@@ -157,18 +173,7 @@ def main(argv: Sequence[str]) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
-        timeout_keep_alive=int(settings.http_keepalive_s),
-        backlog=settings.backlog,
-        server_header=False,
-    )
+    config = uvicorn_config(app, settings)
     server = _Server(config, app, f"http://{shown}:{port}")
     loop_factory = config.get_loop_factory()
     try:
