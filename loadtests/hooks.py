@@ -27,10 +27,13 @@ from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.fast_reader import reader_record
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
 from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
 from loadtests.summary import Window, summarize
+from loadtests.workload import REPORT_KEY as WORKLOAD_KEY
+from loadtests.workload import Workload
 from reports.results import write_summary
 
 log = logging.getLogger("surgebench")
@@ -44,7 +47,8 @@ CPU_TICK_S = 1.0
 
 def add_arguments(parser: Any) -> None:
     """Our one Locust option: the run's ``config.json``, from which every process rebuilds the
-    run's `RunSettings` (``surgebench run`` writes it; without it: defaults, no summary file)."""
+    run's `RunSettings` (``surgebench run`` writes it; without it: defaults, and summary.json
+    goes into results/locust-<time>/)."""
     group = parser.add_argument_group("surgebench")
     group.add_argument("--sb-config", default="", help="the run's config.json (surgebench run)")
 
@@ -138,11 +142,12 @@ class Distribution:
     def drain(self) -> dict[str, Any]:
         """Worker: this process's measurements since the last report (then forgotten here)."""
         self.state.drain_arrivals()
-        return self.state.recorder.drain()
+        return {**self.state.recorder.drain(), WORKLOAD_KEY: self.state.workload.drain()}
 
     def merge(self, client_id: str, data: dict[str, Any]) -> None:
         self.workers_reported.add(client_id)
         self.state.recorder.merge_dict(data)
+        self.state.workload.merge(data.get(WORKLOAD_KEY))
 
     def collect_final_reports(self) -> None:
         """Master, as the test stops: have every worker finish its in-flight requests and send
@@ -205,6 +210,7 @@ class SurgeState:
         """Outcomes this process measured (never drained): a worker's own account of its share."""
         self.samplers = Samplers(self)
         self.distribution = Distribution(self)
+        self.workload = Workload(settings, self.worker_index)
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -231,10 +237,14 @@ class SurgeState:
         self.totals = {}
         self.distribution.reset()
         self.written = None
+        self.workload = Workload(self.settings, self.worker_index)
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
                 self._start_arrivals(now_ns)
+            users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
+            self.workload.start(now_ns, users, self.samplers.add, self.recorder.measure_from_ns)
+            self.book = self.workload.book or self.book  # trace rows count as open-loop arrivals
         self.samplers.start()
 
     def on_test_stop(self) -> None:
@@ -298,14 +308,18 @@ def write_summary_once(state: SurgeState) -> Path | None:
         config=state.config,
         versions=versions(),
     )
+    summary.trace, summary.sessions = (state.workload.blocks()[k] for k in ("trace", "sessions"))
+    summary.config["generator"] = reader_record(
+        str(state.environment.host or ""), state.environment.user_classes
+    )
     if not summary.valid:
         for reason in summary.invalid_reasons:
             log.warning("INVALID RUN: %s", reason)
-    if state.run_dir is not None:
-        state.written = write_summary(state.run_dir, summary)
-        log.info("surgebench summary written to %s", state.written)
-    else:
-        state.written = Path()
+    # a plain `locust -f` run (no --sb-config) writes into results/locust-<UTC start time>/
+    stamp = state.started_at[:19].replace(":", "")
+    out = state.run_dir if state.run_dir is not None else Path("results") / f"locust-{stamp}Z"
+    state.written = write_summary(out, summary)
+    log.info("surgebench summary written to %s", state.written)
     return state.written
 
 

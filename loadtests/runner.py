@@ -22,8 +22,20 @@ from typing import IO, Any
 
 from loadtests.effective import describe, expect, fetch_config
 from loadtests.settings import RunSettings, config_document
-from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
-from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
+from reports.results import (
+    CONFIG_FILE,
+    Summary,
+    new_run_dir,
+    read_summary,
+    write_config,
+    write_summary,
+)
+from surgebench.process import (
+    ServerProcess,
+    ServerStartError,
+    child_popen_options,
+    surgebench_argv,
+)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SHAPE_LOCUSTFILE = Path(__file__).with_name("shape_locustfile.py")
@@ -164,6 +176,7 @@ def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None])
             errors="replace",
             env=locust_env(),
             start_new_session=True,
+            **child_popen_options(),  # dies with this process, even on kill -9
         )
         assert proc.stdout is not None
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, say), daemon=True)
@@ -214,6 +227,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         raise RunError(
             f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"
         )
+    if interrupted:  # the figures cover `measured_s`, not the planned duration
+        summary.interrupted = True
+        write_summary(run_dir, summary)
     return RunResult(run_dir, summary, code, interrupted)
 
 
