@@ -61,9 +61,10 @@ def test_bad_env_value_names_the_variable(
 ) -> None:
     monkeypatch.setenv("SURGE_SERVICE_QUEUE_SIZE", "-1")
     assert main([]) == 2
-    assert "SURGE_SERVICE_QUEUE_SIZE: invalid value '-1'; allowed: an integer >= 0" in (
-        capsys.readouterr().err
-    )
+    assert (
+        "SURGE_SERVICE_QUEUE_SIZE (--queue-size): invalid value '-1' "
+        "(allowed: an integer >= 0 and <= 1000000)"
+    ) in capsys.readouterr().err
 
 
 def test_settings_error_is_a_value_error() -> None:
