@@ -317,12 +317,17 @@ def settings_table_markdown(cls: type[Any], prefix: str) -> str:
 
 def limits_table_markdown(cls: type[Any]) -> str:
     """A Markdown table of the numeric options: flag, default, lowest and highest value."""
-    rows = ["| flag | default | lowest | highest |", "|---|---|---|---|"]
-    for name, f in fields_of(cls).items():
-        meta = f.metadata
-        if meta.get("hi") is None:
-            continue
-        rows.append(
-            f"| `{flag_name(name)}` | `{f.default}` | {_num(meta['lo'])} | {_num(meta['hi'])} |"
-        )
-    return "\n".join(rows)
+    return bounds_table_markdown(
+        (flag_name(name), f.default, f.metadata["lo"], f.metadata["hi"])
+        for name, f in fields_of(cls).items()
+        if f.metadata.get("hi") is not None
+    )
+
+
+def bounds_table_markdown(rows: Iterable[tuple[str, object, float, float]]) -> str:
+    """A Markdown table of (flag, default, lowest, highest) rows."""
+    lines = ["| flag | default | lowest | highest |", "|---|---|---|---|"]
+    lines += [
+        f"| `{flag}` | `{default}` | {_num(lo)} | {_num(hi)} |" for flag, default, lo, hi in rows
+    ]
+    return "\n".join(lines)

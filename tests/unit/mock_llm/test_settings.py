@@ -117,3 +117,12 @@ def test_docs_table_is_the_settings_table() -> None:
 
     doc = Path(__file__).resolve().parents[3] / "docs" / "mock_llm.md"
     assert settings_table_markdown(MockSettings, ENV_PREFIX) in doc.read_text(encoding="utf-8")
+
+
+def test_every_numeric_setting_has_finite_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    for name, f in FIELDS.items():
+        if type(f.default) in (int, float) and f.metadata["choices"] is None:
+            assert f.metadata["lo"] <= f.default <= f.metadata["hi"] < float("inf"), name
+    assert main(["--max-num-seqs", "99999999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<= 1000000" in err and "Traceback" not in err
