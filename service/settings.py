@@ -97,18 +97,29 @@ class ServiceSettings:
     )
     admission: str = _opt(
         "queue",
-        "queue: bounded FIFO served by --workers tasks; semaphore: --max-concurrent permits "
-        "with a bounded wait list; none: no limit",
+        "queue: bounded FIFO served by --max-concurrent worker tasks; semaphore: "
+        "--max-concurrent permits with a bounded wait list; none: no limit",
         choices=("queue", "semaphore", "none"),
     )
-    max_concurrent: int = _opt(64, "semaphore permits (and --workers default)", min=1, max=100_000)
+    max_concurrent: int = _opt(
+        64,
+        "the concurrency limit under every admission policy but none (queue: worker tasks; "
+        "semaphore: permits)",
+        min=1,
+        max=100_000,
+    )
     queue_size: int = _opt(
         256,
         "requests allowed to wait for a slot; one more is rejected at once",
         min=0,
         max=1_000_000,
     )
-    workers: int = _opt(0, "queue worker tasks (0: same as --max-concurrent)", min=0, max=100_000)
+    workers: int = _opt(
+        0,
+        "queue only: override the worker count (0: --max-concurrent, the usual)",
+        min=0,
+        max=100_000,
+    )
     queue_timeout_s: float = _opt(
         10.0, "longest wait for a slot before an overloaded error", min=0, max=DAY_S
     )
@@ -160,6 +171,13 @@ class ServiceSettings:
     log_level: str = _opt(
         "warning", "log level", choices=("critical", "error", "warning", "info", "debug")
     )
+
+    def __post_init__(self) -> None:
+        if self.workers and self.admission != "queue":
+            raise SettingsError(
+                f"--workers: {self.workers} applies only to --admission queue (this is "
+                f"{self.admission}); allowed: 0, or set the limit with --max-concurrent"
+            )
 
     @property
     def worker_count(self) -> int:
