@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import socket
 import sys
 from collections.abc import Sequence
@@ -104,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings)
+    app = create_app(dataclasses.replace(settings, port=port))  # /config shows the bound port
     config = uvicorn.Config(
         app,
         loop="uvloop",
