@@ -20,8 +20,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from loadtests.effective import describe, expect, fetch_config
 from loadtests.settings import RunSettings, config_document
-from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
+from reports.results import (
+    CONFIG_FILE,
+    Summary,
+    new_run_dir,
+    read_summary,
+    write_config,
+    write_summary,
+)
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -86,12 +94,26 @@ def locust_env() -> dict[str, str]:
     return env
 
 
+@dataclass
+class Servers:
+    """Where Locust sends load, and what the servers said they run with."""
+
+    host: str
+    effective: dict[str, dict[str, Any] | None]
+
+
 @contextlib.contextmanager
-def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
-    """Start what the settings need and yield the host Locust should load."""
+def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> Iterator[Servers]:
+    """Start what the settings need, ask each server for its effective configuration (``GET
+    /config``), print it, and yield where Locust should send load."""
+    effective: dict[str, dict[str, Any] | None] = {"mock": None, "service": None}
     if settings.target:
         say(f"target: {settings.target} (no servers started)")
-        yield settings.target
+        reported = fetch_config(settings.target)
+        if reported.component is not None:
+            effective[reported.component] = reported.settings
+        say(describe(reported.component or "target", reported))
+        yield Servers(settings.target, effective)
         return
     stack = contextlib.ExitStack()
     with stack:
@@ -99,15 +121,21 @@ def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) ->
             _start("mock", ["--port", "0", "--stamp", *settings.mock_args], run_dir)
         )
         say(f"mock LLM: {mock.url}  ({' '.join(settings.mock_args)})")
+        reported = expect("mock", fetch_config(mock.url))
+        effective["mock"] = reported.settings
+        say(describe("mock", reported, settings.mock_args))
         if settings.user == "direct":
-            yield f"{mock.url}/v1"
+            yield Servers(f"{mock.url}/v1", effective)
             return
         service_argv = [
             "--port", "0", "--upstream-url", f"{mock.url}/v1", "--stamp", *settings.service_args,
         ]  # fmt: skip
         service = stack.enter_context(_start("serve", service_argv, run_dir))
-        say(f"service: {service.url}  ({' '.join(settings.service_args)})")
-        yield service.url
+        say(f"service: {service.url}  ({' '.join(settings.service_args) or 'its defaults'})")
+        reported = expect("service", fetch_config(service.url))
+        effective["service"] = reported.settings
+        say(describe("service", reported, settings.service_args))
+        yield Servers(service.url, effective)
 
 
 def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
@@ -174,10 +202,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     code = 1
     interrupted = False
     try:
-        with servers(settings, run_dir, say) as host:
-            settings = replace(settings, host=host)
-            effective: dict[str, Any] = {"mock": None, "service": None}
-            write_config(run_dir, config_document(settings, effective))
+        with servers(settings, run_dir, say) as started:
+            settings = replace(settings, host=started.host)
+            write_config(run_dir, config_document(settings, started.effective))
             say(
                 f"locust: {settings.user_class} x {settings.users} users"
                 f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"
@@ -194,6 +221,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         raise RunError(
             f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"
         )
+    if interrupted:  # the figures cover `measured_s`, not the planned duration
+        summary.interrupted = True
+        write_summary(run_dir, summary)
     return RunResult(run_dir, summary, code, interrupted)
 
 

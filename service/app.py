@@ -350,10 +350,12 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
 
     config_payload = {"component": "service", "settings": settings.public_dict()}
 
-    @api.api_route("/config", methods=["GET", "HEAD"])
+    @api.get("/config")
     async def config(request: Request) -> Response:
         """The settings this process runs with; secrets (auth token, API key) shown as "***"."""
         return json_response(200, config_payload, rid_of(request))
+
+    api.add_api_route("/config", config, methods=["HEAD"], include_in_schema=False)
 
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -23,6 +23,7 @@ from surgebench import options
 from surgebench.options import is_loopback
 
 from .app import ServiceApp, create_app
+from .http_limits import limited_protocol
 from .settings import ENV_PREFIX, ServiceSettings, SettingsError, build_settings
 
 
@@ -94,6 +95,10 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench serve: {exc}", file=sys.stderr)
         return 2
+    if settings.processes > 1:
+        from .replicas import supervise
+
+        return supervise(settings)
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:
@@ -109,7 +114,7 @@ def main(argv: Sequence[str]) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,
