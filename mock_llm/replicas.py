@@ -13,11 +13,12 @@ import signal
 
 from mock_llm.http import Connection, Request
 from mock_llm.metrics import render
-from mock_llm.server import MockApp
+from mock_llm.server import ROUTES, MockApp
 from mock_llm.settings import MockSettings
 from surgebench.replicas import ReplicaContext, replica_metrics_text
 from surgebench.replicas import supervise as _supervise
 
+METRICS_METHODS = ROUTES[b"/metrics"]  # any other method: the single-process answer (405)
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LISTEN_BACKLOG = 4096  # the single-process mock's backlog
 STOP_TIMEOUT_S = 10.0
@@ -36,7 +37,7 @@ class ReplicaMockApp(MockApp):
 
     def handle(self, conn: Connection, req: Request) -> None:
         self.requests_received += 1
-        if req.path == b"/metrics":
+        if req.path == b"/metrics" and req.method in METRICS_METHODS:
             task = self.loop.create_task(self._answer_metrics(conn))
             self._scrapes.add(task)
             task.add_done_callback(self._scrapes.discard)

@@ -31,6 +31,7 @@ from mock_llm.ratelimit import RateLimiter
 from mock_llm.scheduler import Scheduler, Sequence
 from mock_llm.settings import MockSettings
 from mock_llm.text import TABLE_SIZE, Vocabulary
+from surgebench.process import watch_parent
 
 SSE_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -357,7 +358,7 @@ class MockApp:
         key = greq.seed if greq.seed is not None else self._counter
         rng = random.Random((s.seed << 40) ^ key)
         offset = self.vocab.offset_for(key)
-        n_out, reason = output_length(s, rng, greq.max_tokens)
+        n_out, reason = output_length(s, rng, greq.max_tokens, greq.min_tokens)
         if greq.stops:
             cut, hit = self.vocab.cut_at_stop(offset, n_out, greq.stops)
             if hit:
@@ -425,6 +426,7 @@ async def serve(settings: MockSettings, started: asyncio.Future[str] | None = No
     host = f"[{sock_host}]" if ":" in sock_host else sock_host
     app.config_body = app.config_json(sock_port)
     app.start_sweeper()
+    watch_parent(loop)  # stop when the process that started us is gone
     if started is not None:
         started.set_result(f"http://{host}:{sock_port}")
     try:

@@ -21,6 +21,7 @@ from reports.results import (
     Summary,
     read_summary,
 )
+from reports.workload_plots import workload_rows
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def summary_table(runs: Sequence[Summary]) -> Table:
     """One column per run, one row per figure."""
     rows = [[label] + [read(run) for run in runs] for label, read in SUMMARY_ROWS]
     rows += _open_loop_rows(runs)
+    rows += workload_rows(runs)
     rows += _extra_rows(runs, "goodput", "goodput")
     rows += _extra_rows(runs, "saturation", "generator")
     return Table(["metric"] + [run.name for run in runs], rows)

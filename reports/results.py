@@ -17,6 +17,10 @@ Layout of ``summary.json`` (``schema_version`` 1). Latency metrics sit at the to
     breakdown_ms{queue_wait{...}, pool_wait{...}, upstream_ttft{...}, relay_overhead{...},
                  client_lag{...}},
     open_loop{intended, sent, late, dropped} | null,
+    trace{rows_in_window, sent, late, dropped, lateness_ms{...}, output_tokens{...},
+          prompt_tokens{...}, ...} | null (trace replay; loadtests/trace.py),
+    sessions{started, completed, failed, failed_at_turn{...}, ...} | null (agent sessions;
+             loadtests/sessions.py),
     histograms{metric: base64 HDR histogram in microseconds},
     timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
                 ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
@@ -189,6 +193,8 @@ class Summary:
     latency: dict[str, LatencyStats] = field(default_factory=dict)
     breakdown_ms: dict[str, LatencyStats] = field(default_factory=dict)
     open_loop: dict[str, int] | None = None
+    trace: dict[str, Any] | None = None
+    sessions: dict[str, Any] | None = None
     histograms: dict[str, str] = field(default_factory=dict)
     timeseries: list[TimePoint] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -250,6 +256,8 @@ class Summary:
             data[metric] = asdict(self.latency.get(metric, LatencyStats()))
         data["breakdown_ms"] = {k: asdict(v) for k, v in self.breakdown_ms.items()}
         data["open_loop"] = self.open_loop
+        data["trace"] = self.trace
+        data["sessions"] = self.sessions
         data["histograms"] = dict(self.histograms)
         data["timeseries"] = [asdict(p) for p in self.timeseries]
         data["config"] = self.config
@@ -292,6 +300,8 @@ class Summary:
                     k: LatencyStats.from_dict(v) for k, v in data.get("breakdown_ms", {}).items()
                 },
                 open_loop=data.get("open_loop"),
+                trace=data.get("trace"),
+                sessions=data.get("sessions"),
                 histograms=dict(data.get("histograms", {})),
                 timeseries=[TimePoint.from_dict(p) for p in data.get("timeseries", [])],
                 config=dict(data.get("config", {})),

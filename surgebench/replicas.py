@@ -154,12 +154,15 @@ class ReplicaContext:
         loop.add_reader(fd, readable)
 
     async def serve_local_metrics(self, render: Callable[[], bytes]) -> asyncio.AbstractServer:
-        """Answer this replica's own metrics text to whoever connects to its Unix socket."""
+        """Answer this replica's own metrics text to whoever connects to its Unix socket (in a
+        private 0700 folder: only this user's processes can connect)."""
 
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 writer.write(render())
                 await writer.drain()
+            except ConnectionError:  # the asking replica gave up (its scrape timed out)
+                pass
             finally:
                 writer.close()
 
