@@ -504,6 +504,9 @@ RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
     "progress_s": ("--progress (in s)", 0, 3600),
     "stop_timeout_s": ("--stop-timeout (in s)", 0, 3600),
     "request_timeout_s": ("--request-timeout (in s)", 0, 86_400),
+    "trace_speedup": ("--trace-speedup", 0, 10_000),
+    "trace_start_s": ("--trace-start (in s)", 0, 31_536_000),
+    "session_max_history_tokens": ("--session-max-history-tokens", 0, 10_000_000),
 }
 
 
