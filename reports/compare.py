@@ -8,12 +8,15 @@ Each side may be several runs (repeats); their histograms and counts are pooled.
 
 The comparison opens with what differed in the servers' *effective* configuration (what the mock
 and the service reported from ``GET /config``, recorded in each summary), e.g.
-``service.max_concurrent 8 -> 32``, or says the two ran with the same one.
+``service.max_concurrent 8 -> 32``, or says the two ran with the same one. What differs between
+any two runs by construction is left out: the ports `surgebench run` picks (``port`` and the
+port of a loopback URL such as the service's ``upstream_url``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +84,14 @@ class Comparison:
 
 
 COMPONENTS = ("mock", "service")
+PER_RUN_SETTINGS = frozenset({"port"})
+"""Settings that differ between any two runs by construction (`surgebench run` binds port 0)."""
+_LOOPBACK_PORT = re.compile(r"^(https?://(?:127\.0\.0\.1|localhost|\[::1\])):\d+")
+
+
+def _comparable(value: Any) -> Any:
+    """A setting's value with a loopback URL's port (chosen per run) left out."""
+    return _LOOPBACK_PORT.sub(r"\1:PORT", value) if isinstance(value, str) else value
 
 
 def _show(value: Any) -> str:
@@ -103,8 +114,8 @@ def effective_changes(baseline: Summary, current: Summary) -> list[str] | None:
                 f"{'reported' if isinstance(new, Mapping) else 'not reported'}"
             )
             continue
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
+        for key in sorted((set(old) | set(new)) - PER_RUN_SETTINGS):
+            if _comparable(old.get(key)) != _comparable(new.get(key)):
                 before = _show(old[key]) if key in old else "(absent)"
                 after = _show(new[key]) if key in new else "(absent)"
                 changes.append(f"{component}.{key} {before} -> {after}")

@@ -125,3 +125,41 @@ def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand
     service = config["effective"]["service"]
     if service is not None:
         assert service["max_concurrent"] == 32 and service["admission"] == "queue"
+
+
+def test_compare_opens_with_what_the_servers_ran_with(surge_run: RunCommand) -> None:
+    """Two runs that differ only in --service-max-concurrent: compare names that difference,
+    read from what the service itself reported (GET /config), before any verdict."""
+    from reports.cli import compare_main
+
+    runs = [
+        surge_run(
+            "--users",
+            "2",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--progress",
+            "0s",
+            "--service-max-concurrent",
+            limit,
+            "--mock-ttft-ms",
+            "20",
+            "--mock-output-tokens",
+            "3",
+        )
+        for limit in ("8", "32")
+    ]
+    for run in runs:
+        assert run.code == 0 and run.summary is not None, run.output
+        assert run.summary.effective["service"]["max_concurrent"] in (8, 32)
+        assert run.summary.effective["mock"]["ttft_ms"] == 20
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        compare_main([str(runs[0].run_dir), str(runs[1].run_dir)])
+    lines = out.getvalue().splitlines()
+    assert lines[2] == "- effective configuration: service.max_concurrent 8 -> 32", lines[:4]

@@ -195,8 +195,8 @@ def test_effective_changes_name_every_difference() -> None:
     def run(effective: dict[str, object]) -> Summary:
         return Summary("r", "t", 1.0, 1.0, effective=effective)
 
-    old = run({"mock": {"a": 1, "b": "x"}, "service": None})
-    new = run({"mock": {"a": 2, "c": True}, "service": {"max_concurrent": 8}})
+    old = run({"mock": {"a": 1, "b": "x", "port": 1}, "service": None})
+    new = run({"mock": {"a": 2, "c": True, "port": 2}, "service": {"max_concurrent": 8}})
     assert effective_changes(old, new) == [
         "mock.a 1 -> 2",
         "mock.b x -> (absent)",
@@ -204,3 +204,11 @@ def test_effective_changes_name_every_difference() -> None:
         "service: not reported -> reported",
     ]
     assert effective_changes(run({}), run({"mock": None, "service": None})) is None
+    # the ports a run picks are no difference; another upstream host is
+    url = {"upstream_url": "http://127.0.0.1:4001/v1", "port": 4002}
+    moved = {"upstream_url": "http://127.0.0.1:5001/v1", "port": 5002}
+    assert effective_changes(run({"service": url}), run({"service": moved})) == []
+    remote = {"upstream_url": "http://10.0.0.5:4001/v1"}
+    assert effective_changes(run({"service": url}), run({"service": remote})) == [
+        "service.upstream_url http://127.0.0.1:4001/v1 -> http://10.0.0.5:4001/v1"
+    ]
