@@ -95,7 +95,9 @@ class MockSettings:
     max_waiting: int = _int(0, "waiting-queue cap (0 = unbounded); overflow is rejected")
     overflow_status: int = _choice(503, "status for a full waiting queue", (429, 503))
     # output
-    output_tokens: int = _int(50, "output length (capped by the request's max_tokens)", lo=1)
+    output_tokens: int = _int(
+        50, "output length (capped by the request's max_tokens)", lo=1, hi=100_000_000
+    )
     output_tokens_dist: str = _choice(
         "fixed",
         "output length: fixed, a seeded distribution, or max_tokens (the request's cap, always)",
