@@ -169,6 +169,8 @@ def test_service_replicas_tag_responses_and_merge_metrics(start: Start) -> None:
     assert merged[("surge_service_requests_total", ok)] == clients
     limits = {merged[("surge_service_concurrency_limit", (("replica", str(i)),))] for i in range(2)}
     assert limits == {64.0}  # the limit is per process
+    config = httpx.get(service.url + "/config").json()
+    assert config["settings"]["processes"] == 2 and config["limits"] == "per process"
     assert assert_merged_is_the_sum(merged_text, local_texts(metrics_dir, 2)) > 20
     assert service.stop() == 0
     assert wait_gone(pids) == []
