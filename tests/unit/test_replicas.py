@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtests.sweep_plan import cell_argv, parse_plan
 from mock_llm.cli import main as mock_main
 from service.cli import main as serve_main
-from surgebench.replicas import merge_metrics, replica_metrics_text
+from surgebench.replicas import (
+    ReplicaContext,
+    WorkerConfig,
+    merge_metrics,
+    replica_metrics_text,
+    reserve_port,
+    reuseport_socket,
+)
 
 REPLICA_0 = b"""# HELP reqs requests
 # TYPE reqs counter
@@ -112,3 +122,41 @@ def test_replicas_are_a_sweep_dimension_passed_to_each_cell() -> None:
     at = argv.index("--service-processes")
     assert argv[at + 1] == "2"
     assert "--service-max-concurrent" in argv
+
+
+def test_a_worker_notices_its_supervisor_closing_the_control_pipe() -> None:
+    """The backstop of PR_SET_PDEATHSIG: end-of-file on the control pipe stops the worker."""
+    read_fd, write_fd = os.pipe()
+    config = WorkerConfig("m:f", None, 0, 1, "127.0.0.1", 0, 1, "/nonexistent", 1, -1)
+    with socket.socket() as sock:
+        ctx = ReplicaContext(config, sock, read_fd)
+
+        async def scenario() -> bool:
+            gone = asyncio.Event()
+            ctx.watch_parent(asyncio.get_running_loop(), gone.set)
+            await asyncio.sleep(0.05)
+            assert not gone.is_set()
+            os.close(write_fd)
+            await asyncio.wait_for(gone.wait(), 5)
+            return gone.is_set()
+
+        try:
+            assert asyncio.run(scenario())
+        finally:
+            os.close(read_fd)
+
+
+def test_a_held_port_is_refused_not_shared() -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        with pytest.raises(OSError):
+            reserve_port("127.0.0.1", port).close()
+    reserved = reserve_port("127.0.0.1", 0)
+    try:
+        joined = reuseport_socket("127.0.0.1", reserved.getsockname()[1])  # workers can join
+        joined.close()
+    finally:
+        reserved.close()

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -311,3 +312,17 @@ def test_a_second_server_cannot_join_the_port(start: Start) -> None:
     )
     assert second.returncode == 2
     assert f"--port {port}" in second.stderr and "in use" in second.stderr
+
+
+@pytest.mark.parametrize("command", ["mock", "serve"])
+def test_replicas_keep_the_request_head_limits(start: Start, command: str) -> None:
+    """Every worker serves with the single-process server's HTTP protocol and its limits: a
+    request target past 8 KiB gets 414, on whichever process the connection lands."""
+    proc = start(command, "--processes", "2")
+    host, port = proc.url.removeprefix("http://").rsplit(":", 1)
+    statuses = set()
+    for _ in range(8):  # new connections: both processes answer some
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /health?" + b"q" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+            statuses.add(sock.recv(64).split(b" ", 2)[1])
+    assert statuses == {b"414"}
