@@ -271,10 +271,11 @@ def test_service_replicas_drain_in_flight_streams_on_sigterm(start: Start) -> No
     service = start("serve", "--processes", "2", "--upstream-url", mock.url + "/v1")
 
     async def scenario() -> list[str]:
-        first_token = asyncio.Event()
+        all_streaming = asyncio.Event()
+        streaming: set[int] = set()
         async with httpx.AsyncClient(timeout=20) as client:
 
-            async def one() -> str:
+            async def one(i: int) -> str:
                 body = ""
                 async with client.stream(
                     "POST", service.url + "/chat/stream", json={"question": "hi"}
@@ -282,11 +283,15 @@ def test_service_replicas_drain_in_flight_streams_on_sigterm(start: Start) -> No
                     async for chunk in r.aiter_text():
                         body += chunk
                         if "event: token" in body:
-                            first_token.set()
+                            streaming.add(i)
+                            if len(streaming) == 8:
+                                all_streaming.set()
                 return body
 
-            streams = [asyncio.create_task(one()) for _ in range(8)]
-            await asyncio.wait_for(first_token.wait(), 10)
+            streams = [asyncio.create_task(one(i)) for i in range(8)]
+            # every stream in flight before the signal: one not yet admitted would rightly
+            # get 503 during the drain (seen on a busy machine)
+            await asyncio.wait_for(all_streaming.wait(), 10)
             service.process.send_signal(signal.SIGTERM)  # the supervisor: it tells every worker
             return list(await asyncio.gather(*streams))
 
