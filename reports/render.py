@@ -16,6 +16,7 @@ from reports.document import Block, FigureBlock, Heading, Paragraph, Table, writ
 from reports.metrics import ERROR_OUTCOMES
 from reports.plots import latency_cdf_figure, run_figures, save_figure, ttft_breakdown_figure
 from reports.results import BREAKDOWN_PARTS, CONFIG_FILE, Summary, read_summary
+from reports.workload_plots import workload_rows
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def summary_table(runs: Sequence[Summary]) -> Table:
     """One column per run, one row per figure."""
     rows = [[label] + [read(run) for run in runs] for label, read in SUMMARY_ROWS]
     rows += _open_loop_rows(runs)
+    rows += workload_rows(runs)
     rows += _extra_rows(runs, "goodput", "goodput")
     rows += _extra_rows(runs, "saturation", "generator")
     return Table(["metric"] + [run.name for run in runs], rows)

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from .app import ServiceApp, create_app
+from .http_limits import limited_protocol
 from .settings import (
     ServiceSettings,
     SettingsError,
@@ -116,10 +117,36 @@ class _Server(uvicorn.Server):
                     flush=True,
                 )
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Drain with the listener still open (readiness probes see 503, new requests are
+        # refused), then let uvicorn close it and cancel what the grace left running.
+        grace_s = self._app.runtime.settings.shutdown_grace_s
+        t0 = asyncio.get_running_loop().time()
+        await self._app.runtime.drain(grace_s, lambda: self.force_exit)
+        left_s = grace_s - (asyncio.get_running_loop().time() - t0)
+        self.config.timeout_graceful_shutdown = max(1, int(left_s + 0.999))
+        await super().shutdown(sockets=sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.runtime.draining = True
         super().handle_exit(sig, frame)
         self._captured_signals.clear()  # a graceful stop exits 0 instead of re-raising
+
+
+def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
+    """The one uvicorn configuration of a service process (also each `--processes` worker)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
+        timeout_keep_alive=int(settings.http_keepalive_s),
+        backlog=settings.backlog,
+        server_header=False,
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -130,6 +157,10 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench serve: {exc}", file=sys.stderr)
         return 2
+    if settings.processes > 1:
+        from .replicas import supervise
+
+        return supervise(settings)
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:
@@ -142,18 +173,7 @@ def main(argv: Sequence[str]) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
-        timeout_keep_alive=int(settings.http_keepalive_s),
-        backlog=settings.backlog,
-        server_header=False,
-    )
+    config = uvicorn_config(app, settings)
     server = _Server(config, app, f"http://{shown}:{port}")
     loop_factory = config.get_loop_factory()
     try:
