@@ -40,16 +40,5 @@ PROFILES: Mapping[str, Mapping[str, object]] = {
         "output_tokens_dist": "lognormal",
         "output_tokens_spread": 0.5,
     },
-    # The hand-fitted profile, until its `surgebench fit` output replaces it.
-    "nim-llama3.1-70b": {
-        "mode": "engine",
-        "step_base_ms": 12.9,
-        "step_per_seq_ms": 0.085,
-        "step_per_prefill_token_ms": 0.023,
-        "max_batched_tokens": 8192,
-        "max_num_seqs": 256,
-        "ttft_overhead_ms": 7.5,
-        "output_tokens": 200,
-    },
     **_fitted(),
 }
