@@ -181,7 +181,7 @@ def roundtrip() -> int:
                 sys.executable, "-m", "surgebench", "fit", "--sweep", str(folder),
                 "--isl", str(isl), "--out", str(out), "--prefill-policy", "mixed",
                 "--fix", "ttft_overhead_ms=6", "--fix", "max_batched_tokens=2048",
-                "--fix", "max_num_seqs=256",
+                "--fix", "max_num_seqs=256", "--max-evals", "150", "--rounds", "2",
             ]  # fmt: skip
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)

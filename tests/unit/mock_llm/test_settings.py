@@ -107,7 +107,7 @@ def test_redacted_hides_api_key() -> None:
     assert "sekret" not in repr(s.redacted())
 
 
-@pytest.mark.parametrize("name", ["nim-llama3.1-70b", "nim-llama3.1-8b"])
+@pytest.mark.parametrize("name", ["nim-llama3.1-70b", "nim-llama3.1-8b", "nim-llama3.3-70b"])
 def test_shipped_engine_profiles_are_fit_outputs_of_committed_tables(name: str) -> None:
     """Each engine profile is a `surgebench fit` file whose command names its committed CSV."""
     from mock_llm.profiles import FITTED_DIR
