@@ -22,6 +22,7 @@ from typing import Any
 from loadtests.arrivals import ARRIVAL_KINDS
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
+from surgebench.options import OptionError, check_range
 from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 USER_CLASSES = {
@@ -374,6 +375,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     """Flags -> settings; raises `SettingsError` naming the bad flag and the allowed values."""
     own, mock, service = _split_passthrough(argv)
     ns = build_parser().parse_args(own)
+    check_bounds(vars(ns))
     explicit = frozenset(a.split("=")[0] for a in own if a.startswith("--"))
     duration_s = _duration("--duration", ns.duration)
     if duration_s <= 0:
@@ -438,7 +440,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     )
     if demo and not ns.target and ns.user != "direct":
         service = [*DEMO_SERVICE, *service]
-    return RunSettings(
+    settings = RunSettings(
         name=ns.name,
         out=Path(ns.out),
         run_dir=_fresh_run_dir(ns.run_dir),
@@ -478,6 +480,45 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         demo=demo,
         **workload,
     )
+    check_bounds(vars(settings))
+    return settings
+
+
+RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
+    # RunSettings field: (flag, lowest, highest). Far above real use; listed in docs/reliability.md.
+    "users": ("--users", 1, 100_000),
+    "spawn_rate": ("--spawn-rate", 0, 100_000),
+    "rate": ("--rate", 0, 10_000),
+    "processes": ("--processes", 1, 256),
+    "seed": ("--seed", 0, 2**63 - 1),
+    "slo_ttft_ms": ("--slo-ttft-ms", 0, 3_600_000),
+    "slo_tpot_ms": ("--slo-tpot-ms", 0, 3_600_000),
+    "slo_e2e_ms": ("--slo-e2e-ms", 0, 86_400_000),
+    "max_client_lag_ms": ("--max-client-lag-ms", 0, 3_600_000),
+    "max_loop_lag_ms": ("--max-loop-lag-ms", 0, 3_600_000),
+    "max_cpu_percent": ("--max-cpu-percent", 0, 100_000),
+    "duration_s": ("--duration (in s)", 0, 604_800),
+    "warmup_s": ("--warmup (in s)", 0, 604_800),
+    "think_s": ("--think (in s)", 0, 3600),
+    "reject_wait_s": ("--reject-wait (in s)", 0, 3600),
+    "progress_s": ("--progress (in s)", 0, 3600),
+    "stop_timeout_s": ("--stop-timeout (in s)", 0, 3600),
+    "request_timeout_s": ("--request-timeout (in s)", 0, 86_400),
+    "trace_speedup": ("--trace-speedup", 0, 10_000),
+    "trace_start_s": ("--trace-start (in s)", 0, 31_536_000),
+    "session_max_history_tokens": ("--session-max-history-tokens", 0, 10_000_000),
+}
+
+
+def check_bounds(values: dict[str, object]) -> None:
+    """Refuse a number outside `RUN_BOUNDS` (NaN and infinities included), naming the flag."""
+    for name, (flag, lo, hi) in RUN_BOUNDS.items():
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                check_range(flag, value, lo, hi)
+            except OptionError as exc:
+                raise SettingsError(str(exc)) from None
 
 
 def _baseline_name(flag: str, name: str) -> str:

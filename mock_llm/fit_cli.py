@@ -31,7 +31,8 @@ from mock_llm.fit import (
     fit,
     with_coefficients,
 )
-from mock_llm.settings import FIELDS, MockSettings, convert, load_profile
+from mock_llm.settings import FIELDS, MockSettings, load_profile
+from surgebench import options
 
 TABLE_COLUMNS: tuple[str, ...] = ("concurrency", "isl", "osl", "ttft_ms", "itl_ms", "tokens_per_s")
 MAX_TABLE_BYTES = 1_048_576
@@ -219,7 +220,7 @@ def _fixed(items: Sequence[str]) -> dict[str, object]:
         name = name.strip().replace("-", "_")
         if not sep or name not in FIELDS:
             raise FitError(f"--fix: {item!r}; allowed: NAME=VALUE with NAME a mock setting")
-        out[name] = convert(name, raw.strip(), f"--fix {name}")
+        out.update(options.from_mapping(MockSettings, {name: raw.strip()}, "--fix"))
     return out
 
 
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             points, notes = read_sweep(Path(args.sweep), args.configuration, args.isl, args.osl)
         initial = {n: float(v) for n, v in _fixed(args.start).items()}  # type: ignore[arg-type]
         base_values = load_profile(args.base, "--base") if args.base else {}
-        kw = {n: convert(n, v, f"--base {n}") for n, v in base_values.items()}
+        kw = options.from_mapping(MockSettings, base_values, "--base")
         kw.update(fixed)
         base = replace(MockSettings(), **kw)  # type: ignore[arg-type]
         policies = (

@@ -57,6 +57,7 @@ class ReplicaMockApp(MockApp):
 async def _serve(settings: MockSettings, ctx: ReplicaContext) -> int:
     loop = asyncio.get_running_loop()
     app = ReplicaMockApp(settings, loop, ctx)
+    app.config_body = app.config_json(ctx.sock.getsockname()[1])  # /config: the port bound
     server = await loop.create_server(
         lambda: Connection(app), sock=ctx.sock, backlog=LISTEN_BACKLOG
     )

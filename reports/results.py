@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from surgebench.percentiles import nearest_rank
+
 SCHEMA_VERSION = 1
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
@@ -52,6 +54,22 @@ OUTCOMES: tuple[str, ...] = (
     "error",
 )
 """Outcome classes of a request, each counted apart (rejections are not failures)."""
+
+ERROR_OUTCOMES: tuple[str, ...] = ("timeout", "upstream_error", "client_error", "error")
+"""What "errors" means everywhere: the requests that failed. The error rate, the regression gate's
+``errors`` metric and the console's ``errors=`` count these. Rejections (refused at once by
+admission) and cancellations (the client gave up, or the run ended) are never errors."""
+
+OTHER_ERROR_OUTCOMES: tuple[str, ...] = ERROR_OUTCOMES[1:]
+"""The errors besides timeouts: a report's ``errors`` row and each ``timeseries`` point's
+``errors``, shown next to their own ``timeout`` count."""
+
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_SIGNIFICANT_FIGURES = 3
+"""Every latency histogram in ``summary.histograms`` (and every recorder's) is
+``HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_FIGURES)`` of microseconds: 1 us
+to one hour, 3 significant digits. Longer values are recorded as one hour."""
 
 LATENCY_METRICS: tuple[str, ...] = (
     "ttft_ms",
@@ -102,8 +120,7 @@ class LatencyStats:
             return cls()
 
         def rank(q: float) -> float:
-            index = max(0, math.ceil(q / 100.0 * len(ordered)) - 1)
-            return ordered[min(index, len(ordered) - 1)]
+            return ordered[nearest_rank(q, len(ordered)) - 1]
 
         return cls(
             count=len(ordered),
@@ -141,6 +158,7 @@ class TimePoint:
     rejected: int = 0
     timeout: int = 0
     errors: int = 0
+    """`OTHER_ERROR_OUTCOMES` (the errors besides timeouts; cancellations are in no count here)."""
     output_tokens: int = 0
     ttft_p50_ms: float | None = None
     ttft_p95_ms: float | None = None

@@ -1,9 +1,9 @@
 """`create_app(settings)`: the FastAPI app behind a thin ASGI front that owns request ids.
 
 Endpoints: `POST /chat/stream` (SSE), `POST /chat`, `POST /chat/batch`, `GET /healthz`,
-`GET /readyz`, `GET /metrics`. Every response carries `X-Request-Id` (the client's when it is a
-safe token, else a new one). Every error is JSON `{"error": {"type", "message"}}`; no traceback
-ever reaches a client.
+`GET /readyz`, `GET /metrics`, `GET /config` (the settings it runs with). Every response carries
+`X-Request-Id` (the client's when it is a safe token, else a new one). Every error is JSON
+`{"error": {"type", "message"}}`; no traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -398,6 +398,19 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             return json_response(200, {"status": "ready", **state}, rid_of(request))
         reason = "draining" if runtime.draining else "starting"
         return json_response(503, {"status": reason, **state}, rid_of(request))
+
+    config_payload = {
+        "component": "service",
+        "settings": settings.public_dict(),
+        "limits": "per process",  # with --processes N each process enforces every limit alone
+    }
+
+    @api.get("/config")
+    async def config(request: Request) -> Response:
+        """The settings this process runs with; secrets (auth token, API key) shown as "***"."""
+        return json_response(200, config_payload, rid_of(request))
+
+    api.add_api_route("/config", config, methods=["HEAD"], include_in_schema=False)
 
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:

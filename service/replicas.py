@@ -12,6 +12,7 @@ server drains.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 from types import FrameType
@@ -108,7 +109,8 @@ class _ReplicaServer(uvicorn.Server):
 
 def run_worker(settings: ServiceSettings, ctx: ReplicaContext) -> int:
     """One replica (called in the worker process by `surgebench.replicas.worker_main`)."""
-    app = ReplicaApp(create_app(settings), ctx)
+    bound = dataclasses.replace(settings, port=ctx.sock.getsockname()[1])  # for /config
+    app = ReplicaApp(create_app(bound), ctx)
     config = uvicorn_config(app, settings)
     server = _ReplicaServer(config, app)
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

@@ -52,7 +52,10 @@ def test_profile_from_env() -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--ttft-ms", "abc"], "--ttft-ms: invalid value 'abc' (allowed: a number >= 0)"),
+        (
+            ["--ttft-ms", "abc"],
+            "--ttft-ms: invalid value 'abc' (allowed: a number >= 0 and <= 3600000)",
+        ),
         (["--ttft-ms", "nan"], "--ttft-ms: invalid value 'nan'"),
         (
             ["--port", "70000"],
@@ -121,3 +124,22 @@ def test_shipped_engine_profiles_are_fit_outputs_of_committed_tables(name: str) 
     assert "# MAPE: " in text
     s = resolve(["--profile", name], env={})
     assert s.mode == "engine" and s.step_base_ms > 0
+
+
+def test_docs_table_is_the_settings_table() -> None:
+    from pathlib import Path
+
+    from mock_llm.settings import ENV_PREFIX
+    from surgebench.options import settings_table_markdown
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "mock_llm.md"
+    assert settings_table_markdown(MockSettings, ENV_PREFIX) in doc.read_text(encoding="utf-8")
+
+
+def test_every_numeric_setting_has_finite_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    for name, f in FIELDS.items():
+        if type(f.default) in (int, float) and f.metadata["choices"] is None:
+            assert f.metadata["lo"] <= f.default <= f.metadata["hi"] < float("inf"), name
+    assert main(["--max-num-seqs", "99999999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<= 1000000" in err and "Traceback" not in err
