@@ -16,18 +16,25 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadtests import outcomes as oc
-from reports.results import BREAKDOWN_PARTS, LATENCY_METRICS, OUTCOMES, LatencyStats
+from reports.results import (
+    BREAKDOWN_PARTS,
+    HDR_HIGHEST_US,
+    HDR_LOWEST_US,
+    HDR_SIGNIFICANT_FIGURES,
+    LATENCY_METRICS,
+    OTHER_ERROR_OUTCOMES,
+    OUTCOMES,
+    LatencyStats,
+)
 
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 3_600_000_000
-HIST_DIGITS = 3
+HIST_LOWEST_US = HDR_LOWEST_US
+HIST_HIGHEST_US = HDR_HIGHEST_US
+HIST_DIGITS = HDR_SIGNIFICANT_FIGURES
 SERIES_DIGITS = 2
 """Per-second histograms only feed the time series' p50/p95, so 2 significant digits suffice."""
 
 LOOP_LAG = "loop_lag_ms"
 """Extra histogram: oversleep of a 10 ms sleeper in the generator's event loop (hub lag)."""
-
-ERROR_CLASSES = frozenset(OUTCOMES) - {oc.OK, oc.REJECTED, oc.TIMEOUT}
 
 
 def new_histogram(digits: int = HIST_DIGITS) -> HdrHistogram:
@@ -119,6 +126,8 @@ class RequestRecord:
     thinking_ns: int | None = None
     first_token_ns: int | None = None
     output_tokens: int = 0
+    prompt_tokens: int | None = None
+    """As the server reported them (usage), when it did."""
     itl_ns: list[int] = field(default_factory=list)
     client_lag_ns: list[int] = field(default_factory=list)
     first_token_lag_ns: int | None = None
@@ -252,7 +261,7 @@ class Recorder:
             second.rejected += 1
         elif outcome == oc.TIMEOUT:
             second.timeout += 1
-        else:
+        elif outcome in OTHER_ERROR_OUTCOMES:
             second.errors += 1
         if record.start_ns < self.measure_from_ns:
             return

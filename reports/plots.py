@@ -277,6 +277,9 @@ def run_figures(
         saved.append(
             save_figure(breakdown, out_dir, prefix + "ttft_breakdown", "TTFT breakdown", svg)
         )
+    from reports.workload_plots import workload_figures  # it draws on this module's helpers
+
+    saved += workload_figures(summary, out_dir, prefix, svg)
     return saved
 
 

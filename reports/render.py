@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from reports.document import Block, FigureBlock, Heading, Paragraph, Table, write_documents
-from reports.metrics import ERROR_OUTCOMES
 from reports.plots import latency_cdf_figure, run_figures, save_figure, ttft_breakdown_figure
-from reports.results import BREAKDOWN_PARTS, CONFIG_FILE, Summary, read_summary
+from reports.results import (
+    BREAKDOWN_PARTS,
+    CONFIG_FILE,
+    OTHER_ERROR_OUTCOMES,
+    Summary,
+    read_summary,
+)
+from reports.workload_plots import workload_rows
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ SUMMARY_ROWS: list[tuple[str, Callable[[Summary], str]]] = [
     ("ok", lambda s: str(s.outcomes.get("ok", 0))),
     ("rejected", lambda s: str(s.outcomes.get("rejected", 0))),
     ("timeout", lambda s: str(s.outcomes.get("timeout", 0))),
-    ("errors", lambda s: str(sum(s.outcomes.get(k, 0) for k in ERROR_OUTCOMES[1:]))),
+    ("errors", lambda s: str(sum(s.outcomes.get(k, 0) for k in OTHER_ERROR_OUTCOMES))),
     ("cancelled", lambda s: str(s.outcomes.get("cancelled", 0))),
     ("rejection rate", lambda s: f"{s.rejection_rate * 100:.2f} %"),
     ("requests/s", lambda s: f"{s.requests_per_s:.2f}"),
@@ -93,6 +99,7 @@ def summary_table(runs: Sequence[Summary]) -> Table:
     """One column per run, one row per figure."""
     rows = [[label] + [read(run) for run in runs] for label, read in SUMMARY_ROWS]
     rows += _open_loop_rows(runs)
+    rows += workload_rows(runs)
     rows += _extra_rows(runs, "goodput", "goodput")
     rows += _extra_rows(runs, "saturation", "generator")
     return Table(["metric"] + [run.name for run in runs], rows)

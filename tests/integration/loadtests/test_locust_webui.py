@@ -45,7 +45,7 @@ def test_plain_locust_web_ui_tells_the_truth(start: Start, tmp_path: Path) -> No
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
-         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "25s", "-H", service.url,
+         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "30s", "-H", service.url,
          "--web-host", "127.0.0.1", "--web-port", str(port)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
