@@ -1,136 +1,293 @@
-"""Replay the published NIM Llama-3.1-70B concurrency sweep against the `nim-llama3.1-70b` profile.
+"""How well the fitted engine profiles reproduce the published tables they come from.
 
-Source: docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance, Llama-3.1-70B-Instruct, NIM
-v1.3.0, first table (AIPerf, closed loop of C concurrent requests, 200 output tokens [derived],
-200 prompt tokens [assumption]). For each concurrency the mock (pinned to CPU 0) is driven by the
-uvloop probe (CPU 1) with all C streams started at once, as AIPerf does; the script prints measured
-vs published ITL, output throughput and TTFT with % error, plus two points past the table
-(C = 300, 400) that show the plateau at max_num_seqs = 256 and the queueing growth of TTFT.
+Three parts, each printing a Markdown table and a JSON line:
 
-    python benchmarks/mock_profile_fit.py
+    python benchmarks/mock_profile_fit.py                # replay: every shipped profile vs its CSV
+    python benchmarks/mock_profile_fit.py --roundtrip    # known profile -> sweep -> fit back
+    python benchmarks/mock_profile_fit.py --live         # the real server, over HTTP (70B table)
+    python benchmarks/mock_profile_fit.py --refit        # rerun `surgebench fit` on each CSV (slow)
+
+replay: each shipped profile (mock_llm/profiles/NAME.toml, written by `surgebench fit` from
+mock_llm/profiles/data/NAME.csv) is replayed on the mock's scheduler under a fake clock, with the
+table's protocol (closed loop of C users started at once, no warm-up, 3 request times measured),
+and compared with the published TTFT, ITL and output throughput: error per point and the mean
+absolute percentage error (MAPE) per metric.
+
+roundtrip: a known engine profile is measured (in-process, same replay) at 5 concurrencies and 2
+prompt lengths, written as a `surgebench sweep` folder (summary.json per cell), fitted back with
+`surgebench fit --sweep`, and the recovered coefficients are compared with the known ones.
+
+live: the `nim-llama3.1-70b` profile served by `surgebench mock` (pinned to CPU 0) and driven over
+HTTP by the uvloop probe (CPU 1), all C streams started at once, as AIPerf does, same window.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import uvloop
 
 # This folder holds benchmarks/mock_llm.py, named like the package: keep it off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from mock_llm.probe import chat_request, run_probe  # noqa: E402
-from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
+from mock_llm.fit import (  # noqa: E402
+    MEASURE_REQUESTS,
+    WARMUP_REQUESTS,
+    FitResult,
+    Point,
+    predict,
+    predict_all,
+)
+from mock_llm.fit_cli import parse_table  # noqa: E402
+from mock_llm.profiles import FITTED_DIR  # noqa: E402
+from mock_llm.settings import MockSettings, resolve  # noqa: E402
 
-# concurrency: (TTFT ms, ITL ms, output tokens/s), NIM v1.3.0 Llama-3.1-70B-Instruct, table 1
-PUBLISHED: dict[int, tuple[float, float, float]] = {
-    1: (25.05, 13.21, 75.36),
-    5: (64.82, 12.64, 387.55),
-    25: (146.11, 15.31, 1564.9),
-    50: (169.61, 17.42, 2743.6),
-    100: (235.17, 23.28, 4092.34),
-    150: (511.21, 27.73, 4962.78),
-    200: (582.07, 31.22, 5855.9),
-    250: (718.98, 35.25, 6429.95),
-}
-BEYOND = (300, 400)
-
-
-def pct(measured: float, published: float) -> float:
-    return (measured - published) / published * 100.0
+TABLES = ("nim-llama3.1-70b", "nim-llama3.1-8b", "nim-llama3.3-70b")
+METRICS = ("ttft_ms", "itl_ms", "tokens_per_s")
+# BLIS (inference-sim) reports 17.6 % to 22.8 % TTFT error against real vLLM runs.
+BLIS_TTFT_ERROR_PCT = (17.6, 22.8)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--profile", default="nim-llama3.1-70b")
-    p.add_argument("--prompt-tokens", type=int, default=200)
-    p.add_argument("--output-tokens", type=int, default=200)
-    p.add_argument("--concurrency", default=",".join(str(c) for c in [*PUBLISHED, *BEYOND]))
-    p.add_argument("--cycles", type=float, default=2.5, help="measured window in request times")
-    args = p.parse_args(argv)
+def pct(got: float, want: float) -> float:
+    return (got - want) / want * 100.0
+
+
+def load(name: str) -> tuple[MockSettings, list[Point]]:
+    points, _ = parse_table((FITTED_DIR / "data" / f"{name}.csv").read_text("utf-8"), name)
+    return resolve(["--profile", name], env={}), points
+
+
+def print_result(name: str, result: FitResult) -> dict[str, object]:
+    print(f"\n{name}: {len(result.points)} points")
+    print("| C | ISL/OSL | TTFT ms table / mock (err) | ITL ms table / mock (err) "
+          "| output tok/s table / mock (err) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for i, p in enumerate(result.points):
+        q = result.predicted[i]
+        print(
+            f"| {p.concurrency} | {p.prompt_tokens}/{p.output_tokens} "
+            f"| {p.ttft_ms:,.1f} / {q.ttft_ms:,.1f} ({result.error_pct(i, 'ttft_ms'):+.1f}%) "
+            f"| {p.itl_ms:.2f} / {q.itl_ms:.2f} ({result.error_pct(i, 'itl_ms'):+.1f}%) "
+            f"| {p.tokens_per_s:,.0f} / {q.tokens_per_s:,.0f} "
+            f"({result.error_pct(i, 'tokens_per_s'):+.1f}%) |"
+        )
+    row = {
+        "table": name,
+        **{f"mape_{m}": round(result.mape(m), 1) for m in METRICS},
+        **{f"max_abs_err_{m}": round(result.max_abs_error_pct(m), 1) for m in METRICS},
+    }
+    print(
+        "MAPE: "
+        + ", ".join(f"{m} {row[f'mape_{m}']}%" for m in METRICS)
+        + "; max |error|: "
+        + ", ".join(f"{m} {row[f'max_abs_err_{m}']}%" for m in METRICS)
+    )
+    return row
+
+
+def replay() -> int:
+    rows = []
+    for name in TABLES:
+        settings, points = load(name)
+        t0 = time.perf_counter()
+        pred = predict_all(settings, points)
+        result = FitResult({}, points, pred, math.nan, len(points))
+        row = print_result(name, result)
+        row["replay_s"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+    print("\n| table | points | MAPE TTFT | MAPE ITL | MAPE throughput | max abs TTFT err |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['table']} | - | {r['mape_ttft_ms']}% | {r['mape_itl_ms']}% "
+            f"| {r['mape_tokens_per_s']}% | {r['max_abs_err_ttft_ms']}% |"
+        )
+    print(f"(BLIS reports {BLIS_TTFT_ERROR_PCT[0]}-{BLIS_TTFT_ERROR_PCT[1]}% TTFT error)")
+    print(json.dumps({"benchmark": "mock_profile_fit", "part": "replay", "rows": rows}))
+    return 0
+
+
+def roundtrip() -> int:
+    from reports.results import LatencyStats, Summary, write_summary
+    from reports.sweeps import SweepCell, SweepManifest, write_manifest
+
+    known = {
+        "step_base_ms": 12.0,
+        "step_per_seq_ms": 0.09,
+        "step_per_prefill_token_ms": 0.03,
+        "ttft_overhead_ms": 6.0,
+    }
+    truth = replace(
+        MockSettings(), mode="engine", max_batched_tokens=2048, max_num_seqs=256, **known
+    )
+    osl = 64
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep = Path(tmp) / "sweep"
+        cells = []
+        for isl in (128, 1024):
+            cfg = f"isl={isl}"
+            for c in (1, 4, 16, 32, 64):
+                q = predict(truth, c, isl, osl)
+                cell_id = f"{cfg}-c{c}"
+                run_dir = sweep / "runs" / cell_id / "run"
+                requests = round(q.tokens_per_s * 60.0 / osl)
+                write_summary(
+                    run_dir,
+                    Summary(
+                        name=cell_id,
+                        started_at="2026-01-01T00:00:00Z",
+                        duration_s=60.0,
+                        measured_s=60.0,
+                        outcomes={"ok": requests},
+                        output_tokens=requests * osl,
+                        latency={
+                            "ttft_ms": LatencyStats(count=requests, mean=q.ttft_ms),
+                            "itl_ms": LatencyStats(count=requests, mean=q.itl_ms),
+                        },
+                    ),
+                )
+                cells.append(SweepCell(cell_id, cfg, c, "done", f"runs/{cell_id}/run"))
+        # one sweep folder per prompt length (a sweep has one ISL per configuration): fit the
+        # long-prompt one with the overhead known, then check both
+        results = {}
+        for isl in (128, 1024):
+            cfg = f"isl={isl}"
+            folder = Path(tmp) / cfg
+            write_manifest(
+                folder,
+                SweepManifest(
+                    name=cfg,
+                    load_kind="users",
+                    loads=[1, 4, 16, 32, 64],
+                    configurations=[{"name": cfg, "settings": {}}],
+                    cells=[
+                        replace(c, run_dir=str(sweep / c.run_dir))  # type: ignore[arg-type]
+                        for c in cells
+                        if c.configuration == cfg
+                    ],
+                ),
+            )
+            out = Path(tmp) / f"{cfg}.toml"
+            cmd = [
+                sys.executable, "-m", "surgebench", "fit", "--sweep", str(folder),
+                "--isl", str(isl), "--out", str(out), "--prefill-policy", "mixed",
+                "--fix", "ttft_overhead_ms=6", "--fix", "max_batched_tokens=2048",
+                "--fix", "max_num_seqs=256", "--max-evals", "150", "--rounds", "2",
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            fitted = resolve(["--profile", str(out)], env={})
+            results[isl] = (fitted, time.perf_counter() - t0)
+    print("\n| coefficient | known | fitted (ISL 128) | err | fitted (ISL 1024) | err |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    for name, value in known.items():
+        if name == "ttft_overhead_ms":
+            continue
+        a = getattr(results[128][0], name)
+        b = getattr(results[1024][0], name)
+        worst = max(worst, abs(pct(a, value)), abs(pct(b, value)))
+        print(f"| {name} | {value} | {a} | {pct(a, value):+.1f}% | {b} | {pct(b, value):+.1f}% |")
+    print(
+        f"worst coefficient error {worst:.1f}%; "
+        f"fit times {[round(r[1]) for r in results.values()]} s"
+    )
+    print(json.dumps({"benchmark": "mock_profile_fit", "part": "roundtrip", "worst_pct": worst}))
+    return 0
+
+
+def refit() -> int:
+    for name in TABLES:
+        header = (FITTED_DIR / f"{name}.toml").read_text("utf-8").splitlines()
+        line = next(h for h in header if h.startswith("# Written by: surgebench fit "))
+        args = line.removeprefix("# Written by: surgebench fit ").split()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / f"{name}.toml")
+            args[args.index("--out") + 1] = out
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "surgebench", "fit", *args], check=True)
+            print(f"{name}: refitted in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def live() -> int:
+    import uvloop
+
+    from mock_llm.probe import chat_request, run_probe
+    from surgebench.process import ServerProcess, surgebench_argv
+
     os.sched_setaffinity(0, {1})
     print(f"load average before: {os.getloadavg()}", flush=True)
+    settings, points = load("nim-llama3.1-70b")
     argv_mock = surgebench_argv(
-        "mock", "--port", "0", "--profile", args.profile, "--output-tokens-dist", "max_tokens"
+        "mock", "--port", "0", "--profile", "nim-llama3.1-70b", "--output-tokens-dist", "max_tokens"
     )
-    # 4 chars per token, plus 4 tokens of message overhead (see openai_api.count_tokens)
-    prompt = "abcd" * (args.prompt_tokens - 4)
-    rows: list[dict[str, float]] = []
-    for conc in [int(c) for c in args.concurrency.split(",")]:
+    pred = predict_all(settings, points)
+    print("| C | TTFT ms NIM / replay / live | ITL ms NIM / replay / live "
+          "| tok/s NIM / replay / live |")  # fmt: skip
+    print("|---|---|---|---|")
+    rows = []
+    for p, q in zip(points, pred, strict=True):
+        # 4 chars per token, plus 4 tokens of message overhead (see openai_api.count_tokens)
+        prompt = "abcd" * (p.prompt_tokens - 4)
         with ServerProcess(argv_mock, cpu_affinity=[0]) as proc:
             parts = urlsplit(proc.url)
             assert parts.hostname is not None and parts.port is not None
-            itl_guess = PUBLISHED.get(conc, PUBLISHED[250])[1] / 1000.0
-            request_s = (args.output_tokens * itl_guess) * max(1.0, conc / 256)
+            request_s = (q.ttft_ms + (p.output_tokens - 1) * q.itl_ms) / 1000.0
             req = chat_request(
-                parts.hostname, parts.port, max_tokens=args.output_tokens, prompt=prompt
+                parts.hostname, parts.port, max_tokens=p.output_tokens, prompt=prompt
             )
             res = uvloop.run(
                 run_probe(
                     parts.hostname,
                     parts.port,
-                    conc,
+                    p.concurrency,
                     ramp_s=0.0,
-                    warmup_s=1.5 * request_s,
-                    measure_s=max(5.0, args.cycles * request_s),
+                    warmup_s=WARMUP_REQUESTS * request_s,
+                    measure_s=MEASURE_REQUESTS * request_s,
                     request=req,
                 )
             )
-        row = {
-            "concurrency": conc,
-            "itl_ms": statistics.fmean(res.gaps_s) * 1000.0,
-            "tokens_per_s": res.chunks_per_s,
-            "ttft_ms": statistics.fmean(res.ttft_s) * 1000.0 if res.ttft_s else float("nan"),
-            "requests": res.requests_done,
-        }
-        rows.append(row)
-        print(json.dumps({k: round(v, 2) for k, v in row.items()}), flush=True)
-    print()
-    print(
-        f"Profile {args.profile}, ISL {args.prompt_tokens} / OSL {args.output_tokens}, "
-        f"closed loop, 1 run per point; load average after: {os.getloadavg()}"
-    )
-    print(
-        "| C | ITL ms mock / NIM (err) | output tok/s mock / NIM (err) | TTFT ms mock / NIM (err) |"
-    )
-    print("|---|---|---|---|")
-    errs_itl, errs_tput = [], []
-    for r in rows:
-        c = int(r["concurrency"])
-        if c in PUBLISHED:
-            ttft, itl, tput = PUBLISHED[c]
-            e_itl, e_tput = pct(r["itl_ms"], itl), pct(r["tokens_per_s"], tput)
-            errs_itl.append(abs(e_itl))
-            errs_tput.append(abs(e_tput))
-            print(
-                f"| {c} | {r['itl_ms']:.2f} / {itl:.2f} ({e_itl:+.1f}%) "
-                f"| {r['tokens_per_s']:,.0f} / {tput:,.0f} ({e_tput:+.1f}%) "
-                f"| {r['ttft_ms']:.0f} / {ttft:.0f} ({pct(r['ttft_ms'], ttft):+.0f}%) |"
-            )
-        else:
-            print(
-                f"| {c} (past the table) | {r['itl_ms']:.2f} / - | {r['tokens_per_s']:,.0f} / - "
-                f"| {r['ttft_ms']:.0f} / - |"
-            )
-    summary = {
-        "benchmark": "mock_profile_fit",
-        "profile": args.profile,
-        "max_abs_err_itl_pct": round(max(errs_itl), 1) if errs_itl else None,
-        "max_abs_err_throughput_pct": round(max(errs_tput), 1) if errs_tput else None,
-        "rows": [{k: round(v, 2) for k, v in r.items()} for r in rows],
-    }
-    print(
-        f"max |error|: ITL {summary['max_abs_err_itl_pct']}%, "
-        f"throughput {summary['max_abs_err_throughput_pct']}%"
-    )
-    print(json.dumps(summary))
+        ttft = statistics.fmean(res.ttft_s) * 1000.0 if res.ttft_s else math.nan
+        itl = statistics.fmean(res.gaps_s) * 1000.0
+        tput = res.chunks_per_s
+        rows.append({"c": p.concurrency, "ttft_ms": ttft, "itl_ms": itl, "tokens_per_s": tput})
+        print(
+            f"| {p.concurrency} | {p.ttft_ms:.0f} / {q.ttft_ms:.0f} / {ttft:.0f} "
+            f"({pct(ttft, p.ttft_ms):+.1f}%) | {p.itl_ms:.2f} / {q.itl_ms:.2f} / {itl:.2f} "
+            f"({pct(itl, p.itl_ms):+.1f}%) | {p.tokens_per_s:,.0f} / {q.tokens_per_s:,.0f} / "
+            f"{tput:,.0f} ({pct(tput, p.tokens_per_s):+.1f}%) |",
+            flush=True,
+        )
+    print(f"load average after: {os.getloadavg()}")
+    print(json.dumps({"benchmark": "mock_profile_fit", "part": "live", "rows": rows}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--roundtrip", action="store_true")
+    g.add_argument("--live", action="store_true")
+    g.add_argument("--refit", action="store_true")
+    args = p.parse_args(argv)
+    print(f"load average: {os.getloadavg()}", flush=True)
+    if args.roundtrip:
+        return roundtrip()
+    if args.live:
+        return live()
+    if args.refit:
+        return refit()
+    return replay()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ replays the window open-loop (`--user direct`, then `--user stream`). A sampler 
 queue depth every second from /metrics: the mock's ``vllm:num_requests_waiting`` (direct) or the
 service's ``surge_service_queue_depth`` (through the service).
 
-Reported per run: rows in the window, sent, late (> 10 ms after their time), dropped, outcomes
+Reported per run: rows in the window, sent, late (> 10 ms after their time), dropped, unfinished
+(still in flight when the run stopped), outcomes
 and rejection rate, TTFT and ITL percentiles, prompt/output tokens requested vs reported, queue
 depth (max, at the end of the window, growth per minute by a least-squares fit).
 
@@ -146,6 +147,7 @@ def one_run(args: argparse.Namespace, mode: str, out: Path) -> dict[str, Any]:
         "sent": trace.get("sent"),
         "late": trace.get("late"),
         "dropped": trace.get("dropped"),
+        "unfinished": trace.get("unfinished"),
         "lateness_p99_ms": (trace.get("lateness_ms") or {}).get("p99"),
         "outcomes": summary["outcomes"],
         "rejection_rate": summary["rejection_rate"],
@@ -186,7 +188,8 @@ def main() -> None:
     rows = [one_run(args, mode.strip(), args.out) for mode in args.modes.split(",")]
     load = os.getloadavg()
     head = (
-        f"{'mode':8} {'rows':>5} {'sent':>5} {'late':>5} {'drop':>4} {'ok':>5} {'rej%':>5} "
+        f"{'mode':8} {'rows':>5} {'sent':>5} {'late':>5} {'drop':>4} {'unfin':>5} {'ok':>5} "
+        f"{'rej%':>5} "
         f"{'TTFT p50/p90/p99 ms':>22} {'ITL p50/p90/p99 ms':>20} {'busy max':>8} "
         f"{'queue max/end':>13} {'growth/min':>10}"
     )
@@ -197,7 +200,7 @@ def main() -> None:
         queue = f"{fmt(r['queue_depth_max'])}/{fmt(r['queue_depth_end'])}"
         print(
             f"{r['mode']:8} {fmt(r['rows']):>5} {fmt(r['sent']):>5} {fmt(r['late']):>5} "
-            f"{fmt(r['dropped']):>4} {r['outcomes'].get('ok', 0):>5} "
+            f"{fmt(r['dropped']):>4} {fmt(r['unfinished']):>5} {r['outcomes'].get('ok', 0):>5} "
             f"{100 * r['rejection_rate']:>5.1f} {ttft:>22} {itl:>20} "
             f"{fmt(r['in_flight_max']):>8} {queue:>13} "
             f"{fmt(r['queue_growth_per_min']):>10}"

@@ -405,7 +405,8 @@ class TraceTally:
 
     sent: rows whose request started; late: started more than ``late_after_ms`` after their
     time (the lateness of every sent row goes into a histogram); dropped: rows that found every
-    user busy and the backlog full. Tokens: what the rows asked for vs what the server reported
+    user busy and the backlog full; unfinished: sent but still in flight when the run stopped
+    (no outcome). Tokens: what the rows asked for vs what the server reported
     (usage) and streamed, for the rows whose request completed. For the report's workload
     figures: arrivals per second as scheduled (the recording) and as sent, the requested
     length distributions, and TTFT by prompt-length bin.
@@ -416,6 +417,7 @@ class TraceTally:
         "sent",
         "late",
         "dropped",
+        "finished",
         "completed",
         "prompt_tokens_requested",
         "prompt_tokens_reported",
@@ -459,6 +461,10 @@ class TraceTally:
 
     def record_dropped(self) -> None:
         self.counts["dropped"] += 1
+
+    def record_finished(self) -> None:
+        """A sent row's request ended, whatever its outcome."""
+        self.counts["finished"] += 1
 
     def record_completed(
         self,
@@ -542,6 +548,7 @@ class TraceTally:
             "late": c["late"],
             "dropped": c["dropped"],
             "not_sent": max(0, c["rows"] - c["sent"] - c["dropped"]),
+            "unfinished": max(0, c["sent"] - c["finished"]),
             "completed": c["completed"],
             "lateness_ms": {
                 "count": late_ms.count,

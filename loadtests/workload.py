@@ -113,7 +113,10 @@ class Workload:
 
     def completed(self, item: ReplayItem, record: RequestRecord) -> None:
         """A replayed row's request ended: compare its lengths when it succeeded."""
-        if self.trace_tally is None or record.outcome != oc.OK:
+        if self.trace_tally is None:
+            return
+        self.trace_tally.record_finished()
+        if record.outcome != oc.OK:
             return
         ttft = record.ttft_ns
         self.trace_tally.record_completed(

@@ -78,6 +78,7 @@ class Scheduler:
         # a fixed ITL needs no draw per token (-1: draw from the model)
         self._fixed_itl_s = s.itl_ms / 1000.0 if s.itl_cv <= 0.0 else -1.0
         self.cap = s.max_num_seqs if s.max_num_seqs > 0 else math.inf
+        self._prefill_first = s.prefill_policy == "prefill_first"
         self.n_running = 0
         self.n_waiting = 0
         self._waiting: deque[Sequence] = deque()
@@ -306,6 +307,7 @@ class Scheduler:
         budget = self.settings.max_batched_tokens
         prefill_tokens = 0
         next_due = math.inf
+        prefill_waiting = False
         for seq in self._running:
             if seq.state != RUNNING:
                 continue
@@ -314,6 +316,12 @@ class Scheduler:
                     decode.append(seq)
                 else:
                     next_due = min(next_due, seq.due)
+            else:
+                prefill_waiting = True
+        if self._prefill_first and prefill_waiting:
+            # prefill-first (vLLM without chunked prefill, SGLang's default): while prompts wait,
+            # a step prefills them alone and the running sequences skip their decode token
+            decode = []
         budget -= len(decode)
         for seq in self._running:
             if budget <= 0:

@@ -91,11 +91,20 @@ class MockSettings:
     step_jitter_cv: float = _num(0.0, "engine: coefficient of variation of each step", hi=5.0)
     max_batched_tokens: int = _int(8192, "engine: token budget of one step (chunked prefill)", lo=1)
     ttft_overhead_ms: float = _num(0.0, "engine: fixed frontend cost added to every TTFT")
+    prefill_policy: str = _choice(
+        "mixed",
+        "engine: mixed = decodes first, prompt chunks fill the rest of the step's token budget "
+        "(vLLM chunked prefill); prefill_first = waiting prompts get steps of their own while "
+        "decodes pause (vLLM without chunked prefill, SGLang)",
+        ("mixed", "prefill_first"),
+    )
     max_num_seqs: int = _int(0, "most sequences running at once (0 = unlimited); others wait")
     max_waiting: int = _int(0, "waiting-queue cap (0 = unbounded); overflow is rejected")
     overflow_status: int = _choice(503, "status for a full waiting queue", (429, 503))
     # output
-    output_tokens: int = _int(50, "output length (capped by the request's max_tokens)", lo=1)
+    output_tokens: int = _int(
+        50, "output length (capped by the request's max_tokens)", lo=1, hi=100_000_000
+    )
     output_tokens_dist: str = _choice(
         "fixed",
         "output length: fixed, a seeded distribution, or max_tokens (the request's cap, always)",

@@ -399,7 +399,11 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
         reason = "draining" if runtime.draining else "starting"
         return json_response(503, {"status": reason, **state}, rid_of(request))
 
-    config_payload = {"component": "service", "settings": settings.public_dict()}
+    config_payload = {
+        "component": "service",
+        "settings": settings.public_dict(),
+        "limits": "per process",  # with --processes N each process enforces every limit alone
+    }
 
     @api.get("/config")
     async def config(request: Request) -> Response:

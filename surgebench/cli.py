@@ -20,6 +20,7 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "mock": Subcommand("mock_llm.cli", "main", "run the mock OpenAI-compatible LLM server"),
+    "fit": Subcommand("mock_llm.fit_cli", "main", "fit a mock engine profile to a table or sweep"),
     "serve": Subcommand("service.cli", "main", "run the reference streaming agent service"),
     "run": Subcommand(
         "loadtests.cli", "main", "start mock + service, run a Locust load test, write results"

@@ -34,7 +34,7 @@ def test_trace_replay_sends_every_row_with_its_exact_lengths(
     assert t is not None, run.output
     assert s.load_model == "trace:azure_conv_head200.csv:4x"
     assert t["rows_in_window"] == len(expected) == t["sent"] == t["completed"], t
-    assert t["dropped"] == 0 and t["not_sent"] == 0
+    assert t["dropped"] == 0 and t["not_sent"] == 0 and t["unfinished"] == 0
     assert t["format"] == "azure" and t["speedup"] == 4.0 and t["start_s"] == 10.0
     requested_out = sum(i.output_tokens for i in expected)
     requested_prompt = sum(i.prompt_tokens for i in expected)

@@ -175,6 +175,7 @@ def test_tally_block_and_merge() -> None:
     worker_a.record_sent(2_000_000, 0.0)  # 2 ms: on time
     worker_a.record_sent(50_000_000, 0.3)  # 50 ms: late
     worker_a.record_dropped()
+    worker_a.record_finished()
     worker_a.record_completed(
         prompt_requested=100, prompt_reported=100, output_requested=10, output_received=10,
         ttft_ms=40.0,
@@ -192,6 +193,7 @@ def test_tally_block_and_merge() -> None:
     assert block["file"] == "x"
     assert (block["rows_in_window"], block["sent"], block["late"], block["dropped"]) == (5, 3, 1, 1)
     assert block["not_sent"] == 1 and block["completed"] == 2
+    assert block["unfinished"] == 2  # three sent, one finished
     assert block["lateness_ms"]["count"] == 3
     assert block["lateness_ms"]["max"] == pytest.approx(50.0, rel=1e-3)
     assert block["output_tokens"] == {"requested": 17, "received": 16, "mismatched_requests": 1}

@@ -209,3 +209,60 @@ def test_engine_frontend_overhead_adds_to_ttft_only() -> None:
     sched.submit(seq, 0.0)
     run_until(sched, 10.0)
     assert [e[0] for e in sink.emits] == pytest.approx([0.015, 0.025, 0.035])
+
+
+@pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
+def test_engine_prefill_budget_shared_with_decode_or_not(policy: str) -> None:
+    """A running stream A and a 300-token prompt B under a budget of 101 tokens per step.
+
+    mixed: A's decode token takes 1 of the budget, B is prefilled 100 per step (3 steps of
+    10 + 1.0 ms) and A keeps emitting one token per step. prefill_first: B's steps carry only
+    prefill (101 + 101 + 98 tokens) and A emits nothing until B's prompt is done.
+    """
+    s = settings(
+        mode="engine",
+        step_base_ms=10.0,
+        step_per_prefill_token_ms=0.01,
+        max_batched_tokens=101,
+        prefill_policy=policy,
+    )
+    sched = Scheduler(s)
+    a, sink_a = new_seq(out_tokens=20, prompt_tokens=1)
+    sched.submit(a, 0.0)  # step 1: A's prefill, 10.01 ms
+    b, sink_b = new_seq(out_tokens=2, prompt_tokens=300)
+    sched.submit(b, 0.005)  # waits for the step boundary at 10.01 ms
+    run_until(sched, 10.0)
+    a_times = [e[0] for e in sink_a.emits]
+    if policy == "mixed":
+        assert sink_b.first_at == pytest.approx(0.01001 + 3 * 0.011, abs=1e-9)
+        assert a_times[:4] == pytest.approx([0.01001, 0.02101, 0.03201, 0.04301], abs=1e-9)
+    else:
+        assert sink_b.first_at == pytest.approx(0.01001 + 0.01101 + 0.01101 + 0.01098, abs=1e-9)
+        # A's second token comes one decode step (10 ms) after B's prompt is done
+        assert a_times[:2] == pytest.approx([0.01001, 0.04301 + 0.010], abs=1e-9)
+    assert sink_a.tokens == 20 and sink_b.tokens == 2
+
+
+def test_engine_prefill_first_keeps_a_burst_in_one_wave() -> None:
+    """prefill_first: users that arrive together are prefilled before anyone decodes, so they
+    all get the same second-token time (the waves of a burst stay together)."""
+    s = settings(
+        mode="engine",
+        step_base_ms=10.0,
+        step_per_prefill_token_ms=0.01,
+        max_batched_tokens=250,
+        prefill_policy="prefill_first",
+    )
+    sched = Scheduler(s)
+    sinks = []
+    for _ in range(4):
+        seq, sink = new_seq(out_tokens=3, prompt_tokens=100)
+        sched.submit(seq, 0.0)
+        sinks.append(sink)
+    run_until(sched, 10.0)
+    firsts = [k.first_at for k in sinks]
+    seconds = [k.emits[1][0] for k in sinks]
+    # the first arrival starts a step alone (100 tokens, 11 ms); the other 300 tokens go in steps
+    # of 250 and 50 tokens (12.5 and 10.5 ms); nobody decodes until all four are prefilled
+    assert firsts == pytest.approx([0.011, 0.0235, 0.0235, 0.034], abs=1e-9)
+    assert seconds == pytest.approx([0.044] * 4, abs=1e-9)

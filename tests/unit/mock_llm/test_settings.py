@@ -34,7 +34,8 @@ def test_toml_profile_extends_a_named_one(tmp_path: Path) -> None:
     prof = tmp_path / "p.toml"
     prof.write_text('profile = "nim-llama3.1-70b"\nmax-num-seqs = 64\n')
     s = resolve(["--profile", str(prof)], env={})
-    assert s.mode == "engine" and s.max_num_seqs == 64 and s.step_base_ms == 12.9
+    base = PROFILES["nim-llama3.1-70b"]["step_base_ms"]
+    assert s.mode == "engine" and s.max_num_seqs == 64 and s.step_base_ms == base
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -107,6 +108,22 @@ def test_every_field_has_a_flag_and_help() -> None:
 def test_redacted_hides_api_key() -> None:
     s = resolve(["--api-key", "sekret"], env={})
     assert "sekret" not in repr(s.redacted())
+
+
+@pytest.mark.parametrize("name", ["nim-llama3.1-70b", "nim-llama3.1-8b", "nim-llama3.3-70b"])
+def test_shipped_engine_profiles_are_fit_outputs_of_committed_tables(name: str) -> None:
+    """Each engine profile is a `surgebench fit` file whose command names its committed CSV."""
+    from mock_llm.profiles import FITTED_DIR
+
+    if not (FITTED_DIR / f"{name}.toml").exists():
+        pytest.fail(f"{name}.toml missing from {FITTED_DIR}")
+    text = (FITTED_DIR / f"{name}.toml").read_text("utf-8")
+    table = FITTED_DIR / "data" / f"{name}.csv"
+    assert table.read_text("utf-8").startswith("# NVIDIA NIM for LLMs benchmarking")
+    assert f"# Written by: surgebench fit --table mock_llm/profiles/data/{name}.csv" in text
+    assert "# MAPE: " in text
+    s = resolve(["--profile", name], env={})
+    assert s.mode == "engine" and s.step_base_ms > 0
 
 
 def test_docs_table_is_the_settings_table() -> None:

@@ -1,11 +1,26 @@
 """Named profiles: partial settings with their sources (see docs/mock_llm.md for the derivations).
 
 A profile sets only the knobs it is about; explicit flags and `SURGE_MOCK_*` variables override it.
+The engine profiles are the `NAME.toml` files beside this module, each written by `surgebench fit`
+from `data/NAME.csv` (a published table with its source line); the command that rebuilds each is
+in its header.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
+
+FITTED_DIR = Path(__file__).resolve().parent
+
+
+def _fitted() -> dict[str, dict[str, object]]:
+    return {
+        path.stem: tomllib.loads(path.read_text("utf-8"))
+        for path in sorted(FITTED_DIR.glob("*.toml"))
+    }
+
 
 PROFILES: Mapping[str, Mapping[str, object]] = {
     # No delay at all: throughput tests of the harness itself.
@@ -25,19 +40,5 @@ PROFILES: Mapping[str, Mapping[str, object]] = {
         "output_tokens_dist": "lognormal",
         "output_tokens_spread": 0.5,
     },
-    # Self-hosted, batched: fitted to NVIDIA NIM benchmarking, Llama-3.1-70B-Instruct v1.3.0
-    # (docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance): ITL 13.2 ms at concurrency 1 to
-    # 35.3 ms at 250, throughput 75 to 6430 tok/s. Closed loop, 200 output tokens [derived from the
-    # table: throughput = C x 200 / (TTFT + 199 x ITL) matches every row within 2%]; 200 prompt
-    # tokens [assumption]. benchmarks/mock_profile_fit.py replays the sweep.
-    "nim-llama3.1-70b": {
-        "mode": "engine",
-        "step_base_ms": 12.9,
-        "step_per_seq_ms": 0.085,
-        "step_per_prefill_token_ms": 0.023,
-        "max_batched_tokens": 8192,
-        "max_num_seqs": 256,
-        "ttft_overhead_ms": 7.5,
-        "output_tokens": 200,
-    },
+    **_fitted(),
 }

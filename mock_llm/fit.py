@@ -1,0 +1,400 @@
+"""Fit an engine profile's coefficients to measured load points (pure numerics: no I/O, no clock).
+
+A point is one closed-loop measurement: C concurrent users, each sending a request of ISL prompt
+tokens and OSL output tokens as soon as its previous one ends, with mean TTFT, mean ITL and output
+throughput. The model is the mock's own engine scheduler: `predict` replays a point on
+`Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do), so
+a fitted profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
+free coefficients with Nelder-Mead on the log of each (the loss is a step function of integer
+batch sizes, so no gradient), starting from a least-squares line through ITL(C).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from mock_llm.scheduler import Scheduler
+from mock_llm.scheduler import Sequence as Seq
+from mock_llm.settings import MockSettings
+
+MAX_POINTS = 200
+MAX_CONCURRENCY = 4096
+MAX_OUTPUT_TOKENS = 20_000
+MAX_PROMPT_TOKENS = 1_000_000
+
+# Coefficients `fit` can search, with the box it searches them in.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "step_base_ms": (0.05, 10_000.0),
+    "step_per_seq_ms": (1e-5, 1_000.0),
+    "step_per_prefill_token_ms": (1e-6, 100.0),
+    "ttft_overhead_ms": (1e-3, 60_000.0),
+    "max_batched_tokens": (16.0, 1_048_576.0),
+    "max_num_seqs": (1.0, 65_536.0),
+}
+INT_COEFFICIENTS = frozenset({"max_batched_tokens", "max_num_seqs"})
+DEFAULT_FREE: tuple[str, ...] = (
+    "step_base_ms",
+    "step_per_seq_ms",
+    "step_per_prefill_token_ms",
+    "ttft_overhead_ms",
+)
+METRICS: tuple[str, ...] = ("ttft_ms", "itl_ms", "tokens_per_s")
+# The replayed benchmark: no warm-up, 3 request times measured (see `predict`).
+WARMUP_REQUESTS = 0.0
+MEASURE_REQUESTS = 3.0
+
+
+class FitError(ValueError):
+    """The data cannot determine what was asked; the message says which coefficient and why."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One closed-loop measurement (a row of a published table, or one sweep cell)."""
+
+    concurrency: int
+    prompt_tokens: int
+    output_tokens: int
+    ttft_ms: float
+    itl_ms: float
+    tokens_per_s: float  # output tokens/s; NaN when not measured
+
+    def check(self, where: str) -> None:
+        limits = (
+            ("concurrency", self.concurrency, MAX_CONCURRENCY),
+            ("isl", self.prompt_tokens, MAX_PROMPT_TOKENS),
+            ("osl", self.output_tokens, MAX_OUTPUT_TOKENS),
+        )
+        for name, value, hi in limits:
+            if not 1 <= value <= hi:
+                raise FitError(f"{where}: {name} {value} out of range (allowed: 1 to {hi})")
+        if self.output_tokens < 2:
+            raise FitError(f"{where}: osl must be at least 2 (ITL needs two tokens)")
+        for name, v in (("ttft_ms", self.ttft_ms), ("itl_ms", self.itl_ms)):
+            if not (math.isfinite(v) and v > 0):
+                raise FitError(f"{where}: {name} {v} must be a positive number")
+        if not (math.isnan(self.tokens_per_s) or self.tokens_per_s > 0):
+            raise FitError(f"{where}: tokens_per_s {self.tokens_per_s} must be positive or empty")
+
+
+@dataclass(frozen=True)
+class Predicted:
+    ttft_ms: float
+    itl_ms: float
+    tokens_per_s: float
+
+    def get(self, metric: str) -> float:
+        value: float = getattr(self, metric)
+        return value
+
+
+@dataclass
+class _Recorder:
+    """The closed loop's clients: record first tokens, gaps and tokens, resubmit when done."""
+
+    t0: float = math.inf
+    t1: float = math.inf
+    ttft_s: list[float] = field(default_factory=list)
+    gap_sum_s: float = 0.0
+    gaps: int = 0
+    tokens: int = 0
+    started: dict[int, float] = field(default_factory=dict)
+    last: dict[int, float] = field(default_factory=dict)
+    done_at: list[float] = field(default_factory=list)
+
+    def emit(self, seq: Seq, n: int, now: float, done: bool) -> bool:
+        key = id(seq)
+        if self.t0 <= now < self.t1:
+            self.tokens += n
+        if seq.sent == 0:
+            if self.t0 <= self.started[key] < self.t1:
+                self.ttft_s.append(now - self.started[key])
+        elif self.t0 <= now < self.t1:
+            self.gap_sum_s += now - self.last[key]
+            self.gaps += 1
+        self.last[key] = now
+        if done:
+            del self.started[key], self.last[key]
+            self.done_at.append(now)
+        return True
+
+
+def predict(
+    settings: MockSettings,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    *,
+    warmup_requests: float = WARMUP_REQUESTS,
+    measure_requests: float = MEASURE_REQUESTS,
+) -> Predicted:
+    """Mean TTFT, mean ITL and output tokens/s of a closed loop, replayed on the scheduler.
+
+    All users start at t = 0 (a burst, as AIPerf does). The first request's end time R sets the
+    window: requests started in [warmup_requests x R, (warmup_requests + measure_requests) x R)
+    give TTFT; gaps and tokens inside it give ITL and throughput. With no warm-up (the default,
+    as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured.
+    """
+    sched = Scheduler(replace(settings, mode="engine"))
+    rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
+    rng = random.Random(0)
+
+    def start(now: float) -> None:
+        seq = Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng)
+        rec.started[id(seq)] = now
+        sched.submit(seq, now)
+
+    for _ in range(concurrency):
+        start(0.0)
+    # bounded: every step emits at least one token, and the window ends after a few requests
+    max_events = 64 + 8 * concurrency * output_tokens * int(warmup_requests + measure_requests + 2)
+    for _ in range(max_events):
+        due = sched.next_deadline()
+        if due is None:
+            break
+        sched.advance(due)
+        if rec.done_at:
+            if rec.t1 == math.inf:
+                first_s = max(rec.done_at[0], 1e-6)
+                rec.t0 = warmup_requests * first_s
+                rec.t1 = rec.t0 + measure_requests * first_s
+            for t in rec.done_at:
+                start(t)
+            rec.done_at.clear()
+        if due >= rec.t1:
+            break
+    window_s = rec.t1 - rec.t0
+    if not rec.ttft_s or rec.gaps == 0 or not math.isfinite(window_s):
+        return Predicted(math.nan, math.nan, math.nan)
+    return Predicted(
+        ttft_ms=1000.0 * sum(rec.ttft_s) / len(rec.ttft_s),
+        itl_ms=1000.0 * rec.gap_sum_s / rec.gaps,
+        tokens_per_s=rec.tokens / window_s,
+    )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The fitted coefficients, the predictions at every point and their errors."""
+
+    coefficients: dict[str, float]
+    points: list[Point]
+    predicted: list[Predicted]
+    loss: float
+    evaluations: int
+
+    def error_pct(self, i: int, metric: str) -> float:
+        measured: float = getattr(self.points[i], metric)
+        return 100.0 * (self.predicted[i].get(metric) - measured) / measured
+
+    def mape(self, metric: str) -> float:
+        """Mean absolute percentage error of one metric over the points that measured it."""
+        errs = [
+            abs(self.error_pct(i, metric))
+            for i, p in enumerate(self.points)
+            if not math.isnan(getattr(p, metric))
+        ]
+        return sum(errs) / len(errs) if errs else math.nan
+
+    def max_abs_error_pct(self, metric: str) -> float:
+        errs = [
+            abs(self.error_pct(i, metric))
+            for i, p in enumerate(self.points)
+            if not math.isnan(getattr(p, metric))
+        ]
+        return max(errs) if errs else math.nan
+
+
+def check_identifiable(points: Sequence[Point], free: Sequence[str]) -> None:
+    """Raise FitError naming a free coefficient the points cannot determine."""
+    if not points:
+        raise FitError("no points to fit")
+    if len(points) > MAX_POINTS:
+        raise FitError(f"{len(points)} points; at most {MAX_POINTS} are fitted")
+    unknown = [n for n in free if n not in BOUNDS]
+    if unknown:
+        raise FitError(f"cannot fit {unknown}; fittable coefficients: {', '.join(BOUNDS)}")
+    concurrencies = {p.concurrency for p in points}
+    prompts = {p.prompt_tokens for p in points}
+    # each point gives two independent figures (throughput follows from TTFT and ITL)
+    if 2 * len(points) < len(free) + 1:
+        raise FitError(
+            f"too few points: {len(points)} point(s) give {2 * len(points)} independent figures "
+            f"(TTFT, ITL) for {len(free)} free coefficients ({', '.join(free)}); "
+            f"add points or fix coefficients with --fix NAME=VALUE"
+        )
+    if "step_per_seq_ms" in free and len(concurrencies) < 3:
+        raise FitError(
+            f"step_per_seq_ms (the step cost per running sequence) needs at least 3 distinct "
+            f"concurrencies; the data has {sorted(concurrencies)}"
+        )
+    if "max_num_seqs" in free and len(concurrencies) < 4:
+        raise FitError(
+            f"max_num_seqs needs at least 4 distinct concurrencies (some past the plateau); "
+            f"the data has {sorted(concurrencies)}"
+        )
+    constants = [n for n in ("ttft_overhead_ms",) if n in free]
+    if "step_per_prefill_token_ms" in free and constants and len(prompts) < 2:
+        raise FitError(
+            f"step_per_prefill_token_ms (prefill cost per prompt token) cannot be told apart from "
+            f"{' and '.join(constants)}: every point has the same prompt length "
+            f"({prompts.pop()} tokens); add points with another ISL, or fix one with "
+            f"--fix step_per_prefill_token_ms=VALUE or --fix {constants[0]}=VALUE"
+        )
+
+
+def _initial(points: Sequence[Point], base: MockSettings) -> dict[str, float]:
+    """A start: ITL(C) = base + per_seq x C by least squares, TTFT(1) split over prefill."""
+    c = np.array([float(p.concurrency) for p in points])
+    itl = np.array([p.itl_ms for p in points])
+    a = np.vstack([np.ones_like(c), c]).T
+    (icpt, slope), *_ = np.linalg.lstsq(a, itl, rcond=None)
+    low = min(points, key=lambda p: (p.concurrency, p.prompt_tokens))
+    step0 = max(float(icpt), 0.5 * min(p.itl_ms for p in points))
+    prefill = max(low.ttft_ms - step0, 0.1 * low.ttft_ms)
+    return {
+        "step_base_ms": step0,
+        "step_per_seq_ms": max(float(slope), 1e-3),
+        "step_per_prefill_token_ms": 0.5 * prefill / low.prompt_tokens,
+        "ttft_overhead_ms": 0.5 * prefill,
+        "max_batched_tokens": float(base.max_batched_tokens),
+        "max_num_seqs": float(base.max_num_seqs or max(p.concurrency for p in points)),
+    }
+
+
+def with_coefficients(base: MockSettings, values: Mapping[str, float]) -> MockSettings:
+    """`base` in engine mode with the coefficients set (the integer ones rounded)."""
+    kw: dict[str, object] = {}
+    for name, v in values.items():
+        kw[name] = max(1, round(v)) if name in INT_COEFFICIENTS else float(v)
+    return replace(base, mode="engine", **kw)  # type: ignore[arg-type]
+
+
+def predict_all(settings: MockSettings, points: Sequence[Point]) -> list[Predicted]:
+    return [predict(settings, p.concurrency, p.prompt_tokens, p.output_tokens) for p in points]
+
+
+def _loss(points: Sequence[Point], pred: Sequence[Predicted]) -> float:
+    """Squared log errors of TTFT, ITL and throughput, plus the worst TTFT error squared."""
+    total = 0.0
+    worst = 0.0
+    for p, q in zip(points, pred, strict=True):
+        for metric, weight in (("ttft_ms", 1.0), ("itl_ms", 2.0), ("tokens_per_s", 1.0)):
+            measured, got = getattr(p, metric), q.get(metric)
+            if math.isnan(measured):
+                continue
+            if not (got > 0 and math.isfinite(got)):
+                return math.inf
+            e = math.log(got / measured)
+            total += weight * e * e
+            if metric == "ttft_ms":
+                worst = max(worst, abs(e))
+    return total + len(points) * worst * worst / 4.0
+
+
+def nelder_mead(
+    f: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    step: float,
+    max_evals: int,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, float, int]:
+    """Minimise f from x0 (a simplex of side `step`); return (x, f(x), evaluations)."""
+    n = len(x0)
+    simplex = [x0.astype(float)] + [x0 + step * np.eye(n)[i] for i in range(n)]
+    values = [f(x) for x in simplex]
+    evals = n + 1
+    while evals < max_evals:
+        order = np.argsort(values)
+        simplex = [simplex[i] for i in order]
+        values = [values[i] for i in order]
+        if abs(values[-1] - values[0]) <= tol * (abs(values[0]) + tol):
+            break
+        centroid = np.mean(simplex[:-1], axis=0)
+        worst = simplex[-1]
+        xr = centroid + (centroid - worst)
+        fr = f(xr)
+        evals += 1
+        if fr < values[0]:
+            xe = centroid + 2.0 * (centroid - worst)
+            fe = f(xe)
+            evals += 1
+            simplex[-1], values[-1] = (xe, fe) if fe < fr else (xr, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = xr, fr
+        else:
+            xc = centroid + 0.5 * (worst - centroid)
+            fc = f(xc)
+            evals += 1
+            if fc < values[-1]:
+                simplex[-1], values[-1] = xc, fc
+            else:
+                for i in range(1, n + 1):
+                    simplex[i] = simplex[0] + 0.5 * (simplex[i] - simplex[0])
+                    values[i] = f(simplex[i])
+                evals += n
+    best = int(np.argmin(values))
+    return simplex[best], values[best], evals
+
+
+def fit(
+    points: Sequence[Point],
+    base: MockSettings,
+    free: Sequence[str] = DEFAULT_FREE,
+    *,
+    max_evals: int = 300,
+    restarts: int = 2,
+    start: Mapping[str, float] | None = None,
+) -> FitResult:
+    """Fit the `free` coefficients of `base` (an engine profile) to `points`.
+
+    Raises FitError when the points cannot determine one of them (see `check_identifiable`).
+    """
+    for i, p in enumerate(points):
+        p.check(f"point {i + 1}")
+    check_identifiable(points, free)
+    init = _initial(points, base)
+    if start:
+        init.update(start)
+    names = list(free)
+    lo = np.log([BOUNDS[n][0] for n in names])
+    hi = np.log([BOUNDS[n][1] for n in names])
+    cache: dict[tuple[float, ...], float] = {}
+
+    def values_of(x: np.ndarray) -> dict[str, float]:
+        return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
+
+    def objective(x: np.ndarray) -> float:
+        key = tuple(np.round(x, 6))
+        if key not in cache:
+            penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
+            pred = predict_all(with_coefficients(base, values_of(x)), points)
+            cache[key] = _loss(points, pred) + 10.0 * penalty
+        return cache[key]
+
+    x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
+    best_loss = math.inf
+    evals = 0
+    step = 0.5
+    for _ in range(restarts + 1):
+        x, best_loss, used = nelder_mead(objective, x, step, max_evals)
+        evals += used
+        step /= 2.0
+    # what a profile file holds: 4 significant digits, integers rounded
+    coefficients = {
+        n: float(max(1, round(v))) if n in INT_COEFFICIENTS else float(f"{v:.4g}")
+        for n, v in values_of(x).items()
+    }
+    final = with_coefficients(base, coefficients)
+    return FitResult(
+        coefficients=coefficients,
+        points=list(points),
+        predicted=predict_all(final, points),
+        loss=best_loss,
+        evaluations=evals,
+    )

@@ -1,0 +1,55 @@
+"""`surgebench fit` writes a profile that `surgebench mock --profile FILE` loads and serves."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from surgebench.process import surgebench_argv
+from tests.integration.mock_llm.conftest import StartMock
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+# made with mock_llm.fit.predict from step_base 10 ms, per_seq 0.5 ms, per prefill token 0.05 ms,
+# overhead 5 ms, max_batched_tokens 512, OSL 12 (tests/unit/mock_llm/test_fit.py recovers these)
+TABLE = """\
+# synthetic: the mock's own replay of a known profile
+concurrency,isl,osl,ttft_ms,itl_ms,tokens_per_s
+1,100,12,20.000,10.500,86.1
+4,100,12,37.708,12.310,267.9
+16,100,12,75.875,21.062,597.1
+1,400,12,35.000,10.500,77.5
+4,400,12,66.633,15.732,193.5
+16,400,12,167.139,39.457,302.4
+"""
+
+
+def test_fitted_profile_file_loads_and_serves(tmp_path: Path, start_mock: StartMock) -> None:
+    table = tmp_path / "table.csv"
+    table.write_text(TABLE, "utf-8")
+    profile = tmp_path / "fitted.toml"
+    fitted = subprocess.run(
+        surgebench_argv(
+            "fit", "--table", str(table), "--out", str(profile), "--prefill-policy", "mixed",
+            "--fix", "max_batched_tokens=512", "--max-evals", "60", "--rounds", "1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    assert "MAPE:" in fitted.stdout and f"wrote {profile}" in fitted.stdout
+    proc = start_mock("--profile", str(profile))
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", proc.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        events = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    content = [e for e in events[:-1] if '"content"' in e and '"content":""' not in e]
+    assert len(content) == 12  # the table's OSL became the profile's output_tokens
+    metrics = httpx.get(proc.url + "/metrics", timeout=10).text
+    # engine mode: the tokens went out in engine steps (one prefill step, then one per token)
+    assert "mock_batch_size_count 12.0" in metrics

@@ -1,0 +1,225 @@
+"""`surgebench fit`: recovery of known coefficients, refusals, tables and sweep folders."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mock_llm.fit import FitError, Point, check_identifiable, fit, predict
+from mock_llm.fit_cli import main, parse_table
+from mock_llm.settings import MockSettings, resolve
+from reports.results import LatencyStats, Summary, write_summary
+from reports.sweeps import SweepCell, SweepManifest, write_manifest
+
+pytestmark = pytest.mark.timeout(600)  # a fit is a few hundred replays; the machine may be busy
+
+# A known engine: what the synthetic points are generated from and what the fit must recover.
+TRUE = {
+    "step_base_ms": 10.0,
+    "step_per_seq_ms": 0.5,
+    "step_per_prefill_token_ms": 0.05,
+    "ttft_overhead_ms": 5.0,
+}
+KNOWN = replace(MockSettings(), mode="engine", max_batched_tokens=512, max_num_seqs=64, **TRUE)
+HEADER = "concurrency,isl,osl,ttft_ms,itl_ms,tokens_per_s"
+
+
+def synthetic(
+    settings: MockSettings, isls: tuple[int, ...] = (100, 400), osl: int = 12
+) -> list[Point]:
+    points = []
+    for isl in isls:
+        for c in (1, 4, 16):
+            q = predict(settings, c, isl, osl)
+            points.append(Point(c, isl, osl, q.ttft_ms, q.itl_ms, q.tokens_per_s))
+    return points
+
+
+def csv_text(points: list[Point]) -> str:
+    rows = [
+        f"{p.concurrency},{p.prompt_tokens},{p.output_tokens},{p.ttft_ms},{p.itl_ms},"
+        f"{p.tokens_per_s}"
+        for p in points
+    ]
+    return "\n".join(["# made by the test from a known profile", HEADER, *rows]) + "\n"
+
+
+def test_predict_is_the_closed_loop_law() -> None:
+    """Throughput = C x OSL / (TTFT + (OSL - 1) x ITL) holds for the replayed closed loop."""
+    q = predict(KNOWN, 8, 100, 20)
+    implied = 8 * 20 / ((q.ttft_ms + 19 * q.itl_ms) / 1000.0)
+    assert q.tokens_per_s == pytest.approx(implied, rel=0.05)
+    # one user alone: TTFT = overhead + one step of base + 100 prefill tokens; ITL = base + 1 seq
+    one = predict(KNOWN, 1, 100, 20)
+    assert one.ttft_ms == pytest.approx(5.0 + 10.0 + 0.05 * 100, abs=0.01)
+    assert one.itl_ms == pytest.approx(10.0 + 0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
+def test_fit_recovers_the_coefficients_of_synthetic_data(policy: str) -> None:
+    truth = replace(KNOWN, prefill_policy=policy)
+    points = synthetic(truth)
+    start = replace(truth, **dict.fromkeys(TRUE, 1.0))  # the fit must not see the answer
+    result = fit(points, start, max_evals=150, restarts=2)
+    for name, value in TRUE.items():
+        assert result.coefficients[name] == pytest.approx(value, rel=0.05), name
+    assert result.max_abs_error_pct("ttft_ms") < 2.0
+    assert result.max_abs_error_pct("itl_ms") < 2.0
+
+
+def test_refuses_one_concurrency() -> None:
+    points = [p for p in synthetic(KNOWN) if p.concurrency == 4]
+    with pytest.raises(FitError, match=r"step_per_seq_ms .* at least 3 distinct concurrencies"):
+        check_identifiable(points, ["step_per_seq_ms"])
+
+
+def test_refuses_prefill_cost_with_constant_prompt_length() -> None:
+    points = synthetic(KNOWN, isls=(200,))
+    with pytest.raises(FitError, match=r"step_per_prefill_token_ms .* same prompt length"):
+        check_identifiable(
+            points, ["step_base_ms", "step_per_prefill_token_ms", "ttft_overhead_ms"]
+        )
+    # with the overhead fixed, the per-token cost is what the prompt costs: no refusal
+    check_identifiable(points, ["step_base_ms", "step_per_prefill_token_ms"])
+
+
+def test_refuses_too_few_points() -> None:
+    points = synthetic(KNOWN)[:1]
+    with pytest.raises(FitError, match="too few points"):
+        check_identifiable(points, ["step_base_ms", "ttft_overhead_ms"])
+
+
+def test_cli_refusal_exits_2_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "t.csv"
+    points = [p for p in synthetic(KNOWN, isls=(100, 200, 400)) if p.concurrency == 4]
+    table.write_text(csv_text(points), "utf-8")
+    assert main(["--table", str(table), "--out", str(tmp_path / "p.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("surgebench fit: step_per_seq_ms") and "3 distinct concurrencies" in err
+    assert not (tmp_path / "p.toml").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("concurrency,isl\n1,2\n", "missing column"),
+        (f"{HEADER}\n1,200,200,abc,13,75\n", "'abc' is not a number"),
+        (f"{HEADER}\n1.5,200,200,25,13,75\n", "concurrency must be a whole number"),
+        (f"{HEADER}\n0,200,200,25,13,75\n", "concurrency 0 out of range"),
+        (f"{HEADER}\n1,200,200,-4,13,75\n", "ttft_ms -4.0 must be a positive number"),
+        (f"{HEADER}\n1,200,200,25,13\n", "5 fields, header has 6"),
+    ],
+)
+def test_bad_table_is_refused_with_the_row(text: str, needle: str, tmp_path: Path) -> None:
+    with pytest.raises(FitError, match=needle):
+        parse_table(text, "t.csv")
+    table = tmp_path / "t.csv"
+    table.write_text(text, "utf-8")
+    assert main(["--table", str(table), "--out", str(tmp_path / "p.toml")]) == 2
+
+
+def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text(csv_text(synthetic(KNOWN)), "utf-8")
+    out = str(tmp_path / "p.toml")
+    assert main(["--table", str(table), "--out", str(tmp_path / "p.json")]) == 2
+    assert main(["--table", str(table), "--out", out, "--fix", "nope=1"]) == 2
+    assert main(["--table", str(table), "--out", out, "--free", "ttft_ms"]) == 2
+    assert main(["--table", str(tmp_path / "missing.csv"), "--out", out]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", out])
+    assert exc.value.code == 2
+    assert "surgebench fit:" in capsys.readouterr().err
+
+
+def _write_sweep(sweep_dir: Path, points: list[Point]) -> None:
+    """A users sweep folder as `surgebench sweep` writes it, one cell per point."""
+    cells = []
+    for i, p in enumerate(points):
+        run_dir = sweep_dir / "runs" / f"c00-l{i:02d}" / "run"
+        measured_s = 30.0
+        requests = round(p.tokens_per_s * measured_s / p.output_tokens)
+        summary = Summary(
+            name=f"cell{i}",
+            started_at="2026-01-01T00:00:00Z",
+            duration_s=measured_s,
+            measured_s=measured_s,
+            outcomes={"ok": requests},
+            output_tokens=requests * p.output_tokens,
+            latency={
+                "ttft_ms": LatencyStats(count=requests, mean=p.ttft_ms),
+                "itl_ms": LatencyStats(count=requests, mean=p.itl_ms),
+            },
+        )
+        write_summary(run_dir, summary)
+        cells.append(
+            SweepCell(
+                id=f"c00-l{i:02d}",
+                configuration="mock",
+                load=p.concurrency,
+                status="done",
+                run_dir=str(run_dir.relative_to(sweep_dir)),
+            )
+        )
+    manifest = SweepManifest(
+        name="roundtrip",
+        load_kind="users",
+        loads=[float(p.concurrency) for p in points],
+        configurations=[{"name": "mock", "settings": {}}],
+        cells=cells,
+    )
+    write_manifest(sweep_dir, manifest)
+
+
+def test_sweep_round_trip_recovers_the_profile_within_5_percent(tmp_path: Path) -> None:
+    """A sweep of the mock (replayed on its scheduler) fitted back gives the profile again."""
+    osl = 12
+    points = synthetic(KNOWN, isls=(100,), osl=osl)
+    _write_sweep(tmp_path / "sweep", points)
+    out = tmp_path / "fitted.toml"
+    code = main(
+        [
+            "--sweep", str(tmp_path / "sweep"), "--isl", "100", "--out", str(out),
+            "--fix", "ttft_overhead_ms=5", "--fix", "max_batched_tokens=512",
+            "--fix", "max_num_seqs=64", "--prefill-policy", "mixed", "--max-evals", "150",
+            "--rounds", "1",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    s = resolve(["--profile", str(out)])
+    assert s.mode == "engine" and s.output_tokens == osl
+    for name in ("step_base_ms", "step_per_seq_ms", "step_per_prefill_token_ms"):
+        assert getattr(s, name) == pytest.approx(TRUE[name], rel=0.05), name
+
+
+def test_sweep_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    points = synthetic(KNOWN, isls=(100,))
+    _write_sweep(tmp_path / "sweep", points)
+    out = str(tmp_path / "p.toml")
+    # summary.json does not record prompt tokens: --isl is required
+    assert main(["--sweep", str(tmp_path / "sweep"), "--out", out]) == 2
+    assert "--isl" in capsys.readouterr().err
+    assert main(["--sweep", str(tmp_path / "nowhere"), "--isl", "100", "--out", out]) == 2
+    args = ["--sweep", str(tmp_path / "sweep"), "--isl", "100", "--out", out]
+    assert main([*args, "--configuration", "other"]) == 2
+    assert "not in the sweep" in capsys.readouterr().err
+
+
+def test_table_file_keeps_its_source_and_loads_as_a_profile(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text(csv_text(synthetic(KNOWN)), "utf-8")
+    out = tmp_path / "p.toml"
+    args = ["--table", str(table), "--out", str(out), "--prefill-policy", "mixed"]
+    args += ["--max-evals", "60", "--rounds", "1"]
+    assert main([*args, "--fix", "max_batched_tokens=512", "--fix", "max_num_seqs=64"]) == 0
+    text = out.read_text("utf-8")
+    assert text.startswith("# made by the test from a known profile\n")
+    assert "# Written by: surgebench fit --table" in text and "MAPE:" in text
+    s = resolve(["--profile", str(out)])
+    assert s.max_batched_tokens == 512 and s.prefill_policy == "mixed"
+    assert not math.isnan(s.step_base_ms)
