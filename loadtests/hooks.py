@@ -26,6 +26,7 @@ from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.phases import PhaseSpan, phase_starts_ns, plan_phases
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
 from loadtests.summary import GuardSettings, RunInfo, build_summary
@@ -126,7 +127,9 @@ class SurgeState:
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         # a new test (the web UI can start several) starts from empty measurements
-        self.recorder = Recorder(slo=self.recorder.slo)
+        self.recorder = Recorder(
+            slo=self.recorder.slo, phase_starts_ns=phase_starts_ns(phase_plan(self.opts), now_ns)
+        )
         self.recorder.measure_from_ns = now_ns + int(self.opts.sb_warmup_s * 1e9)
         self.totals = {}
         self.workers_reported = set()
@@ -263,6 +266,7 @@ class SurgeState:
             workers_reported=len(self.workers_reported) if self.is_master else 1,
             config=config,
             versions=versions(),
+            phases=tuple(phase_plan(opts)),
         )
         guard = GuardSettings(
             max_client_lag_p99_ms=opts.sb_max_client_lag_ms,
@@ -299,6 +303,16 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def phase_plan(opts: Any) -> list[PhaseSpan]:
+    """The phases of this run's load (`loadtests.phases`), the same in every process."""
+    return plan_phases(
+        os.environ.get("SURGEBENCH_SHAPE", ""),
+        users=int(getattr(opts, "num_users", 0) or 0),
+        rate_per_s=opts.sb_rate,
+        arrival=opts.sb_arrival,
+    )
+
+
 def load_model(opts: Any) -> str:
     if opts.sb_rate > 0:
         return f"open:{opts.sb_arrival}:{opts.sb_rate:g}/s"
@@ -319,31 +333,15 @@ def versions() -> dict[str, str]:
 
 
 def progress_line(state: SurgeState, period_s: float) -> str:
-    """``elapsed, users, req/s, TTFT p50/p95, rejections`` over the last period."""
-    from loadtests.recorder import SERIES_DIGITS, new_histogram, stats_from_histogram
+    """The last `period_s` seconds (`loadtests.progress`); workers report every 3 s."""
+    from loadtests.progress import progress_line as line
 
-    rec = state.recorder
-    now_s = int(time.time()) - (3 if state.is_master else 0)  # workers report every 3 s
-    start_s = now_s - int(period_s)
-    ttft = new_histogram(SERIES_DIGITS)
-    requests = 0
-    for second, point in rec.seconds.items():
-        if start_s <= second < now_s:
-            requests += point.requests
-            if point.ttft is not None:
-                ttft.add(point.ttft)
-    stats = stats_from_histogram(ttft)
-    elapsed = (time.time_ns() - state.window.start_ns) / 1e9
-    users = int(state.environment.runner.user_count)
-    rejected = sum(p.rejected for p in rec.seconds.values())
-    errors = sum(p.errors + p.timeout for p in rec.seconds.values())
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f}"
-
-    return (
-        f"[surgebench] t={elapsed:5.0f}s users={users:4d} req/s={requests / period_s:6.1f} "
-        f"ttft p50/p95={ms(stats.p50)}/{ms(stats.p95)} ms rejected={rejected} errors={errors}"
+    return line(
+        state.recorder.seconds,
+        now_s=int(time.time()) - (3 if state.is_master else 0),
+        window_s=period_s,
+        elapsed_s=(time.time_ns() - state.window.start_ns) / 1e9,
+        users=int(state.environment.runner.user_count),
     )
 
 

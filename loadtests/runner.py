@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from loadtests.scrape import local_targets, scraping
 from loadtests.settings import RunSettings
 from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
@@ -108,8 +109,15 @@ def locust_env(settings: RunSettings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> Iterator[str]:
-    """Start what the settings need and yield the host Locust should load."""
+def servers(
+    settings: RunSettings,
+    run_dir: Path,
+    say: Callable[[str], None],
+    urls: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Start what the settings need and yield the host Locust should load; `urls` receives the
+    base URLs of the servers started (``service``, ``upstream``)."""
+    urls = {} if urls is None else urls
     if settings.target:
         say(f"target: {settings.target} (no servers started)")
         yield settings.target
@@ -120,6 +128,7 @@ def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) ->
             _start("mock", ["--port", "0", "--stamp", *settings.mock_args], run_dir)
         )
         say(f"mock LLM: {mock.url}  ({' '.join(settings.mock_args)})")
+        urls["upstream"] = mock.url
         if settings.user == "direct":
             yield f"{mock.url}/v1"
             return
@@ -128,6 +137,7 @@ def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) ->
         ]  # fmt: skip
         service = stack.enter_context(_start("serve", service_argv, run_dir))
         say(f"service: {service.url}  ({' '.join(settings.service_args)})")
+        urls["service"] = service.url
         yield service.url
 
 
@@ -199,8 +209,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     run_dir = new_run_dir(settings.out, settings.name)
     code = 1
     interrupted = False
+    urls: dict[str, str] = {}
     try:
-        with servers(settings, run_dir, say) as host:
+        with servers(settings, run_dir, say, urls) as host:
             config = resolved_config(settings, host)
             write_config(run_dir, config)
             say(
@@ -210,7 +221,8 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
                 f"{f', shape {settings.shape}' if settings.shape else ''}"
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
-            code = run_locust(settings, host, run_dir, say)
+            with scraping(local_targets(urls), run_dir):
+                code = run_locust(settings, host, run_dir, say)
     except KeyboardInterrupt:
         interrupted = True
     summary_path = run_dir / "summary.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from loadtests.phases import PhaseSpan, phase_results
 from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
 from reports.results import LATENCY_METRICS, Summary, TimePoint
 
@@ -41,6 +42,7 @@ class RunInfo:
     workers_reported: int = 1
     config: dict[str, Any] | None = None
     versions: dict[str, str] | None = None
+    phases: tuple[PhaseSpan, ...] = ()
 
 
 def saturation(
@@ -159,6 +161,12 @@ def build_summary(
             if name in LATENCY_METRICS
         },
         timeseries=timeseries(recorder, info.start_epoch_s),
+        phases=phase_results(
+            info.phases,
+            recorder.phase_measurements(),
+            warmup_s=info.warmup_s,
+            end_s=info.duration_s,
+        ),
         config=dict(info.config or {}),
         versions=dict(info.versions or {}),
     )

@@ -61,6 +61,9 @@ class GenRequest:
     max_tokens: int | None
     seed: int | None
     stops: list[str]
+    continuous_usage: bool = False
+    """``stream_options.continuous_usage_stats`` (with ``include_usage``, as vLLM): running
+    usage in every chunk."""
 
 
 def _type_name(value: object) -> str:
@@ -126,7 +129,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
     if not isinstance(model, str) or not model:
         raise _bad("model", f"'model' must be a non-empty string, got {_type_name(model)}")
     stream = _opt_bool(data, "stream")
-    include_usage = False
+    include_usage = continuous_usage = False
     opts = data.get("stream_options")
     if opts is not None:
         if not isinstance(opts, dict):
@@ -134,6 +137,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
         if not stream:
             raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true")
         include_usage = _opt_bool(opts, "include_usage")
+        continuous_usage = include_usage and _opt_bool(opts, "continuous_usage_stats")
     max_tokens = _opt_int(data, "max_tokens", 1)
     if kind == "chat":
         mct = _opt_int(data, "max_completion_tokens", 1)
@@ -163,6 +167,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
         "model": model,
         "stream": stream,
         "include_usage": include_usage,
+        "continuous_usage": continuous_usage,
         "max_tokens": max_tokens,
         "seed": seed,
         "stops": stops,
@@ -238,7 +243,12 @@ def parse_completion(data: dict[str, Any], default_model: str) -> GenRequest:
 
 # ---------------------------------------------------------------------- response bytes
 class StreamTemplate:
-    """Pre-encoded pieces of one streamed response."""
+    """Pre-encoded pieces of one streamed response.
+
+    A token event is ``head + token + tail``. With continuous usage (vLLM's
+    ``continuous_usage_stats``) the tail carries the running count: `tail_at` fills a
+    pre-encoded bytes template, no JSON serialisation per token.
+    """
 
     __slots__ = (
         "_created",
@@ -246,15 +256,24 @@ class StreamTemplate:
         "_model",
         "_response_id",
         "_start",
+        "_tail_usage",
         "_usage_null",
+        "_usage_prefix",
+        "continuous",
         "done",
         "head",
+        "prompt_tokens",
         "tail",
     )
 
     def __init__(self, req: GenRequest, response_id: str, created: int) -> None:
         model = orjson.dumps(req.model)
         usage_null = b',"usage":null' if req.include_usage else b""
+        self.continuous = req.continuous_usage
+        self.prompt_tokens = req.prompt_tokens
+        self._usage_prefix = (
+            b',"usage":{"prompt_tokens":' + str(req.prompt_tokens).encode() + b',"total_tokens":'
+        )
         if req.kind == "chat":
             start = (
                 b'{"id":"chatcmpl-' + response_id.encode() + b'","object":"chat.completion.chunk",'
@@ -262,7 +281,8 @@ class StreamTemplate:
                 b'"system_fingerprint":"fp_mock","choices":[{"index":0,'
             )
             self.head = start + b'"delta":{"content":'
-            self.tail = b'},"logprobs":null,"finish_reason":null}]' + usage_null + b"}"
+            self._tail_usage = b'},"logprobs":null,"finish_reason":null}]'
+            self.tail = self._tail_usage + usage_null + b"}"
         else:
             start = (
                 b'{"id":"cmpl-' + response_id.encode() + b'","object":"text_completion",'
@@ -270,7 +290,8 @@ class StreamTemplate:
                 b'"system_fingerprint":"fp_mock","choices":[{"index":0,'
             )
             self.head = start + b'"text":'
-            self.tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}"
+            self._tail_usage = b',"logprobs":null,"finish_reason":null}]'
+            self.tail = self._tail_usage + usage_null + b"}"
         self.done = b"data: [DONE]\n\n"
         self._start = start
         self._model = model
@@ -279,17 +300,31 @@ class StreamTemplate:
         self._response_id = response_id
         self._created = created
 
+    def _usage(self, completion_tokens: int) -> bytes:
+        """``,"usage":{...}}`` with a running count (continuous), else the constant ending."""
+        if not self.continuous:
+            return self._usage_null + b"}"
+        return self._usage_prefix + b'%d,"completion_tokens":%d}}' % (
+            self.prompt_tokens + completion_tokens,
+            completion_tokens,
+        )
+
+    def tail_at(self, completion_tokens: int) -> bytes:
+        """The tail of the token event that brings the count to `completion_tokens`."""
+        if not self.continuous:
+            return self.tail
+        return self._tail_usage + self._usage(completion_tokens)
+
     def role_event(self) -> bytes:
         """The first chat event: the assistant role with empty content."""
         return (
             self._start
             + b'"delta":{"role":"assistant","content":"","refusal":null},'
             + b'"logprobs":null,"finish_reason":null}]'
-            + self._usage_null
-            + b"}"
+            + self._usage(0)
         )
 
-    def finish_event(self, finish_reason: str) -> bytes:
+    def finish_event(self, finish_reason: str, completion_tokens: int = 0) -> bytes:
         delta = b'"delta":{},' if self._kind == "chat" else b'"text":"",'
         return (
             self._start
@@ -297,8 +332,7 @@ class StreamTemplate:
             + b'"logprobs":null,"finish_reason":"'
             + finish_reason.encode()
             + b'"}]'
-            + self._usage_null
-            + b"}"
+            + self._usage(completion_tokens)
         )
 
     def usage_event(self, prompt_tokens: int, completion_tokens: int) -> bytes:
