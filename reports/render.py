@@ -207,9 +207,9 @@ def verdict_blocks(runs: Sequence[Summary]) -> list[Block]:
     """The verdict at the top, in words: how each phase went, then whether to trust it."""
     blocks: list[Block] = []
     for run in runs:
-        sentences = verdict_sentences(run)
+        first, *rest = verdict_sentences(run)
         name = f"**{run.name}.** " if len(runs) > 1 else ""
-        blocks.append(Paragraph(name + " ".join(sentences), "good" if run.valid else "bad"))
+        blocks.append(Paragraph(name + first, "good" if run.valid else "bad", tuple(rest)))
     return blocks
 
 
@@ -237,7 +237,9 @@ def config_table(run_dir: Path, summary: Summary) -> Table | None:
 
 OPEN_LOOP_ONLY = frozenset({"arrival"})
 """Settings that mean something only with an arrival rate."""
-UNSET_WHEN_ZERO = ("rate", "slo_", "reject_wait_s", "think_s")
+NOT_SETTINGS = frozenset({"explicit"})
+"""Bookkeeping in config.json (which flags were given), not a setting of the run."""
+UNSET_WHEN_ZERO = ("rate", "slo_", "reject_wait_s", "think_s", "spawn_rate")
 """Settings whose zero means "off": a zero is left out rather than shown as ``0.0``."""
 
 
@@ -254,7 +256,7 @@ def applicable_config(config: dict[str, Any]) -> dict[str, Any]:
             continue
         if value is None or value == "" or value == [] or value == {}:
             continue
-        if key in OPEN_LOOP_ONLY and not open_loop:
+        if (key in OPEN_LOOP_ONLY and not open_loop) or key in NOT_SETTINGS:
             continue
         if key.startswith(UNSET_WHEN_ZERO) and value in (0, 0.0, False):
             continue

@@ -27,6 +27,8 @@ DOMINANT_SHARE = 0.5
 
 def duration_text(ms: float) -> str:
     """``125 ms``, ``1.0 s``, ``12 s``: three significant figures at most, unit that reads."""
+    if ms == 0:
+        return "0 ms"
     if ms < 1:
         return f"{ms:.2f} ms"
     if ms < 10:
@@ -105,10 +107,18 @@ def phase_sentence(phase: Phase, *, with_span: bool) -> str:
     return f"{head}: {latency}; {', '.join(clauses)}."
 
 
+def _reasons_text(reasons: list[str]) -> str:
+    """The reasons joined; advice repeated by several (``run with more --processes``) once, last."""
+    parts = [part.strip() for reason in reasons for part in reason.split("; ") if part.strip()]
+    repeated = [p for i, p in enumerate(parts) if parts.count(p) > 1 and parts.index(p) == i]
+    once = [p for p in parts if parts.count(p) == 1]
+    return "; ".join(once + repeated) or "no reason recorded"
+
+
 def validity_sentence(summary: Summary) -> str:
     if summary.valid:
         return "Run valid."
-    reasons = "; ".join(summary.invalid_reasons) or "no reason recorded"
+    reasons = _reasons_text(summary.invalid_reasons)
     return (
         f"Run INVALID, do not trust these latencies: {reasons}. The load generator, not the "
         "service, was the bottleneck."

@@ -47,9 +47,9 @@ def test_single_run_report_files_and_numbers(
     assert _table_row(markdown, "rejection rate") == ["rejection rate", f"{20 / 324 * 100:.2f} %"]
     assert _table_row(markdown, "ok requests/s") == ["ok requests/s", "15.00"]
     # The verdict in words comes first, right under the title.
-    verdict = markdown.splitlines()[2]
-    assert verdict.startswith("✅ 10 users: 6.2 % rejected after a median ")
-    assert verdict.endswith("Run valid.")
+    verdict = markdown.splitlines()[2:4]  # one sentence a line
+    assert verdict[0].startswith("✅ 10 users: 6.2 % rejected after a median ")
+    assert verdict[1] == "Run valid."
     html = (run_dir / "report.html").read_text()
     assert html.index("Run valid.") < html.index("<table>")
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
@@ -66,8 +66,9 @@ def test_runs_side_by_side(make_run: MakeRun, tmp_path: Path) -> None:
     lines = markdown.splitlines()
     # One verdict per run, first thing under the title; the invalid run says why.
     assert lines[2].startswith("✅ **first.** 10 users: TTFT p95 ")
-    assert lines[4].startswith("⚠️ **second.** 10 users: TTFT p95 ")
-    assert "Run INVALID, do not trust these latencies: client lag p99 42.0 ms" in lines[4]
+    assert lines[3] == "Run valid."
+    assert lines[5].startswith("⚠️ **second.** 10 users: TTFT p95 ")
+    assert lines[6].startswith("Run INVALID, do not trust these latencies: client lag p99 42.0 ms")
     assert _table_row(markdown, "metric") == ["metric", "first", "second"]
     assert _table_row(markdown, "valid") == ["valid", "yes", "NO"]
     assert (out / "figures" / "run1_ttft_breakdown.png").exists()

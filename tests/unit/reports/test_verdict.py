@@ -81,6 +81,20 @@ def test_invalid_run_says_so_with_the_reason() -> None:
     assert "42.0 ms > budget 5.0 ms" in sentences[-1]
 
 
+def test_advice_repeated_by_several_reasons_is_said_once_last() -> None:
+    summary = replace(
+        spike_summary(valid=False),
+        invalid_reasons=[
+            "client lag 9 ms; use more processes",
+            "loop lag 7 ms; use more processes",
+        ],
+    )
+    assert verdict_sentences(summary)[-1] == (
+        "Run INVALID, do not trust these latencies: client lag 9 ms; loop lag 7 ms; use more "
+        "processes. The load generator, not the service, was the bottleneck."
+    )
+
+
 def test_run_without_phases_reads_as_one_whole_phase_with_timeouts() -> None:
     """A schema-1 summary (no phases): one sentence from the whole-run figures."""
     summary = make_summary(RunSpec(requests=396, timeouts=4, users=10))
@@ -110,7 +124,14 @@ def test_empty_phase_and_text_form() -> None:
 
 @pytest.mark.parametrize(
     ("ms", "text"),
-    [(0.5, "0.50 ms"), (2.0, "2.0 ms"), (125.4, "125 ms"), (1000.0, "1.0 s"), (12_400, "12 s")],
+    [
+        (0.0, "0 ms"),
+        (0.5, "0.50 ms"),
+        (2.0, "2.0 ms"),
+        (125.4, "125 ms"),
+        (1000.0, "1.0 s"),
+        (12_400, "12 s"),
+    ],
 )
 def test_duration_text(ms: float, text: str) -> None:
     assert duration_text(ms) == text
