@@ -1,6 +1,7 @@
-"""Locust event wiring: options, recorders, samplers, worker -> master merge, the summary.
+"""Locust event wiring: the run's settings, recorders, samplers, worker -> master merge, summary.
 
-Imported only by the locustfile (it imports gevent and Locust). Every process keeps one
+Imported only by the locustfile (it imports gevent and Locust). Every process rebuilds the run's
+`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option) and keeps one
 `SurgeState` on ``environment.surgebench``. Workers (and a local runner) record requests, sample
 their own CPU and event-loop lag, and (workers) send deltas through ``report_to_master``; the
 master (or the local runner) merges them and writes ``summary.json`` when it quits, the point
@@ -15,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
-from loadtests.phases import PhaseSpan, phase_starts_ns, plan_phases
+from loadtests.phases import phase_plan, phase_starts_ns
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
-from loadtests.summary import GuardSettings, RunInfo, build_summary
+from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config
+from loadtests.summary import Window, summarize
 from reports.results import write_summary
 
 log = logging.getLogger("surgebench")
@@ -42,30 +44,20 @@ CPU_TICK_S = 1.0
 
 
 def add_arguments(parser: Any) -> None:
-    """Our Locust options (also shown in the web UI); all start with ``--sb-``."""
+    """Our one Locust option: the run's ``config.json``, from which every process rebuilds the
+    run's `RunSettings` (``surgebench run`` writes it; without it: defaults, no summary file)."""
     group = parser.add_argument_group("surgebench")
-    group.add_argument("--sb-out", default="", help="write summary.json into this folder")
-    group.add_argument("--sb-name", default="locust", help="run name in the summary")
-    group.add_argument("--sb-config", default="", help="config.json to embed in the summary")
-    group.add_argument("--sb-warmup-s", type=float, default=0.0, help="seconds left out of stats")
-    group.add_argument("--sb-prompt-words", default="uniform:8:64", help="prompt length spec")
-    group.add_argument("--sb-max-tokens", default="", help="output length spec (max_tokens)")
-    group.add_argument("--sb-prompts", default="", help="JSONL prompt file")
-    group.add_argument("--sb-model", default="mock", help="model name for DirectLLMUser")
-    group.add_argument("--sb-seed", type=int, default=1)
-    group.add_argument("--sb-rate", type=float, default=0.0, help="open-loop arrivals/s (total)")
-    group.add_argument("--sb-arrival", default="poisson", choices=["poisson", "constant"])
-    group.add_argument("--sb-processes", type=int, default=1, help="load processes (for --rate)")
-    group.add_argument("--sb-timeout-s", type=float, default=120.0, help="per-read timeout")
-    group.add_argument("--sb-think-s", type=float, default=0.0, help="closed-loop think time")
-    group.add_argument("--sb-reject-wait-s", type=float, default=0.0, help="pause after 503/429")
-    group.add_argument("--sb-slo-ttft-ms", type=float, default=0.0)
-    group.add_argument("--sb-slo-tpot-ms", type=float, default=0.0)
-    group.add_argument("--sb-slo-e2e-ms", type=float, default=0.0)
-    group.add_argument("--sb-max-client-lag-ms", type=float, default=5.0)
-    group.add_argument("--sb-max-loop-lag-ms", type=float, default=5.0)
-    group.add_argument("--sb-max-cpu-percent", type=float, default=85.0)
-    group.add_argument("--sb-progress-s", type=float, default=0.0, help="progress line period")
+    group.add_argument("--sb-config", default="", help="the run's config.json (surgebench run)")
+
+
+def load_settings(config_path: str, host: str) -> tuple[RunSettings, dict[str, Any], Path | None]:
+    """(settings, the config.json document, the run folder) for this Locust process."""
+    if not config_path:
+        return replace(DEFAULTS, host=host), {}, None
+    path = Path(config_path)
+    settings = read_config(path)
+    document: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return replace(settings, host=settings.host or host), document, path.parent
 
 
 @dataclass
@@ -74,38 +66,146 @@ class _Window:
     stop_ns: int = 0
 
 
-class SurgeState:
-    """Everything surgebench keeps in one Locust process."""
+class Samplers:
+    """Greenlets that sample this process while a test runs: event-loop lag and CPU (processes
+    that run users), the user count and the progress line (master or the only process)."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, state: SurgeState) -> None:
+        self.state = state
+        self.greenlets: list[Any] = []
+
+    def start(self) -> None:
+        state = self.state
+        if not state.is_master:
+            self.greenlets += [gevent.spawn(self._loop_lag), gevent.spawn(self._cpu)]
+        if not state.is_worker:
+            self.greenlets.append(gevent.spawn(self._users))
+            if state.settings.progress_s > 0:
+                self.greenlets.append(gevent.spawn(self._progress))
+
+    def add(self, greenlet: Any) -> None:
+        self.greenlets.append(greenlet)
+
+    def stop(self) -> None:
+        gevent.killall(self.greenlets, block=False)
+        self.greenlets = []
+
+    def _loop_lag(self) -> None:
+        """Oversleep of a 10 ms sleeper: how late this process's greenlets get to run."""
+        tick_ns = int(LOOP_TICK_S * 1e9)
+        while True:
+            before = time.perf_counter_ns()
+            gevent.sleep(LOOP_TICK_S)
+            lag = time.perf_counter_ns() - before - tick_ns
+            recorder = self.state.recorder
+            if time.time_ns() >= recorder.measure_from_ns:
+                recorder.record_loop_lag_ns(max(0, lag))
+
+    def _cpu(self) -> None:
+        process = psutil.Process()
+        process.cpu_percent(None)
+        while True:
+            gevent.sleep(CPU_TICK_S)
+            percent = process.cpu_percent(None)
+            recorder = self.state.recorder
+            if time.time_ns() >= recorder.measure_from_ns:
+                recorder.record_cpu(percent)
+
+    def _users(self) -> None:
+        runner = self.state.environment.runner
+        while True:
+            self.state.recorder.record_users(int(time.time()), int(runner.user_count))
+            gevent.sleep(1.0)
+
+    def _progress(self) -> None:
+        period = self.state.settings.progress_s
+        while True:
+            gevent.sleep(period)
+            print(progress_line(self.state, period), flush=True)
+
+
+class Distribution:
+    """Worker -> master: deltas through ``report_to_master``, merged on the master, and the
+    final flush at the stop so no request that ends in the stop timeout is lost."""
+
+    def __init__(self, state: SurgeState) -> None:
+        self.state = state
+        self.workers_reported: set[str] = set()
+        self.flushed: set[str] = set()
+
+    def reset(self) -> None:
+        self.workers_reported = set()
+
+    def drain(self) -> dict[str, Any]:
+        """Worker: this process's measurements since the last report (then forgotten here)."""
+        self.state.drain_arrivals()
+        return self.state.recorder.drain()
+
+    def merge(self, client_id: str, data: dict[str, Any]) -> None:
+        self.workers_reported.add(client_id)
+        self.state.recorder.merge_dict(data)
+
+    def collect_final_reports(self) -> None:
+        """Master, as the test stops: have every worker finish its in-flight requests and send
+        its last delta, and wait for them (Locust's own quit waits only 0.5 s, which loses the
+        requests that end during the stop timeout)."""
+        environment = self.state.environment
+        runner = environment.runner
+        clients = [c.id for c in runner.clients.all]
+        self.flushed = set()
+        for client_id in clients:
+            runner.send_message(FLUSH_MSG, None, client_id)
+        deadline = time.monotonic() + float(environment.stop_timeout or 0) + 10.0
+        while time.monotonic() < deadline and not self.flushed.issuperset(clients):
+            gevent.sleep(0.05)
+        missing = set(clients) - self.flushed
+        if missing:
+            log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+
+    def flush_to_master(self) -> None:
+        """Worker: stop the users (in-flight requests may finish within the stop timeout),
+        send the stats now, then say so."""
+        runner = self.state.environment.runner
+        runner.stop()
+        runner._send_stats()  # Locust's stats + our report_to_master delta, in one message
+        runner.send_message(FLUSHED_MSG, None)
+
+
+class SurgeState:
+    """What surgebench keeps in one Locust process: the run's settings, the recorder, the
+    prompts and arrivals the users draw from; samplers, distribution and the summary are
+    separate jobs (`Samplers`, `Distribution`, `write_summary_once`)."""
+
+    def __init__(
+        self,
+        environment: Any,
+        settings: RunSettings,
+        config: dict[str, Any] | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
         self.environment = environment
-        opts = environment.parsed_options
-        self.opts = opts
+        self.settings = settings
+        self.config = dict(config or {})
+        self.run_dir = run_dir
         self.is_master = isinstance(environment.runner, MasterRunner)
         self.is_worker = isinstance(environment.runner, WorkerRunner)
-        worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
-        slo = Slo(
-            ttft_ms=opts.sb_slo_ttft_ms or None,
-            tpot_ms=opts.sb_slo_tpot_ms or None,
-            e2e_ms=opts.sb_slo_e2e_ms or None,
-        )
-        self.recorder = Recorder(slo=slo)
+        self.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
+        self.recorder = Recorder(slo=slo_of(settings))
         self.prompts = PromptSource(
-            prompt_words=opts.sb_prompt_words,
-            max_tokens=opts.sb_max_tokens,
-            file=Path(opts.sb_prompts) if opts.sb_prompts else None,
-            seed=opts.sb_seed * 1000 + worker_index,
+            prompt_words=settings.prompt_words,
+            max_tokens=settings.max_tokens,
+            file=Path(settings.prompts) if settings.prompts else None,
+            seed=settings.seed * 1000 + self.worker_index,
         )
         self.window = _Window()
         self.started_at = ""
-        self.greenlets: list[Any] = []
-        self.workers_reported: set[str] = set()
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
         self.written: Path | None = None
-        self.flushed: set[str] = set()
         self.totals: dict[str, int] = {}
         """Outcomes this process measured (never drained): a worker's own account of its share."""
+        self.samplers = Samplers(self)
+        self.distribution = Distribution(self)
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -122,45 +222,51 @@ class SurgeState:
             self.totals[record.outcome] = self.totals.get(record.outcome, 0) + 1
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def _origin_ns(self, now_ns: int) -> int:
+        """When the load's schedule started: the master's test start (it runs the shape), sent
+        to the workers as a parsed option inside Locust's spawn message, which a worker applies
+        before its own test_start; a worker starts late by the message's delay."""
+        options = self.environment.parsed_options
+        if self.is_master:
+            options.sb_origin_ns = now_ns
+        elif self.is_worker:
+            return int(getattr(options, "sb_origin_ns", 0) or now_ns)
+        return now_ns
+
     def on_test_start(self) -> None:
         now_ns = time.time_ns()
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         # a new test (the web UI can start several) starts from empty measurements
         self.recorder = Recorder(
-            slo=self.recorder.slo, phase_starts_ns=phase_starts_ns(phase_plan(self.opts), now_ns)
+            slo=self.recorder.slo,
+            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), self._origin_ns(now_ns)),
         )
-        self.recorder.measure_from_ns = now_ns + int(self.opts.sb_warmup_s * 1e9)
+        self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
-        self.workers_reported = set()
+        self.distribution.reset()
         self.written = None
         if not self.is_master:
             freeze_heap()
-            self.greenlets += [gevent.spawn(self._loop_lag), gevent.spawn(self._cpu)]
-            if self.opts.sb_rate > 0:
+            if self.settings.rate > 0:
                 self._start_arrivals(now_ns)
-        if not self.is_worker:
-            self.greenlets.append(gevent.spawn(self._users))
-            if self.opts.sb_progress_s > 0:
-                self.greenlets.append(gevent.spawn(self._progress))
+        self.samplers.start()
 
     def on_test_stop(self) -> None:
         self.window.stop_ns = time.time_ns()
-        gevent.killall(self.greenlets, block=False)
-        self.greenlets = []
+        self.samplers.stop()
 
     def _start_arrivals(self, now_ns: int) -> None:
-        processes = max(1, self.opts.sb_processes)
-        worker_index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+        processes = max(1, self.settings.processes)
         settings = ArrivalSettings(
-            rate_per_s=self.opts.sb_rate / processes,
-            kind=self.opts.sb_arrival,
-            seed=self.opts.sb_seed * 1000 + worker_index,
+            rate_per_s=self.settings.rate / processes,
+            kind=self.settings.arrival,
+            seed=self.settings.seed * 1000 + self.worker_index,
         )
-        users = int(getattr(self.opts, "num_users", 0) or 1)
+        users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
         self.book = ArrivalBook(settings, backlog_limit=max(1, users // processes))
         self.arrivals = Queue()
-        self.greenlets.append(gevent.spawn(self._dispatch, settings, now_ns))
+        self.samplers.add(gevent.spawn(self._dispatch, settings, now_ns))
 
     def _dispatch(self, settings: ArrivalSettings, start_ns: int) -> None:
         assert self.book is not None and self.arrivals is not None
@@ -172,124 +278,60 @@ class SurgeState:
             if self.book.offer(self.arrivals.qsize(), counted):
                 self.arrivals.put_nowait(intended)
 
-    def _loop_lag(self) -> None:
-        """Oversleep of a 10 ms sleeper: how late this process's greenlets get to run."""
-        tick_ns = int(LOOP_TICK_S * 1e9)
-        while True:
-            before = time.perf_counter_ns()
-            gevent.sleep(LOOP_TICK_S)
-            lag = time.perf_counter_ns() - before - tick_ns
-            if time.time_ns() >= self.recorder.measure_from_ns:
-                self.recorder.record_loop_lag_ns(max(0, lag))
-
-    def _cpu(self) -> None:
-        process = psutil.Process()
-        process.cpu_percent(None)
-        while True:
-            gevent.sleep(CPU_TICK_S)
-            percent = process.cpu_percent(None)
-            if time.time_ns() >= self.recorder.measure_from_ns:
-                self.recorder.record_cpu(percent)
-
-    def _users(self) -> None:
-        runner = self.environment.runner
-        while True:
-            self.recorder.record_users(int(time.time()), int(runner.user_count))
-            gevent.sleep(1.0)
-
-    def _progress(self) -> None:
-        period = self.opts.sb_progress_s
-        while True:
-            gevent.sleep(period)
-            print(progress_line(self, period), flush=True)
-
-    # -- distribution --------------------------------------------------------------------------
-    def drain(self) -> dict[str, Any]:
+    def drain_arrivals(self) -> None:
+        """Move the open-loop arrival counts into the recorder."""
         if self.book is not None:
             for key, n in self.book.drain().items():
                 self.recorder.count_open_loop(key, n)
-        return self.recorder.drain()
 
-    def merge(self, client_id: str, data: dict[str, Any]) -> None:
-        self.workers_reported.add(client_id)
-        self.recorder.merge_dict(data)
 
-    def collect_final_reports(self) -> None:
-        """Master, as the test stops: have every worker finish its in-flight requests and send
-        its last delta, and wait for them (Locust's own quit waits only 0.5 s, which loses the
-        requests that end during the stop timeout)."""
-        runner = self.environment.runner
-        clients = [c.id for c in runner.clients.all]
-        self.flushed = set()
-        for client_id in clients:
-            runner.send_message(FLUSH_MSG, None, client_id)
-        deadline = time.monotonic() + float(self.environment.stop_timeout or 0) + 10.0
-        while time.monotonic() < deadline and not self.flushed.issuperset(clients):
-            gevent.sleep(0.05)
-        missing = set(clients) - self.flushed
-        if missing:
-            log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+def slo_of(settings: RunSettings) -> Slo:
+    return Slo(
+        ttft_ms=settings.slo_ttft_ms or None,
+        tpot_ms=settings.slo_tpot_ms or None,
+        e2e_ms=settings.slo_e2e_ms or None,
+    )
 
-    def flush_to_master(self) -> None:
-        """Worker: stop the users (in-flight requests may finish within the stop timeout),
-        send the stats now, then say so."""
-        runner = self.environment.runner
-        runner.stop()
-        runner._send_stats()  # Locust's stats + our report_to_master delta, in one message
-        runner.send_message(FLUSHED_MSG, None)
 
-    # -- the end -------------------------------------------------------------------------------
-    def write(self) -> Path | None:
-        """Build and write summary.json (master or local runner), once."""
-        if self.written is not None or not self.window.start_ns:
-            return self.written
-        if not self.is_master and self.book is not None:
-            for key, n in self.book.drain().items():
-                self.recorder.count_open_loop(key, n)
-        stop_ns = self.window.stop_ns or time.time_ns()
-        measure_from = self.recorder.measure_from_ns
-        measured_s = max(0.0, (stop_ns - measure_from) / 1e9)
-        opts = self.opts
-        config: dict[str, Any] = {}
-        if opts.sb_config and Path(opts.sb_config).exists():
-            config = json.loads(Path(opts.sb_config).read_text("utf-8"))
-        processes = max(1, opts.sb_processes) if self.is_master else 1
-        info = RunInfo(
-            name=opts.sb_name,
-            started_at=self.started_at,
-            start_epoch_s=self.window.start_ns / 1e9,
-            duration_s=(stop_ns - self.window.start_ns) / 1e9,
-            warmup_s=opts.sb_warmup_s,
-            target=str(self.environment.host or ""),
-            load_model=load_model(opts),
-            processes=processes,
-            workers_reported=len(self.workers_reported) if self.is_master else 1,
-            config=config,
-            versions=versions(),
-            phases=tuple(phase_plan(opts)),
-        )
-        guard = GuardSettings(
-            max_client_lag_p99_ms=opts.sb_max_client_lag_ms,
-            max_loop_lag_p99_ms=opts.sb_max_loop_lag_ms,
-            max_cpu_percent=opts.sb_max_cpu_percent,
-        )
-        summary = build_summary(self.recorder, info, measured_s=measured_s, guard=guard)
-        if not summary.valid:
-            for reason in summary.invalid_reasons:
-                log.warning("INVALID RUN: %s", reason)
-        if opts.sb_out:
-            self.written = write_summary(Path(opts.sb_out), summary)
-            log.info("surgebench summary written to %s", self.written)
-        else:
-            self.written = Path()
-        return self.written
+def write_summary_once(state: SurgeState) -> Path | None:
+    """Build and write summary.json (master or local runner), once."""
+    if state.written is not None or not state.window.start_ns:
+        return state.written
+    if not state.is_master:
+        state.drain_arrivals()
+    window = Window(
+        start_ns=state.window.start_ns,
+        stop_ns=state.window.stop_ns or time.time_ns(),
+        started_at=state.started_at,
+    )
+    summary = summarize(
+        state.recorder,
+        state.settings,
+        window,
+        distributed=state.is_master,
+        workers_reported=len(state.distribution.workers_reported),
+        config=state.config,
+        versions=versions(),
+    )
+    if not summary.valid:
+        for reason in summary.invalid_reasons:
+            log.warning("INVALID RUN: %s", reason)
+    if state.run_dir is not None:
+        state.written = write_summary(state.run_dir, summary)
+        log.info("surgebench summary written to %s", state.written)
+    else:
+        state.written = Path()
+    return state.written
 
-    def write_worker_totals(self) -> None:
-        """``workers/<pid>.json``: this worker's own outcome counts, to check the merge."""
-        folder = Path(self.opts.sb_out) / "workers"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{os.getpid()}.json"
-        path.write_text(json.dumps({"outcomes": self.totals}) + "\n", "utf-8")
+
+def write_worker_totals(state: SurgeState) -> None:
+    """``workers/<pid>.json``: this worker's own outcome counts, to check the merge."""
+    if state.run_dir is None:
+        return
+    folder = state.run_dir / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{os.getpid()}.json"
+    path.write_text(json.dumps({"outcomes": state.totals}) + "\n", "utf-8")
 
 
 def freeze_heap() -> None:
@@ -301,23 +343,6 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def phase_plan(opts: Any) -> list[PhaseSpan]:
-    """The phases of this run's load (`loadtests.phases`), the same in every process."""
-    return plan_phases(
-        os.environ.get("SURGEBENCH_SHAPE", ""),
-        users=int(getattr(opts, "num_users", 0) or 0),
-        rate_per_s=opts.sb_rate,
-        arrival=opts.sb_arrival,
-    )
-
-
-def load_model(opts: Any) -> str:
-    if opts.sb_rate > 0:
-        return f"open:{opts.sb_arrival}:{opts.sb_rate:g}/s"
-    shape = os.environ.get("SURGEBENCH_SHAPE", "")
-    return f"shape:{shape.partition('|')[0]}" if shape else "closed"
 
 
 def versions() -> dict[str, str]:
@@ -352,13 +377,19 @@ def register(events: Any) -> None:
 
 
 def _on_init(environment: Any, **_: Any) -> None:
-    if environment.parsed_options is None or not hasattr(environment.parsed_options, "sb_out"):
+    options = environment.parsed_options
+    if options is None or not hasattr(options, "sb_config"):
         return  # library use without our options
-    state = SurgeState(environment)
+    try:
+        settings, document, run_dir = load_settings(options.sb_config, str(environment.host or ""))
+    except (SettingsError, OSError, ValueError) as exc:
+        log.error("surgebench: cannot read the run configuration: %s", exc)
+        raise SystemExit(2) from None
+    state = SurgeState(environment, settings, document, run_dir)
     environment.surgebench = state
     for cls in environment.user_classes:
-        cls.network_timeout = environment.parsed_options.sb_timeout_s
-        cls.connection_timeout = min(10.0, environment.parsed_options.sb_timeout_s)
+        cls.network_timeout = settings.request_timeout_s
+        cls.connection_timeout = min(10.0, settings.request_timeout_s)
 
     def start(**_: Any) -> None:
         state.on_test_start()
@@ -367,33 +398,33 @@ def _on_init(environment: Any, **_: Any) -> None:
         state.on_test_stop()
 
     def report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-        data[REPORT_KEY] = state.drain()
+        data[REPORT_KEY] = state.distribution.drain()
 
     def merge(client_id: str, data: dict[str, Any], **_: Any) -> None:
         if REPORT_KEY in data:
-            state.merge(client_id, data[REPORT_KEY])
+            state.distribution.merge(client_id, data[REPORT_KEY])
 
     def cpu_warning(**_: Any) -> None:
         state.recorder.cpu_warnings += 1
 
     def quitting(**_: Any) -> None:
         if not state.is_worker:
-            state.write()
-        elif state.opts.sb_out:
-            state.write_worker_totals()
+            write_summary_once(state)
+        else:
+            write_worker_totals(state)
 
     if state.is_master:
         environment.runner.register_message(
-            FLUSHED_MSG, lambda msg, **_: state.flushed.add(msg.node_id)
+            FLUSHED_MSG, lambda msg, **_: state.distribution.flushed.add(msg.node_id)
         )
     if state.is_worker:
         environment.runner.register_message(
-            FLUSH_MSG, lambda **_: state.flush_to_master(), concurrent=True
+            FLUSH_MSG, lambda **_: state.distribution.flush_to_master(), concurrent=True
         )
 
     def stopping(**_: Any) -> None:
         if state.is_master:
-            state.collect_final_reports()
+            state.distribution.collect_final_reports()
 
     def spawned(**_: Any) -> None:
         if not state.is_master:

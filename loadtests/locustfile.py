@@ -27,7 +27,6 @@ from locust import FastHttpUser, events, task
 from loadtests import hooks
 from loadtests import outcomes as oc
 from loadtests.recorder import RequestRecord
-from loadtests.shapes import shape_from_env
 from loadtests.sse_reader import SSEParser
 from loadtests.stream import OpenAIStreamTracker, ServiceStreamTracker, StreamTracker
 
@@ -35,10 +34,6 @@ hooks.register(events)
 
 STREAM_HEADERS = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
 JSON_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
-
-_shape = shape_from_env()
-if _shape is not None:
-    SurgeShape = _shape  # Locust picks up the one concrete shape class of this module
 
 
 class _SurgeUser(FastHttpUser):  # type: ignore[misc]
@@ -55,8 +50,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         """Closed loop: the think time (default 0). Open loop: 0, arrivals pace the users."""
         if self.state.arrivals is not None:
             return 0.0
-        think_s: float = self.state.opts.sb_think_s
-        return think_s
+        return self.state.settings.think_s
 
     def _stream(self, path: str, body: dict[str, Any], tracker: StreamTracker, name: str) -> None:
         """POST, then read SSE lines as they arrive until the stream ends."""
@@ -196,7 +190,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def one_request(self) -> None:
         self._intended = self.state.next_intended_ns()
         self.request()
-        wait_s = self.state.opts.sb_reject_wait_s
+        wait_s = self.state.settings.reject_wait_s
         if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
             import gevent
 
@@ -224,7 +218,7 @@ class DirectLLMUser(_SurgeUser):
     def request(self) -> None:
         prompt = self.state.prompts.next()
         body: dict[str, Any] = {
-            "model": self.state.opts.sb_model,
+            "model": self.state.settings.model,
             "messages": [{"role": "user", "content": prompt.question}],
             "stream": True,
             "stream_options": {"include_usage": True},

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from loadtests.schedules import Schedule, ShapeSpecError, parse_schedule
+from loadtests.settings import RunSettings
 from reports.results import Phase
 
 MAX_PHASES = 100
@@ -76,17 +77,15 @@ def _sweep_spans(schedule: Schedule) -> list[PhaseSpan]:
 
 
 def plan_phases(
-    shape_env: str, *, users: int, rate_per_s: float = 0.0, arrival: str = ""
+    shape: str, duration_s: float, *, users: int, rate_per_s: float = 0.0, arrival: str = ""
 ) -> list[PhaseSpan]:
-    """The phases of a run from its ``SURGEBENCH_SHAPE`` value (``spec|duration_s|spawn_rate``,
-    empty without a shape), its user count and its open-loop rate (0: closed loop)."""
-    spec, _, rest = shape_env.partition("|")
-    if spec:
+    """The phases of a run from its shape spec (empty: none), its duration, its user count and
+    its open-loop rate (0: closed loop)."""
+    if shape:
         try:
-            duration_s = float(rest.partition("|")[0])
-            schedule = parse_schedule(spec, duration_s)
-        except (ValueError, ShapeSpecError):
-            schedule = None  # the shape itself reports a bad spec; here: one whole phase
+            schedule: Schedule | None = parse_schedule(shape, duration_s)
+        except ShapeSpecError:
+            schedule = None  # the settings refuse a bad spec; here: one whole phase
         if schedule is not None:
             make = {"step": _step_spans, "spike": _spike_spans, "sweep": _sweep_spans}
             spans = make[schedule.kind](schedule)
@@ -96,6 +95,17 @@ def plan_phases(
         label = f"{rate_per_s:g} requests/s offered" + (f" ({arrival})" if arrival else "")
         return [PhaseSpan("whole", label, 0.0, math.inf, None, rate_per_s)]
     return [PhaseSpan("whole", f"{users} users", 0.0, math.inf, users)]
+
+
+def phase_plan(settings: RunSettings) -> list[PhaseSpan]:
+    """The phases of a run's load, the same in every process (all rebuild the same settings)."""
+    return plan_phases(
+        settings.shape,
+        settings.duration_s,
+        users=settings.users,
+        rate_per_s=settings.rate,
+        arrival=settings.arrival,
+    )
 
 
 def phase_starts_ns(spans: Sequence[PhaseSpan], test_start_ns: int) -> tuple[int, ...]:

@@ -16,16 +16,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from loadtests.scrape import local_targets, scraping
-from loadtests.settings import RunSettings
+from loadtests.settings import RunSettings, config_document
 from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+SHAPE_LOCUSTFILE = Path(__file__).with_name("shape_locustfile.py")
 ECHO_MARKERS = ("[surgebench]", "INVALID RUN", "Traceback", "/ERROR/", "/CRITICAL/")
 
 
@@ -45,38 +46,20 @@ class RunResult:
     interrupted: bool = False
 
 
-def locust_argv(settings: RunSettings, host: str, run_dir: Path) -> list[str]:
-    """The Locust command line for these settings."""
+def locust_argv(settings: RunSettings, run_dir: Path) -> list[str]:
+    """The Locust command line: Locust's own options, and the run's ``config.json`` (the one
+    surgebench option; every Locust process rebuilds `RunSettings` from it)."""
     s = settings
+    files = str(LOCUSTFILE) + (f",{SHAPE_LOCUSTFILE}" if s.shape else "")
     argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), s.user_class,
+        sys.executable, "-m", "locust", "-f", files, s.user_class,
         "--headless", "--only-summary",
         "-u", str(s.users), "-r", f"{s.effective_spawn_rate:g}",
-        "-t", f"{s.duration_s:g}s", "-H", host,
+        "-t", f"{s.duration_s:g}s", "-H", s.host,
         "--csv", str(run_dir / "locust"), "--html", str(run_dir / "locust.html"),
         "--stop-timeout", f"{s.stop_timeout_s:g}", "--exit-code-on-error", "0",
-        "--sb-out", str(run_dir), "--sb-name", s.name,
         "--sb-config", str(run_dir / CONFIG_FILE),
-        "--sb-warmup-s", f"{s.warmup_s:g}", "--sb-progress-s", f"{s.progress_s:g}",
-        "--sb-prompt-words", s.prompt_words, "--sb-model", s.model, "--sb-seed", str(s.seed),
-        "--sb-processes", str(s.processes), "--sb-arrival", s.arrival,
-        "--sb-think-s", f"{s.think_s:g}", "--sb-reject-wait-s", f"{s.reject_wait_s:g}",
-        "--sb-max-client-lag-ms", f"{s.max_client_lag_ms:g}",
-        "--sb-max-cpu-percent", f"{s.max_cpu_percent:g}",
     ]  # fmt: skip
-    if s.max_tokens:
-        argv += ["--sb-max-tokens", s.max_tokens]
-    if s.prompts:
-        argv += ["--sb-prompts", str(Path(s.prompts).resolve())]
-    if s.rate:
-        argv += ["--sb-rate", f"{s.rate:g}"]
-    for flag, value in (
-        ("--sb-slo-ttft-ms", s.slo_ttft_ms),
-        ("--sb-slo-tpot-ms", s.slo_tpot_ms),
-        ("--sb-slo-e2e-ms", s.slo_e2e_ms),
-    ):
-        if value:
-            argv += [flag, f"{value:g}"]
     if s.processes > 1:
         # Locust's master binds *:5557 by default: a fixed port collides with any other run and
         # listens on every interface. Bind loopback on a port the kernel picks instead.
@@ -95,13 +78,9 @@ def free_loopback_port() -> int:
         return port
 
 
-def locust_env(settings: RunSettings) -> dict[str, str]:
+def locust_env() -> dict[str, str]:
+    """The Locust process's environment: ours, unbuffered, with the repository importable."""
     env = dict(os.environ)
-    env.pop("SURGEBENCH_SHAPE", None)
-    if settings.shape:
-        env["SURGEBENCH_SHAPE"] = (
-            f"{settings.shape}|{settings.duration_s:g}|{settings.effective_spawn_rate:g}"
-        )
     env["PYTHONUNBUFFERED"] = "1"
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -159,9 +138,9 @@ def _pump(stream: IO[str], log: IO[str], say: Callable[[str], None]) -> None:
             say(line.rstrip())
 
 
-def run_locust(settings: RunSettings, host: str, run_dir: Path, say: Callable[[str], None]) -> int:
+def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> int:
     """Run Locust to completion (SIGTERM to it on Ctrl-C); return its exit code."""
-    argv = locust_argv(settings, host, run_dir)
+    argv = locust_argv(settings, run_dir)
     with (run_dir / "locust.log").open("w", encoding="utf-8") as log:
         log.write(" ".join(argv) + "\n")
         proc = subprocess.Popen(
@@ -172,7 +151,7 @@ def run_locust(settings: RunSettings, host: str, run_dir: Path, say: Callable[[s
             text=True,
             encoding="utf-8",
             errors="replace",
-            env=locust_env(settings),
+            env=locust_env(),
             start_new_session=True,
         )
         assert proc.stdout is not None
@@ -194,26 +173,22 @@ def run_locust(settings: RunSettings, host: str, run_dir: Path, say: Callable[[s
     return code
 
 
-def resolved_config(settings: RunSettings, host: str) -> dict[str, Any]:
-    data = asdict(settings)
-    data["out"] = str(settings.out)
-    data["explicit"] = sorted(settings.explicit)
-    data["host"] = host
-    data["user_class"] = settings.user_class
-    return data
-
-
 def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     """The whole job; raises `RunError` when it cannot be done. Ctrl-C ends the test early,
     still stops every server and keeps what was measured."""
-    run_dir = new_run_dir(settings.out, settings.name)
+    if settings.run_dir:
+        run_dir = Path(settings.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(settings.out, settings.name)
     code = 1
     interrupted = False
     urls: dict[str, str] = {}
     try:
         with servers(settings, run_dir, say, urls) as host:
-            config = resolved_config(settings, host)
-            write_config(run_dir, config)
+            settings = replace(settings, host=host)
+            effective: dict[str, Any] = {"mock": None, "service": None}
+            write_config(run_dir, config_document(settings, effective))
             say(
                 f"locust: {settings.user_class} x {settings.users} users"
                 f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"
@@ -222,7 +197,7 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
             with scraping(local_targets(urls), run_dir):
-                code = run_locust(settings, host, run_dir, say)
+                code = run_locust(settings, run_dir, say)
     except KeyboardInterrupt:
         interrupted = True
     summary_path = run_dir / "summary.json"

@@ -1,8 +1,8 @@
 """Load schedules as pure functions of elapsed time: step ramp, spike, sweep.
 
 Locust-free; `shapes.py` wraps them in Locust `LoadTestShape`s. A schedule answers
-``users_at(t_s)`` (None once it is over). Specs are plain text so they travel through an
-environment variable (``SURGEBENCH_SHAPE``) to every Locust process:
+``users_at(t_s)`` (None once it is over). Specs are plain text, recorded in the run's
+``config.json`` (``shape``) from which the Locust side rebuilds them:
 
 - ``step:START:STEP:EVERY_S:MAX`` users START, +STEP every EVERY_S seconds, capped at MAX
 - ``spike:BASE:PEAK:AT_S:FOR_S`` BASE users, PEAK from AT_S for FOR_S seconds, then BASE again

@@ -1,21 +1,28 @@
-"""`surgebench run`'s settings: one frozen object, parsed from flags with exit-2 errors.
+"""`surgebench run`'s resolved configuration: one frozen object, parsed from flags (exit 2 on a bad
+one), written once to the run folder's ``config.json`` and rebuilt from it by every Locust process.
 
 Locust-free. ``--mock-FLAG VALUE`` and ``--service-FLAG VALUE`` are passed through to the mock
 (as ``--FLAG VALUE``) and the service; a ``--mock-FLAG`` followed by another flag (or nothing)
 is passed as a bare switch (``--mock-no-stamp`` -> ``--no-stamp``).
+
+Every default is defined once, on `RunSettings`; the flag parser shows those.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loadtests.arrivals import ARRIVAL_KINDS
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
+from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 USER_CLASSES = {
     "stream": "StreamingChatUser",
@@ -25,11 +32,17 @@ USER_CLASSES = {
 }
 
 DEFAULT_SHAPE = "spike:8:24:25:15"
-"""The no-flag run: 8 users, a spike to 24 from 25 s to 40 s, against a service that runs 8
+"""The no-flag demo: 8 users, a spike to 24 from 25 s to 40 s, against a service that runs 8
 and queues 8, so the spike meets queue-full rejections while TTFT and throughput are shown."""
 
 DEFAULT_MOCK = ("--ttft-ms", "100", "--itl-ms", "20", "--output-tokens", "40")
-DEFAULT_SERVICE = ("--admission", "queue", "--workers", "8", "--queue-size", "8")
+DEMO_SERVICE = ("--admission", "queue", "--max-concurrent", "8", "--queue-size", "8")
+"""The no-flag demo's small queue. Only a run that names no load (no --users, --rate or --shape)
+gets it; any other run uses the service's own defaults plus the --service-* flags it names."""
+
+LOAD_FLAGS = ("--users", "--rate", "--shape")
+CONFIG_VERSION = 1
+"""``config.json``'s ``config_version``; `RunSettings.from_dict` refuses another."""
 
 
 class SettingsError(ValueError):
@@ -38,8 +51,13 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class RunSettings:
+    """The resolved configuration of one run. `host` is filled in once the servers are up."""
+
     name: str = "default"
     out: Path = Path("results")
+    run_dir: str = ""
+    """Write into exactly this folder (the sweep chooses each cell's); empty: a new
+    ``OUT/<UTC time>-<name>/``."""
     duration_s: float = 60.0
     users: int = 16
     spawn_rate: float = 0.0
@@ -66,11 +84,15 @@ class RunSettings:
     reject_wait_s: float = 0.5
     progress_s: float = 5.0
     stop_timeout_s: float = 10.0
+    request_timeout_s: float = 120.0
     max_client_lag_ms: float = 5.0
+    max_loop_lag_ms: float = 5.0
     max_cpu_percent: float = 85.0
     mock_args: tuple[str, ...] = ()
     service_args: tuple[str, ...] = ()
     explicit: frozenset[str] = field(default_factory=frozenset)
+    host: str = ""
+    demo: bool = False
 
     @property
     def user_class(self) -> str:
@@ -80,19 +102,84 @@ class RunSettings:
     def effective_spawn_rate(self) -> float:
         return self.spawn_rate or float(max(self.users, 1))
 
+    @property
+    def load_model(self) -> str:
+        """``closed``, ``shape:SPEC`` or ``open:KIND:RATE/s`` (as the summary records it)."""
+        if self.rate > 0:
+            return f"open:{self.arrival}:{self.rate:g}/s"
+        return f"shape:{self.shape}" if self.shape else "closed"
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, plus ``user_class`` and ``config_version``."""
+        data = dataclasses.asdict(self)
+        data["out"] = str(self.out)
+        data["mock_args"] = list(self.mock_args)
+        data["service_args"] = list(self.service_args)
+        data["explicit"] = sorted(self.explicit)
+        data["user_class"] = self.user_class
+        data["config_version"] = CONFIG_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """The inverse of `to_dict` (keys that are not fields, e.g. ``effective``, are skipped);
+        raises `SettingsError` on a document of another version or a field of the wrong type."""
+        version = data.get("config_version")
+        if version != CONFIG_VERSION:
+            raise SettingsError(
+                f"config.json: config_version {version!r}; this surgebench reads {CONFIG_VERSION}"
+            )
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            raw = data[f.name]
+            default = f.default if f.default is not dataclasses.MISSING else frozenset()
+            if isinstance(default, Path):
+                values[f.name] = Path(str(raw))
+            elif isinstance(default, tuple):
+                values[f.name] = tuple(str(v) for v in raw)
+            elif isinstance(default, frozenset):
+                values[f.name] = frozenset(str(v) for v in raw)
+            elif isinstance(default, bool):
+                values[f.name] = _typed(f.name, raw, bool)
+            elif isinstance(default, float):
+                values[f.name] = float(_typed(f.name, raw, int | float))
+            else:
+                values[f.name] = _typed(f.name, raw, type(default))
+        return cls(**values)
 
 
-def parse_duration_s(flag: str, text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise SettingsError(
-            f"{flag}: bad duration {text!r}; allowed: a number with an optional unit "
-            "ms, s, m or h (e.g. 30s, 2m)"
-        )
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+def _typed(name: str, value: Any, kind: Any) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SettingsError(f"config.json: {name} = {value!r} has the wrong type")
+    return value
+
+
+def config_document(settings: RunSettings, effective: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``config.json`` holds: the settings and the servers' effective configuration."""
+    return {**settings.to_dict(), "effective": dict(effective)}
+
+
+def read_config(path: Path) -> RunSettings:
+    """Rebuild the run's `RunSettings` from its ``config.json`` (the Locust side does this)."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"config.json {str(path)!r}: cannot read ({exc})") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config.json {str(path)!r}: expected an object")
+    return RunSettings.from_dict(data)
+
+
+DEFAULTS = RunSettings()
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration_s(text)
+    except DurationError as exc:
+        raise SettingsError(f"{flag}: {exc}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,46 +188,65 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
     p = _Parser(
         prog="surgebench run",
         description=(
             "Start the mock LLM and the service on free 127.0.0.1 ports, run a Locust load "
             "test headless, write results/<time>-<name>/ (config.json, Locust CSV/HTML, "
-            "summary.json) and a report. With no flags: a ~1 minute spike against a small "
-            "queue. Any --mock-FLAG VALUE / --service-FLAG VALUE is passed to that server."
+            "summary.json) and a report. With no load flags (--users, --rate, --shape): a ~1 "
+            "minute spike against a small demo queue; otherwise the service runs with its own "
+            "defaults plus the --service-FLAG VALUE flags given. Any --mock-FLAG VALUE / "
+            "--service-FLAG VALUE is passed to that server."
         ),
     )
     a = p.add_argument
-    a("--name", default="default", help="run name (folder suffix)")
-    a("--out", default="results", help="parent folder of the run folder (default results)")
-    a("--duration", default="60s", help="test length, e.g. 30s, 2m (default 60s)")
-    a("--users", type=int, help="concurrent users (closed loop) or max in flight (open loop)")
+    dur = format_duration_s
+    a("--name", default=d.name, help=f"run name (folder suffix; default {d.name})")
+    a("--out", default=str(d.out), help=f"parent folder of the run folder (default {d.out})")
+    a("--run-dir", default=d.run_dir, metavar="DIR", help="write the run into exactly DIR "
+      "(instead of a new OUT/<time>-<name>/); DIR must not hold a run yet")  # fmt: skip
+    a("--duration", default=dur(d.duration_s), help=f"test length, e.g. 30s, 2m "
+      f"(default {dur(d.duration_s)})")  # fmt: skip
+    a("--users", type=int, help=f"concurrent users (closed loop) or max in flight (open loop; "
+      f"default {d.users})")  # fmt: skip
     a("--spawn-rate", type=float, help="users started per second (default: all at once)")
     a("--rate", type=float, help="open loop: arrivals per second, independent of responses")
-    a("--arrival", default="poisson", help="open-loop arrivals: poisson or constant")
-    a("--warmup", default=None, help="left out of the statistics (default 5s, at most 1/4 run)")
-    a("--target", default="", help="test this running deployment; start no servers")
-    a("--processes", type=int, default=1, help="Locust processes (distributed mode when > 1)")
+    a("--arrival", default=d.arrival, help=f"open-loop arrivals: {', '.join(ARRIVAL_KINDS)} "
+      f"(default {d.arrival})")  # fmt: skip
+    a("--warmup", default=None, help=f"left out of the statistics (default "
+      f"{dur(d.warmup_s)}, at most 1/4 of the run)")  # fmt: skip
+    a("--target", default=d.target, help="test this running deployment; start no servers")
+    a("--processes", type=int, default=d.processes, help="Locust processes (distributed when > 1)")
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
     a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
     a("--compare-baseline", default="", metavar="NAME", help="gate this run on baseline NAME")
     a("--thresholds", default="", metavar="FILE", help="thresholds file for --compare-baseline")
-    a("--user", default="stream", help=f"scenario: {', '.join(USER_CLASSES)} (default stream)")
+    a("--user", default=d.user, help=f"scenario: {', '.join(USER_CLASSES)} (default {d.user})")
     a("--shape", default=None, help="step:S:STEP:EVERY_S:MAX, spike:B:P:AT_S:FOR_S, sweep:U1,U2:S")
-    a("--prompt-words", default="uniform:8:64", help="prompt length spec (words)")
-    a("--max-tokens", default="", help="output length spec sent as max_tokens")
-    a("--prompts", default="", help="JSONL prompt file (question, optional max_tokens)")
-    a("--model", default="mock", help="model name sent by the direct user")
-    a("--seed", type=int, default=1)
-    a("--slo-ttft-ms", type=float, default=0.0, help="goodput SLO on TTFT")
-    a("--slo-tpot-ms", type=float, default=0.0, help="goodput SLO on TPOT")
-    a("--slo-e2e-ms", type=float, default=0.0, help="goodput SLO on end-to-end latency")
-    a("--think", default="0s", help="closed loop: pause between a user's requests")
-    a("--reject-wait", default="0.5s", help="closed loop: pause after a rejection")
-    a("--progress", default="5s", help="progress line period (0 = none)")
-    a("--stop-timeout", default="10s", help="let in-flight streams finish at the end")
-    a("--max-client-lag-ms", type=float, default=5.0, help="validity: client lag p99 limit")
-    a("--max-cpu-percent", type=float, default=85.0, help="validity: generator CPU limit")
+    a("--prompt-words", default=d.prompt_words, help=f"prompt length spec in words "
+      f"(default {d.prompt_words})")  # fmt: skip
+    a("--max-tokens", default=d.max_tokens, help="output length spec sent as max_tokens")
+    a("--prompts", default=d.prompts, help="JSONL prompt file (question, optional max_tokens)")
+    a("--model", default=d.model, help=f"model name sent by the direct user (default {d.model})")
+    a("--seed", type=int, default=d.seed)
+    a("--slo-ttft-ms", type=float, default=d.slo_ttft_ms, help="goodput SLO on TTFT")
+    a("--slo-tpot-ms", type=float, default=d.slo_tpot_ms, help="goodput SLO on TPOT")
+    a("--slo-e2e-ms", type=float, default=d.slo_e2e_ms, help="goodput SLO on end-to-end latency")
+    a("--think", default=dur(d.think_s), help="closed loop: pause between a user's requests")
+    a("--reject-wait", default=dur(d.reject_wait_s), help=f"closed loop: pause after a "
+      f"rejection (default {dur(d.reject_wait_s)})")  # fmt: skip
+    a("--progress", default=dur(d.progress_s), help="progress line period (0 = none)")
+    a("--stop-timeout", default=dur(d.stop_timeout_s), help="let in-flight streams finish at "
+      f"the end (default {dur(d.stop_timeout_s)})")  # fmt: skip
+    a("--request-timeout", default=dur(d.request_timeout_s), help="per-read timeout of a "
+      f"request (default {dur(d.request_timeout_s)})")  # fmt: skip
+    a("--max-client-lag-ms", type=float, default=d.max_client_lag_ms, help="validity: client "
+      f"lag p99 limit (default {d.max_client_lag_ms:g})")  # fmt: skip
+    a("--max-loop-lag-ms", type=float, default=d.max_loop_lag_ms, help="validity: event-loop "
+      f"lag p99 limit (default {d.max_loop_lag_ms:g})")  # fmt: skip
+    a("--max-cpu-percent", type=float, default=d.max_cpu_percent, help="validity: generator "
+      f"CPU limit (default {d.max_cpu_percent:g})")  # fmt: skip
     return p
 
 
@@ -173,13 +279,13 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     own, mock, service = _split_passthrough(argv)
     ns = build_parser().parse_args(own)
     explicit = frozenset(a.split("=")[0] for a in own if a.startswith("--"))
-    duration_s = parse_duration_s("--duration", ns.duration)
+    duration_s = _duration("--duration", ns.duration)
     if duration_s <= 0:
         raise SettingsError(f"--duration: {ns.duration!r} must be > 0")
     if ns.warmup is None:
-        warmup_s = min(5.0, duration_s / 4)
+        warmup_s = min(DEFAULTS.warmup_s, duration_s / 4)
     else:
-        warmup_s = parse_duration_s("--warmup", ns.warmup)
+        warmup_s = _duration("--warmup", ns.warmup)
     if warmup_s >= duration_s:
         raise SettingsError(f"--warmup: {ns.warmup!r} must be shorter than --duration")
     if ns.user not in USER_CLASSES:
@@ -206,9 +312,12 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
                 raise SettingsError(f"{flag}: {exc}") from None
     if ns.prompts and not Path(ns.prompts).is_file():
         raise SettingsError(f"--prompts: {ns.prompts!r} is not a file; allowed: a JSONL file")
+    request_timeout_s = _duration("--request-timeout", ns.request_timeout)
+    if request_timeout_s <= 0:
+        raise SettingsError(f"--request-timeout: {ns.request_timeout!r} must be > 0")
     open_loop = ns.rate is not None
-    no_load_flags = ns.users is None and ns.shape is None and not open_loop
-    shape = ns.shape if ns.shape is not None else (DEFAULT_SHAPE if no_load_flags else "")
+    demo = ns.users is None and ns.shape is None and not open_loop
+    shape = ns.shape if ns.shape is not None else (DEFAULT_SHAPE if demo else "")
     if shape and open_loop:
         raise SettingsError("--shape: cannot be combined with --rate (open loop); choose one")
     if shape:
@@ -219,11 +328,12 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     users = ns.users or (
         schedule.max_users if shape else (max(16, int(ns.rate * 4)) if open_loop else 16)
     )
-    if not ns.target and ns.user != "direct":
-        service = [*DEFAULT_SERVICE, *service]
+    if demo and not ns.target and ns.user != "direct":
+        service = [*DEMO_SERVICE, *service]
     return RunSettings(
         name=ns.name,
         out=Path(ns.out),
+        run_dir=_fresh_run_dir(ns.run_dir),
         duration_s=duration_s,
         users=users,
         spawn_rate=ns.spawn_rate or 0.0,
@@ -240,21 +350,24 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         shape=shape,
         prompt_words=ns.prompt_words,
         max_tokens=ns.max_tokens,
-        prompts=ns.prompts,
+        prompts=str(Path(ns.prompts).resolve()) if ns.prompts else "",
         model=ns.model,
         seed=ns.seed,
         slo_ttft_ms=ns.slo_ttft_ms,
         slo_tpot_ms=ns.slo_tpot_ms,
         slo_e2e_ms=ns.slo_e2e_ms,
-        think_s=parse_duration_s("--think", ns.think),
-        reject_wait_s=parse_duration_s("--reject-wait", ns.reject_wait),
-        progress_s=parse_duration_s("--progress", ns.progress),
-        stop_timeout_s=parse_duration_s("--stop-timeout", ns.stop_timeout),
+        think_s=_duration("--think", ns.think),
+        reject_wait_s=_duration("--reject-wait", ns.reject_wait),
+        progress_s=_duration("--progress", ns.progress),
+        stop_timeout_s=_duration("--stop-timeout", ns.stop_timeout),
+        request_timeout_s=request_timeout_s,
         max_client_lag_ms=ns.max_client_lag_ms,
+        max_loop_lag_ms=ns.max_loop_lag_ms,
         max_cpu_percent=ns.max_cpu_percent,
         mock_args=(*DEFAULT_MOCK, *mock),
         service_args=tuple(service),
         explicit=explicit,
+        demo=demo,
     )
 
 
@@ -268,6 +381,15 @@ def _baseline_name(flag: str, name: str) -> str:
         return check_name(name)
     except ResultsError as exc:
         raise SettingsError(f"{flag}: {exc}") from None
+
+
+def _fresh_run_dir(path: str) -> str:
+    if path and (Path(path) / "summary.json").exists():
+        raise SettingsError(
+            f"--run-dir: {path!r} already holds a run (summary.json); allowed: a new or empty "
+            "folder"
+        )
+    return str(Path(path).resolve()) if path else ""
 
 
 def _thresholds_file(path: str) -> str:

@@ -1,15 +1,18 @@
 """Build `reports.results.Summary` from a merged `Recorder`, with the saturation verdict.
 
-Locust-free: called on the Locust master (or the only process) when it quits, and by tests.
+Locust-free and pure (inputs -> `Summary`, no clock, no files): `summarize` is called on the
+Locust master (or the only process) when it quits, and by tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loadtests.phases import PhaseSpan, phase_results
+from loadtests.phases import PhaseSpan, phase_plan, phase_results
 from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
+from loadtests.settings import DEFAULTS, RunSettings
 from reports.results import LATENCY_METRICS, Summary, TimePoint
 
 
@@ -21,10 +24,18 @@ class GuardSettings:
     client lag and loop lag grow first, so they are the primary signals and CPU the backstop.
     """
 
-    max_client_lag_p99_ms: float = 5.0
-    max_loop_lag_p99_ms: float = 5.0
-    max_cpu_percent: float = 85.0
+    max_client_lag_p99_ms: float = DEFAULTS.max_client_lag_ms
+    max_loop_lag_p99_ms: float = DEFAULTS.max_loop_lag_ms
+    max_cpu_percent: float = DEFAULTS.max_cpu_percent
     max_dropped_fraction: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings) -> GuardSettings:
+        return cls(
+            max_client_lag_p99_ms=settings.max_client_lag_ms,
+            max_loop_lag_p99_ms=settings.max_loop_lag_ms,
+            max_cpu_percent=settings.max_cpu_percent,
+        )
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class RunInfo:
     workers_reported: int = 1
     config: dict[str, Any] | None = None
     versions: dict[str, str] | None = None
+    effective: dict[str, Any] | None = None
     phases: tuple[PhaseSpan, ...] = ()
 
 
@@ -169,6 +181,7 @@ def build_summary(
         ),
         config=dict(info.config or {}),
         versions=dict(info.versions or {}),
+        effective=dict(info.effective or {}),
     )
     ok = recorder.outcomes.get("ok", 0)
     summary.goodput = {
@@ -189,3 +202,50 @@ def build_summary(
 def histogram_of(summary: Summary, metric: str) -> Any:
     """Decode one of a summary's histograms (microseconds)."""
     return decode_histogram(summary.histograms[metric])
+
+
+@dataclass(frozen=True)
+class Window:
+    """When the test ran, as the Locust process saw it (``time.time_ns()``)."""
+
+    start_ns: int
+    stop_ns: int
+    started_at: str
+
+
+def summarize(
+    recorder: Recorder,
+    settings: RunSettings,
+    window: Window,
+    *,
+    distributed: bool,
+    workers_reported: int,
+    config: Mapping[str, Any],
+    versions: Mapping[str, str],
+) -> Summary:
+    """The run's summary from what was measured and the run's configuration (pure).
+
+    `distributed`: this is the master of ``settings.processes`` workers (else one local process).
+    `config`: the ``config.json`` document, embedded whole; its ``effective`` part is also the
+    summary's `effective`.
+    """
+    measured_s = max(0.0, (window.stop_ns - recorder.measure_from_ns) / 1e9)
+    effective = config.get("effective")
+    info = RunInfo(
+        name=settings.name,
+        started_at=window.started_at,
+        start_epoch_s=window.start_ns / 1e9,
+        duration_s=(window.stop_ns - window.start_ns) / 1e9,
+        warmup_s=settings.warmup_s,
+        target=settings.host or settings.target,
+        load_model=settings.load_model,
+        processes=max(1, settings.processes) if distributed else 1,
+        workers_reported=workers_reported if distributed else 1,
+        config=dict(config),
+        versions=dict(versions),
+        effective=dict(effective) if isinstance(effective, Mapping) else {},
+        phases=tuple(phase_plan(settings)),
+    )
+    return build_summary(
+        recorder, info, measured_s=measured_s, guard=GuardSettings.from_settings(settings)
+    )

@@ -1,315 +1,47 @@
-"""`surgebench sweep CONFIG_FILE --out DIR`: a matrix of service settings x offered loads.
+"""`surgebench sweep CONFIG_FILE --out DIR`: run a sweep plan's cells, then its report.
 
-Each cell runs ``surgebench run ... --no-report`` as a subprocess (one results folder per cell,
-under ``DIR/runs/<cell>/``); ``DIR/sweep.json`` records the plan and where each cell's results
-are. Rerunning the same command resumes: cells whose ``summary.json`` exists are skipped. At the
-end the sweep report (figures, ranking, capacity answer) is written into DIR.
-
-Config file (TOML or JSON)::
-
-    name = "admission"
-    duration = "10s"           # per cell
-    warmup = "2s"              # optional
-    load_kind = "users"        # or "rate" (open loop, requests/s)
-    loads = [10, 20, 40]
-    slo = "ttft_p95<800ms,rejections<1%"   # optional, for the report
-    [run]                      # optional: extra `surgebench run` flags for every cell
-    spawn-rate = 100
-    [mock]                     # fixed mock settings -> --mock-KEY VALUE
-    ttft-ms = 100
-    [service]                  # fixed service settings -> --service-KEY VALUE
-    timeout-s = 30
-    [matrix.service]           # every combination is one configuration
-    max-concurrent = [8, 32]
-    queue-size = [0, 64]
-    [[configurations]]         # and/or configurations listed by hand
-    name = "big"
-    service = {max-concurrent = 128}
+The plan (config file -> validated configurations x loads -> cells) is `loadtests.sweep_plan`;
+this module executes it. Each cell runs ``surgebench run ... --run-dir DIR/runs/<cell>
+--no-report`` as a subprocess: the sweep chooses each cell's folder, so it finds the cell's
+results there (never by reading the run's output). ``DIR/sweep.json`` records the plan and each
+cell's folder and status. Rerunning the same command resumes: cells whose ``summary.json``
+exists are skipped. At the end the sweep report (figures, ranking, capacity answer) is written
+into DIR. The config file's format is in `loadtests.sweep_plan` and docs/loadtests.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import re
 import subprocess
 import sys
 import time
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
+from loadtests.sweep_plan import (
+    SweepConfigError,
+    SweepPlan,
+    cell_argv,
+    format_value,
+    load_plan,
+    new_manifest,
+    plan_seconds,
+)
 from reports.errors import SloError
 from reports.results import SUMMARY_FILE, ResultsError
 from reports.slo import parse_slo
 from reports.sweep_report import write_sweep_report
-from reports.sweeps import LOAD_KINDS, SweepCell, SweepManifest, read_manifest, write_manifest
+from reports.sweeps import SweepManifest, read_manifest, write_manifest
 
-TOP_LEVEL_KEYS = (
-    "name",
-    "duration",
-    "warmup",
-    "load_kind",
-    "loads",
-    "slo",
-    "run",
-    "mock",
-    "service",
-    "matrix",
-    "configurations",
-)
-_DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)?$")
-_FLAG_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-RESULTS_LINE_RE = re.compile(r"^results:\s*(.+?)\s*$")
-Scalar = str | int | float | bool
-
-
-class SweepConfigError(ValueError):
-    """A sweep config that cannot be used; the message names the key and what is allowed."""
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One service (and mock) setting of the matrix."""
-
-    name: str
-    mock: dict[str, Scalar]
-    service: dict[str, Scalar]
-
-    def settings(self) -> dict[str, Any]:
-        return {"mock": self.mock, "service": self.service}
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """The parsed config: configurations x loads, and how to run each cell."""
-
-    name: str
-    duration: str
-    warmup: str | None
-    load_kind: str
-    loads: list[float]
-    slo: str
-    run_flags: dict[str, Scalar]
-    configurations: list[Configuration]
-
-    def cells(self) -> list[SweepCell]:
-        return [
-            SweepCell(id=f"c{ci:02d}-l{li:02d}", configuration=config.name, load=load)
-            for ci, config in enumerate(self.configurations)
-            for li, load in enumerate(self.loads)
-        ]
-
-    def configuration(self, name: str) -> Configuration:
-        return next(c for c in self.configurations if c.name == name)
-
-
-def _scalar(where: str, value: Any) -> Scalar:
-    if isinstance(value, str | int | float | bool):
-        return value
-    raise SweepConfigError(f"{where} = {value!r}: expected a string, number or boolean")
-
-
-def _flags(where: str, table: Any) -> dict[str, Scalar]:
-    if table is None:
-        return {}
-    if not isinstance(table, dict):
-        raise SweepConfigError(f"[{where}] must be a table of flag = value")
-    flags: dict[str, Scalar] = {}
-    for key, value in table.items():
-        if not _FLAG_RE.match(key):
-            raise SweepConfigError(f"[{where}] key {key!r} is not a flag name (letters, - and _)")
-        flags[key.replace("_", "-")] = _scalar(f"{where}.{key}", value)
-    return flags
-
-
-def _format(value: Scalar) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _matrix_configurations(
-    matrix: Any, base_mock: dict[str, Scalar], base_service: dict[str, Scalar]
-) -> list[Configuration]:
-    if matrix is None:
-        return []
-    if not isinstance(matrix, dict) or set(matrix) - {"mock", "service"}:
-        raise SweepConfigError("[matrix] may hold only [matrix.mock] and [matrix.service] tables")
-    axes: list[tuple[str, str, list[Scalar]]] = []
-    for part in ("mock", "service"):
-        table = matrix.get(part, {})
-        if not isinstance(table, dict):
-            raise SweepConfigError(f"[matrix.{part}] must be a table of flag = [values]")
-        for key, values in table.items():
-            if not _FLAG_RE.match(key):
-                raise SweepConfigError(f"[matrix.{part}] key {key!r} is not a flag name")
-            if not isinstance(values, list) or not values:
-                raise SweepConfigError(
-                    f"matrix.{part}.{key} = {values!r}: expected a non-empty list of values"
-                )
-            axes.append(
-                (part, key.replace("_", "-"), [_scalar(f"matrix.{part}.{key}", v) for v in values])
-            )
-    if not axes:
-        return []
-    configurations: list[Configuration] = []
-    for combination in itertools.product(*(values for _, _, values in axes)):
-        mock, service = dict(base_mock), dict(base_service)
-        label: list[str] = []
-        for (part, key, values), value in zip(axes, combination, strict=True):
-            (mock if part == "mock" else service)[key] = value
-            if len(values) > 1:
-                label.append(f"{key}={_format(value)}")
-        name = ",".join(label) or "default"
-        configurations.append(Configuration(name, mock, service))
-    return configurations
-
-
-def parse_plan(data: Mapping[str, Any], source: str = "config") -> SweepPlan:
-    """Validate a sweep config strictly; `SweepConfigError` names the bad key."""
-    unknown = set(data) - set(TOP_LEVEL_KEYS)
-    if unknown:
-        raise SweepConfigError(
-            f"{source}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(TOP_LEVEL_KEYS)}"
-        )
-    name = str(data.get("name", Path(source).stem or "sweep"))
-    duration = str(data.get("duration", ""))
-    if not _DURATION_RE.match(duration):
-        raise SweepConfigError(
-            f"{source}: duration = {duration!r} is not valid; allowed: a number with ms, s, m or "
-            'h, e.g. "10s"'
-        )
-    warmup = data.get("warmup")
-    if warmup is not None and not _DURATION_RE.match(str(warmup)):
-        raise SweepConfigError(f'{source}: warmup = {warmup!r} is not valid; e.g. "2s"')
-    load_kind = str(data.get("load_kind", "users"))
-    if load_kind not in LOAD_KINDS:
-        raise SweepConfigError(
-            f"{source}: load_kind = {load_kind!r} is not valid; allowed: {', '.join(LOAD_KINDS)}"
-        )
-    loads = data.get("loads")
-    if (
-        not isinstance(loads, list)
-        or not loads
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in loads)
-    ):
-        raise SweepConfigError(
-            f"{source}: loads = {loads!r} is not valid; allowed: a non-empty list of positive "
-            "numbers (users or requests/s)"
-        )
-    if load_kind == "users" and not all(float(v).is_integer() for v in loads):
-        raise SweepConfigError(f"{source}: loads = {loads!r}: users must be whole numbers")
-    if len(set(loads)) != len(loads):
-        raise SweepConfigError(f"{source}: loads = {loads!r} has duplicates")
-    slo = str(data.get("slo", ""))
-    if slo:
-        try:
-            parse_slo(slo)
-        except SloError as exc:
-            raise SweepConfigError(f"{source}: slo: {exc}") from exc
-    run_flags = _flags("run", data.get("run"))
-    reserved = {"name", "out", "duration", "warmup", "users", "rate", "no-report"}
-    clash = reserved & set(run_flags) - ({"users"} if load_kind == "rate" else set())
-    if clash:
-        raise SweepConfigError(
-            f"{source}: [run] may not set {sorted(clash)}: the sweep sets them per cell"
-        )
-    base_mock = _flags("mock", data.get("mock"))
-    base_service = _flags("service", data.get("service"))
-    configurations = _matrix_configurations(data.get("matrix"), base_mock, base_service)
-    listed = data.get("configurations", [])
-    if not isinstance(listed, list):
-        raise SweepConfigError(f"{source}: configurations must be a list of tables")
-    for index, entry in enumerate(listed):
-        if not isinstance(entry, dict) or set(entry) - {"name", "mock", "service"}:
-            raise SweepConfigError(
-                f"{source}: configurations[{index}] may hold only name, mock and service"
-            )
-        label = str(entry.get("name", f"config{index + 1}"))
-        configurations.append(
-            Configuration(
-                label,
-                {**base_mock, **_flags(f"configurations[{index}].mock", entry.get("mock"))},
-                {
-                    **base_service,
-                    **_flags(f"configurations[{index}].service", entry.get("service")),
-                },
-            )
-        )
-    if not configurations:
-        configurations = [Configuration("default", base_mock, base_service)]
-    names = [c.name for c in configurations]
-    if len(set(names)) != len(names):
-        raise SweepConfigError(f"{source}: configuration names repeat: {names}")
-    return SweepPlan(
-        name,
-        duration,
-        str(warmup) if warmup is not None else None,
-        load_kind,
-        [float(v) for v in loads],
-        slo,
-        run_flags,
-        configurations,
-    )
-
-
-def load_plan(path: Path) -> SweepPlan:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise SweepConfigError(f"CONFIG_FILE {str(path)!r}: cannot read ({exc.strerror})") from exc
-    try:
-        data: Any = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "TOML"
-        raise SweepConfigError(f"CONFIG_FILE {str(path)!r}: not valid {kind} ({exc})") from exc
-    if not isinstance(data, dict):
-        raise SweepConfigError(f"CONFIG_FILE {str(path)!r}: expected a table at the top level")
-    return parse_plan(data, str(path))
-
-
-def cell_argv(plan: SweepPlan, cell: SweepCell, out_dir: Path) -> list[str]:
-    """The `surgebench run` arguments of one cell (docs/contracts.md)."""
-    config = plan.configuration(cell.configuration)
-    argv = [
-        "run",
-        "--name",
-        f"{plan.name}-{cell.id}",
-        "--out",
-        str(out_dir),
-        "--duration",
-        plan.duration,
-        "--no-report",
-    ]
-    argv += (
-        ["--users", _format(cell.load)]
-        if plan.load_kind == "users"
-        else ["--rate", _format(cell.load)]
-    )
-    if plan.warmup:
-        argv += ["--warmup", plan.warmup]
-    for prefix, flags in (
-        ("", plan.run_flags),
-        ("mock-", config.mock),
-        ("service-", config.service),
-    ):
-        for key, value in flags.items():
-            if value is True:
-                argv.append(f"--{prefix}{key}")
-            elif value is not False:
-                argv += [f"--{prefix}{key}", _format(value)]
-    return argv
+__all__ = ["CellOutcome", "CellRunner", "Progress", "SweepConfigError", "main", "run_sweep"]
 
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """What running one cell gave: its run folder, or why not."""
+    """What running one cell gave: None, or why it failed."""
 
-    run_dir: Path | None
     error: str | None = None
 
 
@@ -318,7 +50,7 @@ CellRunner = Callable[[list[str], Path, float], CellOutcome]
 
 
 def subprocess_runner(args: list[str], log_path: Path, timeout_s: float) -> CellOutcome:
-    """Run ``python -m surgebench ARGS``; its last ``results: PATH`` line names the folder."""
+    """Run ``python -m surgebench ARGS`` (its output goes to `log_path`)."""
     argv = [sys.executable, "-m", "surgebench", *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
@@ -327,31 +59,17 @@ def subprocess_runner(args: list[str], log_path: Path, timeout_s: float) -> Cell
         try:
             completed = subprocess.run(
                 argv,
-                stdout=subprocess.PIPE,
-                stderr=log,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                text=True,
                 timeout=timeout_s,
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return CellOutcome(None, f"timed out after {timeout_s:g} s (log: {log_path})")
-        log.write(completed.stdout)
-    lines = [line for line in completed.stdout.splitlines() if line.strip()]
-    match = RESULTS_LINE_RE.match(lines[-1]) if lines else None
-    if completed.returncode != 0 and not (match and Path(match.group(1), SUMMARY_FILE).exists()):
-        return CellOutcome(None, f"surgebench run exited {completed.returncode} (log: {log_path})")
-    if match is None:
-        return CellOutcome(None, f"no 'results: PATH' line in the output (log: {log_path})")
-    return CellOutcome(Path(match.group(1)))
-
-
-def duration_s(text: str) -> float:
-    match = re.match(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$", text)
-    if match is None:
-        return 0.0
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[match.group(2)]
-    return float(match.group(1)) * scale
+            return CellOutcome(f"timed out after {timeout_s:g} s (log: {log_path})")
+    if completed.returncode != 0:
+        return CellOutcome(f"surgebench run exited {completed.returncode} (log: {log_path})")
+    return CellOutcome()
 
 
 def _fmt_s(seconds: float) -> str:
@@ -392,9 +110,9 @@ class Progress:
         print(f"{self.bar()} | {message}", file=self.stream, flush=True)
 
 
-def _existing_run(cell_out: Path) -> Path | None:
-    runs = sorted(p.parent for p in cell_out.glob(f"*/{SUMMARY_FILE}"))
-    return runs[-1] if runs else None
+def cell_dir(sweep_dir: Path, cell_id: str) -> Path:
+    """The folder the sweep chooses for one cell's run."""
+    return sweep_dir / "runs" / cell_id
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -402,18 +120,6 @@ def _relative(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return str(path.resolve())
-
-
-def new_manifest(plan: SweepPlan) -> SweepManifest:
-    return SweepManifest(
-        name=plan.name,
-        load_kind=plan.load_kind,
-        loads=plan.loads,
-        configurations=[{"name": c.name, "settings": c.settings()} for c in plan.configurations],
-        cells=plan.cells(),
-        duration=plan.duration,
-        slo=plan.slo,
-    )
 
 
 def check_same_plan(existing: SweepManifest, fresh: SweepManifest, sweep_dir: Path) -> None:
@@ -444,35 +150,31 @@ def run_sweep(
     manifest = fresh
     progress = Progress(len(manifest.cells), stream or sys.stderr, clock)
     for cell in manifest.cells:
-        existing = _existing_run(sweep_dir / "runs" / cell.id)
-        if existing is not None:
-            cell.status, cell.run_dir = "done", _relative(existing, sweep_dir)
+        run_dir = cell_dir(sweep_dir, cell.id)
+        if (run_dir / SUMMARY_FILE).exists():
+            cell.status, cell.run_dir = "done", _relative(run_dir, sweep_dir)
             progress.done += 1
     write_manifest(sweep_dir, manifest)
     if progress.done:
         progress.note(f"resuming: {progress.done} cell(s) already have results")
-    timeout_s = duration_s(plan.duration) + duration_s(plan.warmup or "0") + 180.0
+    timeout_s = plan_seconds(plan.duration) + plan_seconds(plan.warmup) + 180.0
     for cell in manifest.cells:
         if cell.status == "done":
             continue
         unit = "users" if plan.load_kind == "users" else "req/s"
-        progress.note(f"running {cell.id}: {cell.configuration} at {_format(cell.load)} {unit}")
+        load = format_value(cell.load)
+        progress.note(f"running {cell.id}: {cell.configuration} at {load} {unit}")
+        run_dir = cell_dir(sweep_dir, cell.id)
         outcome = runner(
-            cell_argv(plan, cell, sweep_dir / "runs" / cell.id),
-            sweep_dir / "logs" / f"{cell.id}.log",
-            timeout_s,
+            cell_argv(plan, cell, run_dir), sweep_dir / "logs" / f"{cell.id}.log", timeout_s
         )
         progress.ran += 1
         progress.done += 1
-        if outcome.run_dir is not None and (outcome.run_dir / SUMMARY_FILE).exists():
-            cell.status, cell.run_dir, cell.error = (
-                "done",
-                _relative(outcome.run_dir, sweep_dir),
-                None,
-            )
+        if (run_dir / SUMMARY_FILE).exists():  # an interrupted run still wrote its figures
+            cell.status, cell.run_dir, cell.error = "done", _relative(run_dir, sweep_dir), None
         else:
             cell.status = "failed"
-            cell.error = outcome.error or f"no {SUMMARY_FILE} in {outcome.run_dir}"
+            cell.error = outcome.error or f"no {SUMMARY_FILE} in {run_dir}"
             progress.note(f"{cell.id} failed: {cell.error}")
         write_manifest(sweep_dir, manifest)
     progress.note("all cells finished")
@@ -531,9 +233,9 @@ def main(argv: Sequence[str], runner: CellRunner = subprocess_runner) -> int:
             parse_slo(args.slo)
         if args.dry_run:
             for cell in plan.cells():
-                argv_text = " ".join(cell_argv(plan, cell, args.out / "runs" / cell.id))
+                argv_text = " ".join(cell_argv(plan, cell, cell_dir(args.out, cell.id)))
                 print(
-                    f"{cell.id} [{cell.configuration} @ {_format(cell.load)}]: "
+                    f"{cell.id} [{cell.configuration} @ {format_value(cell.load)}]: "
                     f"surgebench {argv_text}"
                 )
             return 0

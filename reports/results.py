@@ -283,6 +283,9 @@ class Summary:
     phases: list[Phase] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    effective: dict[str, Any] = field(default_factory=dict)
+    """What the mock and the service said they ran with (``GET /config``): ``{"mock": {...} |
+    None, "service": {...} | None}``; empty for runs recorded before it existed."""
     schema_version: int = SCHEMA_VERSION
 
     # Derived figures: computed, never stored separately, so they cannot disagree.
@@ -341,6 +344,7 @@ class Summary:
         data["phases"] = [p.to_dict() for p in self.phases]
         data["config"] = self.config
         data["versions"] = dict(self.versions)
+        data["effective"] = dict(self.effective)
         return data
 
     @classmethod
@@ -382,6 +386,7 @@ class Summary:
                 phases=[Phase.from_dict(p) for p in data.get("phases", [])],
                 config=dict(data.get("config", {})),
                 versions=dict(data.get("versions", {})),
+                effective=dict(data.get("effective") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsError(f"{source}: malformed summary ({exc!r})") from exc

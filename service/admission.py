@@ -5,11 +5,13 @@ Three policies share one interface. `enter()` is synchronous: it either rejects 
 ticket.wait(timeout_s)` waits for a slot; `ticket.release()` gives back whatever the ticket holds
 (a wait-list place, a slot, or nothing) and is safe to call on every path, any number of times.
 
+`max_concurrent` is the concurrency limit under both limiting policies:
+
 - `none`: every request runs at once (the baseline).
 - `semaphore`: `max_concurrent` permits; up to `queue_size` requests wait in FIFO order.
-- `queue`: the seed's design: a bounded FIFO of `queue_size` served by W worker tasks; a worker
-  takes the next waiting request, hands it a slot and waits until the request releases it, so W
-  is the concurrency limit.
+- `queue`: the seed's design: a bounded FIFO of `queue_size` served by W worker tasks, W =
+  `max_concurrent` unless `--workers` overrides it; a worker takes the next waiting request,
+  hands it a slot and waits until the request releases it, so W is the concurrency limit.
 
 A waiter that gives up (timeout, client gone) leaves the wait list at once, so abandoned requests
 neither hold a queue place nor get served later as zombie work.

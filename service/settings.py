@@ -80,15 +80,22 @@ class ServiceSettings:
     )
     admission: str = _opt(
         "queue",
-        "queue: bounded FIFO served by --workers tasks; semaphore: --max-concurrent permits "
-        "with a bounded wait list; none: no limit",
+        "queue: bounded FIFO served by --max-concurrent worker tasks; semaphore: "
+        "--max-concurrent permits with a bounded wait list; none: no limit",
         choices=("queue", "semaphore", "none"),
     )
-    max_concurrent: int = _opt(64, "semaphore permits (and --workers default)", min=1)
+    max_concurrent: int = _opt(
+        64,
+        "the concurrency limit under every admission policy but none (queue: worker tasks; "
+        "semaphore: permits)",
+        min=1,
+    )
     queue_size: int = _opt(
         256, "requests allowed to wait for a slot; one more is rejected at once", min=0
     )
-    workers: int = _opt(0, "queue worker tasks (0: same as --max-concurrent)", min=0)
+    workers: int = _opt(
+        0, "queue only: override the worker count (0: --max-concurrent, the usual)", min=0
+    )
     queue_timeout_s: float = _opt(10.0, "longest wait for a slot before an overloaded error", min=0)
     reject_status: int = _opt(503, "HTTP status of an admission rejection", choices=(503, 429))
     retry_after_s: int = _opt(1, "Retry-After seconds sent with rejections", min=0)
@@ -124,6 +131,13 @@ class ServiceSettings:
     log_level: str = _opt(
         "warning", "log level", choices=("critical", "error", "warning", "info", "debug")
     )
+
+    def __post_init__(self) -> None:
+        if self.workers and self.admission != "queue":
+            raise SettingsError(
+                f"--workers: {self.workers} applies only to --admission queue (this is "
+                f"{self.admission}); allowed: 0, or set the limit with --max-concurrent"
+            )
 
     @property
     def worker_count(self) -> int:

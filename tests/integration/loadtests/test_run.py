@@ -81,3 +81,20 @@ def test_bad_passthrough_flag_exits_2(surge_run: RunCommand) -> None:
     run = surge_run("--duration", "3s", "--mock-ttft-ms", "fast")
     assert run.code == 2, run.output
     assert "ttft-ms" in run.output and "fast" in run.output
+
+
+def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand) -> None:
+    """32 users against --service-max-concurrent 32: none waits, none is rejected. (The no-flag
+    demo's queue of 8 + 8 once applied to every run and rejected most of these.)"""
+    run = surge_run(
+        "--users", "32", "--service-max-concurrent", "32", "--duration", "6s", "--warmup", "0s",
+        "--mock-ttft-ms", "1000", "--mock-itl-ms", "10", "--mock-output-tokens", "2",
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    s = run.summary
+    assert s is not None and run.run_dir is not None
+    assert s.outcomes["rejected"] == 0 and s.outcomes["ok"] >= 32, s.outcomes
+    ttft = s.metric("ttft_ms")
+    assert ttft.p50 is not None and 990 <= ttft.p50 <= 1300, ttft
+    config = json.loads((run.run_dir / "config.json").read_text())
+    assert config["service_args"] == ["--max-concurrent", "32"] and not config["demo"]

@@ -21,10 +21,9 @@ slo = "ttft_p95<1000ms,rejections<5%"
 ttft-ms = 50
 output-tokens = 10
 [service]
-admission = "queue"
 queue-size = 16
 [matrix.service]
-workers = [1, 4]
+max-concurrent = [1, 4]
 """
 
 
@@ -39,13 +38,25 @@ def test_tiny_sweep_ranks_configurations_and_answers_capacity(
     assert sweep_main([str(config), "--out", str(out), "--no-svg"]) == 0
     manifest = read_manifest(out)
     assert [c.status for c in manifest.cells] == ["done"] * 4
+    service_args = set()
     for cell in manifest.cells:
         run_dir = out / str(cell.run_dir)
-        assert (run_dir / "summary.json").exists() and (run_dir / "config.json").exists()
+        assert run_dir == out / "runs" / cell.id  # the folder the sweep chose for the cell
+        assert (run_dir / "summary.json").exists()
+        config = json.loads((run_dir / "config.json").read_text())
+        service_args.add(tuple(config["service_args"]))
+    # each configuration reached the service as asked (no demo defaults in between)
+    assert service_args == {
+        ("--queue-size", "16", "--max-concurrent", "1"),
+        ("--queue-size", "16", "--max-concurrent", "4"),
+    }
     markdown = (out / "report.md").read_text()
     assert "## Which configuration should I use?" in markdown
     ranking = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert sorted(line.split("|")[2].strip() for line in ranking) == ["workers=1", "workers=4"]
+    assert sorted(line.split("|")[2].strip() for line in ranking) == [
+        "max-concurrent=1",
+        "max-concurrent=4",
+    ]
     assert (out / "figures" / "ttft_p95_vs_load.png").exists()
     capsys.readouterr()
 
@@ -65,10 +76,10 @@ def test_tiny_sweep_ranks_configurations_and_answers_capacity(
     data = json.loads(answer.read_text())
     assert data["recommendation"] in printed
     held = {c["configuration"]: c["max_load"] for c in data["configurations"]}
-    assert set(held) == {"workers=1", "workers=4"}
-    # Two users against four workers (mock TTFT 50 ms) are far inside the SLO.
+    assert set(held) == {"max-concurrent=1", "max-concurrent=4"}
+    # Two users against a limit of four (mock TTFT 50 ms) are far inside the SLO.
     assert code == 0, printed
     assert data["recommended"] in held
     assert data["recommendation"].startswith(f"Use {data['recommended']}: it holds")
-    # Four workers never hold less load than one against the same mock.
-    assert (held["workers=4"] or 0) >= (held["workers=1"] or 0)
+    # A limit of four never holds less load than a limit of one against the same mock.
+    assert (held["max-concurrent=4"] or 0) >= (held["max-concurrent=1"] or 0)

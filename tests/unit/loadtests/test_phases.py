@@ -16,69 +16,69 @@ from tests.unit.loadtests.test_recorder_and_summary import MS, T0, random_record
 
 
 def test_spike_plan_before_during_after() -> None:
-    spans = plan_phases("spike:8:24:25:15|60|100", users=24)
+    spans = plan_phases("spike:8:24:25:15", 60, users=24)
     assert [(s.kind, s.label, s.start_s, s.end_s, s.users) for s in spans] == [
         ("before_spike", "8 users", 0.0, 25.0, 8),
         ("spike", "spike to 24 users", 25.0, 40.0, 24),
         ("after_spike", "back to 8 users", 40.0, 60.0, 8),
     ]
     # a spike that runs past the end has no "after"; one at 0 s has no "before"
-    assert [s.kind for s in plan_phases("spike:8:24:50:30|60|1", users=1)] == [
+    assert [s.kind for s in plan_phases("spike:8:24:50:30", 60, users=1)] == [
         "before_spike",
         "spike",
     ]
-    assert [s.kind for s in plan_phases("spike:8:24:0:10|60|1", users=1)] == [
+    assert [s.kind for s in plan_phases("spike:8:24:0:10", 60, users=1)] == [
         "spike",
         "after_spike",
     ]
 
 
 def test_step_plan_stops_at_the_cap_and_sweep_has_one_phase_per_level() -> None:
-    spans = plan_phases("step:4:4:10:12|60|10", users=12)
+    spans = plan_phases("step:4:4:10:12", 60, users=12)
     assert [(s.label, s.start_s, s.end_s) for s in spans] == [
         ("step 1: 4 users", 0.0, 10.0),
         ("step 2: 8 users", 10.0, 20.0),
         ("step 3: 12 users", 20.0, 60.0),
     ]
-    sweep = plan_phases("sweep:2,4,8:20|100|10", users=8)
+    sweep = plan_phases("sweep:2,4,8:20", 100, users=8)
     assert [(s.kind, s.users, s.start_s, s.end_s) for s in sweep] == [
         ("level", 2, 0.0, 20.0),
         ("level", 4, 20.0, 40.0),
         ("level", 8, 40.0, 60.0),
     ]
-    many = plan_phases("step:1:1:1:100000|100000|10", users=1)
+    many = plan_phases("step:1:1:1:100000", 100000, users=1)
     assert len(many) == MAX_PHASES and many[-1].end_s == 100000
 
 
 def test_plans_without_a_shape_and_with_a_bad_one() -> None:
-    (closed,) = plan_phases("", users=16)
+    (closed,) = plan_phases("", 60, users=16)
     assert (closed.kind, closed.label, closed.users, closed.end_s) == (
         "whole",
         "16 users",
         16,
         math.inf,
     )
-    (open_loop,) = plan_phases("", users=64, rate_per_s=2.5, arrival="poisson")
+    (open_loop,) = plan_phases("", 60, users=64, rate_per_s=2.5, arrival="poisson")
     assert (open_loop.label, open_loop.users, open_loop.rate_per_s) == (
         "2.5 requests/s offered (poisson)",
         None,
         2.5,
     )
-    assert plan_phases("spike:x|60|1", users=3)[0].label == "3 users"
+    assert plan_phases("spike:x", 60, users=3)[0].label == "3 users"
 
 
 @pytest.mark.parametrize(
     ("start_ns", "index"), [(T0 - 1, 0), (T0, 0), (T0 + 9_999 * MS, 0), (T0 + 10_000 * MS, 1)]
 )
 def test_a_request_belongs_to_the_phase_in_which_it_started(start_ns: int, index: int) -> None:
-    starts = phase_starts_ns(plan_phases("step:1:1:10:2|60|1", users=2), T0)
+    starts = phase_starts_ns(plan_phases("step:1:1:10:2", 60, users=2), T0)
     assert phase_index(starts, start_ns) == index
 
 
 def test_phase_histograms_merge_exactly_and_reach_the_summary(tmp_path: Path) -> None:
     """Three processes file requests under two phases; the master's per-phase percentiles equal
     one recorder's over the same requests, and each phase equals the filter of its requests."""
-    spans = plan_phases("step:2:2:5:4|30|10", users=4)  # 0-5 s: 2 users, 5-30 s: 4 users
+    spans = plan_phases("step:2:2:5:4", 30, users=4)  # 0-5 s: 2 users, 5-30 s: 4 users
     starts = phase_starts_ns(spans, T0)
     records = random_records(400)  # starts at T0 + i * 37 ms: 0-14.8 s
     whole = Recorder(phase_starts_ns=starts)
@@ -120,7 +120,7 @@ def test_phase_histograms_merge_exactly_and_reach_the_summary(tmp_path: Path) ->
 
 
 def test_warm_up_requests_stay_out_of_the_phases() -> None:
-    spans = plan_phases("", users=2)
+    spans = plan_phases("", 60, users=2)
     recorder = Recorder(measure_from_ns=T0 + 1_000 * MS, phase_starts_ns=phase_starts_ns(spans, T0))
     recorder.record_request(RequestRecord(T0, T0 + 5 * MS, oc.REJECTED))
     recorder.record_request(RequestRecord(T0 + 2_000 * MS, T0 + 2_003 * MS, oc.REJECTED))

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
 from loadtests import outcomes as oc
 from loadtests.recorder import Recorder, RequestRecord, Slo
-from loadtests.summary import GuardSettings, RunInfo, build_summary
+from loadtests.settings import config_document, parse_run_args
+from loadtests.summary import GuardSettings, RunInfo, Window, build_summary, summarize
 from reports.results import read_summary, write_summary
 
 MS = 1_000_000
@@ -182,3 +184,38 @@ def test_console_table_shows_the_figures_and_a_loud_verdict() -> None:
     text = console_table(build_summary(rec, run_info(), measured_s=10.0))
     assert "TTFT ms" in text and "ITL ms" in text and "rejection rate" in text
     assert "VALID: NO" in text and "CPU of one process reached 99%" in text
+
+
+def test_summarize_is_a_function_of_the_recording_and_the_run_settings() -> None:
+    """The summary comes from (recorder, settings, window, ...) alone: same inputs, same dict."""
+    settings = replace(
+        parse_run_args(["--users", "4", "--duration", "20s", "--warmup", "2s", "--name", "pure",
+                        "--max-cpu-percent", "10", "--processes", "2"]),
+        host="http://127.0.0.1:1",
+    )  # fmt: skip
+    rec = Recorder()
+    rec.measure_from_ns = T0 + 2_000 * MS
+    for r in random_records(100):
+        rec.record_request(r)
+    rec.record_cpu(20.0)
+    effective = {"mock": {"ttft_ms": 100.0}, "service": {"max_concurrent": 8}}
+    config = config_document(settings, effective)
+    window = Window(start_ns=T0, stop_ns=T0 + 20_000 * MS, started_at="2027-01-15T08:00:00Z")
+
+    def once(distributed: bool) -> dict[str, object]:
+        return summarize(
+            rec, settings, window, distributed=distributed, workers_reported=2,
+            config=config, versions={"surgebench": "x"},
+        ).to_dict()  # fmt: skip
+
+    first = once(True)
+    assert first == once(True)
+    assert first["name"] == "pure" and first["target"] == "http://127.0.0.1:1"
+    assert first["measured_s"] == 18.0 and first["duration_s"] == 20.0 and first["warmup_s"] == 2
+    assert first["load_model"] == "closed"
+    assert first["effective"] == effective
+    assert {**first["config"], "error_samples": None} == {**config, "error_samples": None}  # type: ignore[dict-item]
+    # the run's own guard settings (--max-cpu-percent 10) judge it, not the defaults
+    assert any("CPU of one process reached 20%" in r for r in first["invalid_reasons"])  # type: ignore[attr-defined]
+    assert first["saturation"]["processes"] == 2.0  # type: ignore[index]
+    assert once(False)["saturation"]["processes"] == 1.0  # type: ignore[index]

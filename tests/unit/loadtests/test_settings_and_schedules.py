@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,14 +12,96 @@ from loadtests.cli import main
 from loadtests.prompts import LengthSpec, PromptSource, PromptSpecError
 from loadtests.runner import locust_argv, locust_env
 from loadtests.schedules import ShapeSpecError, parse_schedule
-from loadtests.settings import DEFAULT_SHAPE, parse_run_args
+from loadtests.settings import (
+    DEFAULT_SHAPE,
+    DEFAULTS,
+    DEMO_SERVICE,
+    RunSettings,
+    SettingsError,
+    build_parser,
+    config_document,
+    parse_run_args,
+    read_config,
+)
 
 
 def test_no_flags_give_the_short_meaningful_default() -> None:
     s = parse_run_args([])
     assert s.duration_s == 60 and s.shape == DEFAULT_SHAPE and s.user_class == "StreamingChatUser"
-    assert s.users == 24 and s.warmup_s == 5
-    assert "--queue-size" in s.service_args and "--ttft-ms" in s.mock_args
+    assert s.users == 24 and s.warmup_s == 5 and s.demo
+    assert s.service_args == DEMO_SERVICE and "--ttft-ms" in s.mock_args
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--users", "30", "--duration", "20s"],
+        ["--rate", "5"],
+        ["--shape", "spike:1:5:2:3"],
+        ["--users", "32", "--service-max-concurrent", "32"],
+    ],
+)
+def test_a_run_that_names_its_load_gets_the_service_defaults_plus_its_own_flags(
+    argv: list[str],
+) -> None:
+    """The demo's small queue (8 + 8) is the no-flag demo's only: it once overrode every run."""
+    s = parse_run_args(argv)
+    assert not s.demo
+    assert "--queue-size" not in s.service_args and "--workers" not in s.service_args
+    service_flags = [a for a in argv if a.startswith("--service-")]
+    assert len(s.service_args) == 2 * len(service_flags)
+
+
+def test_demo_service_flags_named_by_the_user_win() -> None:
+    s = parse_run_args(["--service-max-concurrent", "32"])
+    assert s.demo and s.service_args == (*DEMO_SERVICE, "--max-concurrent", "32")
+    assert "--workers" not in s.service_args  # else workers would still cap a queue at 8
+
+
+def test_settings_round_trip_through_config_json(tmp_path: Path) -> None:
+    s = parse_run_args(
+        ["--users", "7", "--rate", "3", "--think", "250ms", "--reject-wait", "0s",
+         "--slo-ttft-ms", "300", "--mock-ttft-ms", "5", "--name", "rt", "--processes", "2"]
+    )  # fmt: skip
+    path = tmp_path / "config.json"
+    effective = {"mock": {"ttft_ms": 5.0}, "service": None}
+    path.write_text(json.dumps(config_document(s, effective)))
+    again = read_config(path)
+    assert again == s and isinstance(again.out, Path) and again.reject_wait_s == 0.0
+    assert json.loads(path.read_text())["effective"] == effective
+
+
+def test_config_json_of_another_version_or_type_is_refused(tmp_path: Path) -> None:
+    data = RunSettings().to_dict()
+    with pytest.raises(SettingsError, match="config_version"):
+        RunSettings.from_dict({**data, "config_version": 99})
+    with pytest.raises(SettingsError, match="users"):
+        RunSettings.from_dict({**data, "users": "many"})
+
+
+def test_every_flag_default_is_the_settings_default() -> None:
+    """One default per setting: the parser's defaults parse back to `RunSettings()`'s."""
+    s = parse_run_args(["--users", str(DEFAULTS.users)])
+    for name in (
+        "duration_s",
+        "warmup_s",
+        "think_s",
+        "reject_wait_s",
+        "progress_s",
+        "stop_timeout_s",
+        "request_timeout_s",
+        "max_client_lag_ms",
+        "max_loop_lag_ms",
+        "max_cpu_percent",
+        "prompt_words",
+        "model",
+        "seed",
+        "arrival",
+        "user",
+        "name",
+    ):
+        assert getattr(s, name) == getattr(DEFAULTS, name), name  # fmt: skip
+    assert "--sb-" not in build_parser().format_help()
 
 
 def test_passthrough_flags_reach_the_servers_and_later_values_win() -> None:
@@ -55,19 +139,29 @@ def test_bad_flags_exit_2_naming_the_flag(
     assert needle in err, err
 
 
-def test_locust_command_and_shape_environment(tmp_path: Path) -> None:
-    s = parse_run_args(["--processes", "2", "--duration", "30s", "--rate", "20"])
-    argv = locust_argv(s, "http://127.0.0.1:9", tmp_path)
+def test_locust_command_carries_only_the_config_path(tmp_path: Path) -> None:
+    s = replace(
+        parse_run_args(["--processes", "2", "--duration", "30s", "--rate", "20"]),
+        host="http://127.0.0.1:9",
+    )
+    argv = locust_argv(s, tmp_path)
     assert argv[1:3] == ["-m", "locust"] and "--headless" in argv
     assert argv[argv.index("--processes") + 1] == "2"
+    assert argv[argv.index("-H") + 1] == "http://127.0.0.1:9"
     # The distributed master listens on loopback only, on its own port (never the fixed 5557).
     assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
     port = argv[argv.index("--master-bind-port") + 1]
     assert argv[argv.index("--master-port") + 1] == port and port != "5557"
-    assert argv[argv.index("--sb-rate") + 1] == "20"
-    assert "SURGEBENCH_SHAPE" not in locust_env(s)
+    assert [a for a in argv if a.startswith("--sb-")] == ["--sb-config"]
+    assert argv[argv.index("--sb-config") + 1] == str(tmp_path / "config.json")
+    assert not any(k.startswith("SURGEBENCH") for k in locust_env())
+    assert "shape_locustfile" not in argv[argv.index("-f") + 1]
     spiky = parse_run_args(["--shape", "spike:1:5:2:3", "--duration", "10s"])
-    assert locust_env(spiky)["SURGEBENCH_SHAPE"].startswith("spike:1:5:2:3|10|")
+    assert argv_files(locust_argv(spiky, tmp_path))[1].endswith("shape_locustfile.py")
+
+
+def argv_files(argv: list[str]) -> list[str]:
+    return argv[argv.index("-f") + 1].split(",")
 
 
 def test_schedules() -> None:

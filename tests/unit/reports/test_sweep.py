@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.sweep import (
-    CellOutcome,
-    Progress,
-    SweepConfigError,
-    cell_argv,
-    main,
-    parse_plan,
-)
+from loadtests.sweep import CellOutcome, Progress, main
+from loadtests.sweep_plan import SweepConfigError, cell_argv, parse_plan
 from reports.cli import capacity_main, report_main
-from reports.results import new_run_dir, write_summary
+from reports.results import write_summary
 from reports.sweeps import read_manifest
 from tests.unit.reports.synthetic import RunSpec, make_summary
 
@@ -53,7 +47,7 @@ class FakeRun:
         self.calls.append(args)
         name = _flag(args, "--name")
         if self.fail and name.endswith(self.fail):
-            return CellOutcome(None, "surgebench run exited 1")
+            return CellOutcome("surgebench run exited 1")
         users = int(_flag(args, "--users"))
         limit = int(_flag(args, "--service-max-concurrent"))
         ttft = 150.0 * max(1.0, users / limit) ** 2
@@ -67,9 +61,8 @@ class FakeRun:
             duration_s=5,
             breakdown=False,
         )
-        run_dir = new_run_dir(Path(_flag(args, "--out")), name)
-        write_summary(run_dir, make_summary(spec))
-        return CellOutcome(run_dir)
+        write_summary(Path(_flag(args, "--run-dir")), make_summary(spec))
+        return CellOutcome()
 
 
 def _write_config(tmp_path: Path, text: str = CONFIG) -> Path:
@@ -91,7 +84,7 @@ def test_plan_is_the_matrix_product() -> None:
         "run",
         "--name",
         "demo-c01-l01",
-        "--out",
+        "--run-dir",
         "out/runs/c01-l01",
         "--duration",
         "5s",
@@ -128,6 +121,64 @@ def test_bad_config_names_the_key(patch: dict[str, object], message: str) -> Non
     with pytest.raises(SweepConfigError) as caught:
         parse_plan(data)
     assert message in str(caught.value)
+
+
+def test_the_documented_example_matrix_gives_distinct_configurations() -> None:
+    """`max-concurrent = [8, 32]` x `queue-size = [0, 64]` from the docs: four configurations."""
+    import tomllib
+
+    from loadtests import sweep_plan
+
+    example = sweep_plan.__doc__ or ""
+    toml = "\n".join(
+        line.split("#")[0].strip()
+        for line in example[example.index("name = ") : example.index("service = {max")].splitlines()
+    )
+    plan = parse_plan(tomllib.loads(toml + "\nservice = {max-concurrent = 128}\n"))
+    assert [c.name for c in plan.configurations] == [
+        "max-concurrent=8,queue-size=0",
+        "max-concurrent=8,queue-size=64",
+        "max-concurrent=32,queue-size=0",
+        "max-concurrent=32,queue-size=64",
+        "big",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("matrix", "same"),
+    [
+        ({"workers": [0, 64], "max-concurrent": [64]}, "workers=0 = workers=64"),
+        ({"max-concurrent": [8, 16], "queue-size": [64, "64.0"]}, "queue-size=64 = "),
+        ({"stamp": [True, "on"]}, "stamp=true = stamp=on"),
+    ],
+)
+def test_a_plan_whose_configurations_resolve_alike_is_refused(
+    matrix: dict[str, list[object]], same: str
+) -> None:
+    with pytest.raises(SweepConfigError, match="resolve to the same settings") as caught:
+        parse_plan({"duration": "5s", "loads": [1], "matrix": {"service": matrix}})
+    assert same in str(caught.value)
+
+
+def test_workers_count_only_under_the_queue_policy() -> None:
+    listed = [
+        {"name": "sem-1", "service": {"admission": "semaphore", "workers": 1}},
+        {"name": "sem-4", "service": {"admission": "semaphore", "workers": 4}},
+    ]
+    with pytest.raises(SweepConfigError, match="sem-1 = sem-4"):
+        parse_plan({"duration": "5s", "loads": [1], "configurations": listed})
+    queue = [{"name": f"q{w}", "service": {"workers": w}} for w in (1, 4)]
+    assert len(parse_plan({"duration": "5s", "loads": [1], "configurations": queue}).cells()) == 2
+
+
+def test_sweep_refuses_identical_configurations_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write_config(tmp_path, CONFIG.replace("[4, 16]", "[16]\nworkers = [0, 16]"))
+    fake = FakeRun()
+    assert main([str(config), "--out", str(tmp_path / "s")], runner=fake) == 2
+    assert fake.calls == []
+    assert "(workers=0 = workers=16)" in capsys.readouterr().err
 
 
 def test_progress_eta_uses_an_injected_clock() -> None:
@@ -246,7 +297,8 @@ def test_json_config_and_rate_loads(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([str(config), "--out", str(tmp_path / "s"), "--dry-run"], runner=FakeRun()) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
-        f"c00-l00 [a @ 2.5]: surgebench run --name open-c00-l00 --out {tmp_path}/s/runs/c00-l00 "
+        "c00-l00 [a @ 2.5]: surgebench run --name open-c00-l00 "
+        f"--run-dir {tmp_path}/s/runs/c00-l00 "
         "--duration 3s --no-report --rate 2.5 --users 50 --arrival poisson "
         "--service-admission none"
     )
