@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from loadtests.scrape import local_targets, scraping
+from loadtests.scrape import given_targets, local_targets, scraping
 from loadtests.settings import RunSettings, config_document
 from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
@@ -196,7 +196,7 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
                 f"{f', shape {settings.shape}' if settings.shape else ''}"
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
-            with scraping(local_targets(urls), run_dir):
+            with scraping(local_targets(urls) + given_targets(settings.scrape), run_dir):
                 code = run_locust(settings, run_dir, say)
     except KeyboardInterrupt:
         interrupted = True

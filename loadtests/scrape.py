@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -129,6 +130,17 @@ def scraping(targets: Sequence[ScrapeTarget], run_dir: Path) -> Iterator[Scraper
         yield scraper
     finally:
         scraper.stop()
+
+
+def given_targets(urls: Sequence[str]) -> list[ScrapeTarget]:
+    """``--scrape`` URLs, each named by its ``host:port`` (a URL without a path gets
+    ``/metrics``)."""
+    targets = []
+    for url in urls:
+        parts = urlsplit(url)
+        full = url if parts.path not in ("", "/") else url.rstrip("/") + "/metrics"
+        targets.append(ScrapeTarget(parts.netloc, full))
+    return targets
 
 
 def local_targets(urls: dict[str, str]) -> list[ScrapeTarget]:

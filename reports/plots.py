@@ -304,11 +304,10 @@ def server_timeline_figure(summary: Summary, servers: Mapping[str, ServerSeries]
     """The servers' own gauges (scraped) under the client's TTFT and rejections, one time axis."""
     groups: dict[str, list[tuple[str, list[float], list[float]]]] = {}
     for source, label, names in PLOTTED:
-        data = servers.get(source)
-        if data is None:
-            continue
-        for name in names:
-            times, values = data.series(name)
+        # the named source first (a run's own servers), then any other (``--scrape`` URLs)
+        found = [(n, servers[source].series(n)) for n in names if source in servers]
+        found += [(n, d.series(n)) for n in names for k, d in servers.items() if k != source]
+        for _name, (times, values) in found:
             if times:
                 group = (
                     "KV-cache usage (%)"

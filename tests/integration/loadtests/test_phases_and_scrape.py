@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
 from reports.servermetrics import SERVER_METRICS_FILE, epoch_of, read_server_metrics
+from surgebench.process import ServerProcess, surgebench_argv
 from tests.integration.loadtests.conftest import RunCommand
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -59,3 +61,26 @@ def test_spike_run_has_phases_verdict_progress_and_server_metrics(surge_run: Run
     _, running = servers["upstream"].series("vllm:num_requests_running")
     assert max(running) >= 1
     assert servers["service"].errors == 0
+
+
+def test_target_run_scrapes_the_given_metrics_url(surge_run: RunCommand) -> None:
+    """``--target`` starts no servers; ``--scrape URL`` still puts the server's side beside."""
+    argv = surgebench_argv(
+        "mock", "--port", "0", "--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "10"
+    )
+    with ServerProcess(argv) as mock:
+        run = surge_run(
+            "--target", f"{mock.url}/v1", "--user", "direct", "--users", "3",
+            "--duration", "4s", "--warmup", "0s", "--scrape", mock.url,
+        )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.run_dir is not None and run.summary is not None
+    start = epoch_of(run.summary.started_at)
+    assert start is not None
+    servers = read_server_metrics(run.run_dir, start)
+    (source,) = servers
+    assert source == urlsplit(mock.url).netloc
+    _, running = servers[source].series("vllm:num_requests_running")
+    assert len(running) >= 3 and max(running) >= 1
+    [phase] = run.summary.phases
+    assert (phase.kind, phase.users, phase.requests) == ("whole", 3, run.summary.requests)
