@@ -242,6 +242,17 @@ def parse_completion(data: dict[str, Any], default_model: str) -> GenRequest:
 
 
 # ---------------------------------------------------------------------- response bytes
+_DIGITS: tuple[bytes, ...] = tuple(str(n).encode() for n in range(1 << 16))
+"""Pre-encoded counts: continuous usage writes two numbers per token without formatting."""
+
+
+_COMPLETION = b',"completion_tokens":'
+
+
+def _digits(n: int) -> bytes:
+    return _DIGITS[n] if n < len(_DIGITS) else str(n).encode()
+
+
 class StreamTemplate:
     """Pre-encoded pieces of one streamed response.
 
@@ -251,6 +262,7 @@ class StreamTemplate:
     """
 
     __slots__ = (
+        "_cont_tail",
         "_created",
         "_kind",
         "_model",
@@ -293,6 +305,7 @@ class StreamTemplate:
             self._tail_usage = b',"logprobs":null,"finish_reason":null}]'
             self.tail = self._tail_usage + usage_null + b"}"
         self.done = b"data: [DONE]\n\n"
+        self._cont_tail = self._tail_usage + self._usage_prefix
         self._start = start
         self._model = model
         self._usage_null = usage_null
@@ -304,16 +317,28 @@ class StreamTemplate:
         """``,"usage":{...}}`` with a running count (continuous), else the constant ending."""
         if not self.continuous:
             return self._usage_null + b"}"
-        return self._usage_prefix + b'%d,"completion_tokens":%d}}' % (
-            self.prompt_tokens + completion_tokens,
-            completion_tokens,
+        return b"".join(
+            (
+                self._usage_prefix,
+                _digits(self.prompt_tokens + completion_tokens),
+                _COMPLETION,
+                _digits(completion_tokens),
+                b"}}",
+            )
         )
 
     def tail_at(self, completion_tokens: int) -> bytes:
         """The tail of the token event that brings the count to `completion_tokens`."""
         if not self.continuous:
             return self.tail
-        return self._tail_usage + self._usage(completion_tokens)
+        digits = _DIGITS
+        total = self.prompt_tokens + completion_tokens
+        if total >= len(digits):
+            return self._tail_usage + self._usage(completion_tokens)
+        # one join: each bytes `+` is an allocation (measured: 5 pieces joined ~2x faster)
+        return b"".join(
+            (self._cont_tail, digits[total], _COMPLETION, digits[completion_tokens], b"}}")
+        )
 
     def role_event(self) -> bytes:
         """The first chat event: the assistant role with empty content."""

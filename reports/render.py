@@ -237,8 +237,8 @@ def config_table(run_dir: Path, summary: Summary) -> Table | None:
 
 OPEN_LOOP_ONLY = frozenset({"arrival"})
 """Settings that mean something only with an arrival rate."""
-NOT_SETTINGS = frozenset({"explicit"})
-"""Bookkeeping in config.json (which flags were given), not a setting of the run."""
+NOT_SETTINGS = frozenset({"explicit", "config_version"})
+"""Bookkeeping in config.json (which flags were given, its format), not settings of the run."""
 UNSET_WHEN_ZERO = ("rate", "slo_", "reject_wait_s", "think_s", "spawn_rate")
 """Settings whose zero means "off": a zero is left out rather than shown as ``0.0``."""
 
