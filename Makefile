@@ -1,4 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Each builds .venv itself.
+# `make run ARGS="--users 50 --duration 2m"` passes flags to `surgebench run`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/surgebench run
+	$(BIN)/surgebench run $(ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,20 +3,24 @@
 The mock streams with TTFT exactly 100 ms and ITL exactly 20 ms (50 tokens, send stamps on),
 pinned to CPU 0. Each generator runs closed-loop at N concurrent streams (50, 200, 500, 1000):
 
-- ``ours``: surgebench's Locust scenario (DirectLLMUser, readline per line, HDR histograms),
-  one process on CPU 1; ``ours-2p``: the same with ``--processes 2`` on CPUs 0-1 (both cores,
-  sharing CPU 0 with the mock);
+- ``ours``: surgebench's Locust scenario (DirectLLMUser) on its fast reader (raw gevent sockets,
+  httptools framing), one process on CPU 1; ``ours-2p``: the same with ``--processes 2`` on
+  CPUs 0-1 (both cores, sharing CPU 0 with the mock);
+- ``fallback``: the same scenario forced onto its fallback reader (Locust's geventhttpclient
+  client, one ``recv`` per segment), as it runs behind a proxy: the reader before the fast one;
 - ``naive``: Locust FastHttpUser with Locust's own ``iter_lines`` (benchmarks/naive_locustfile.py);
-- ``asyncio``: a raw uvloop client (asyncio streams, one connection per stream), CPU 1.
+- ``asyncio``: a raw uvloop client (asyncio streams, one connection per stream), CPU 1;
+- ``guidellm``: listed when the ``guidellm`` command is installed; it is not run here (offline
+  it needs a locally built tokenizer and ~35 s of start-up per point).
 
 For each: measured minus true TTFT and ITL (p50, p99), client lag p50/p99 from the send stamps
 (receive time minus the mock's send time: pure load-generator delay), the generator's CPU in
-cores over the measured window, and our validity verdict where there is one. guidellm is not
-run: offline it needs a locally built tokenizer and ~35 s of start-up per point, and the shared
-2-core machine makes that too costly (perf-baseline.md section 4b has its figures).
+cores over the measured window and per token event (us), and our validity verdict where there
+is one. Each row also carries the machine's 1-minute load average when it finished: on a shared
+machine other processes' load shows up as lag here.
 
 Usage: python benchmarks/measurement_fidelity.py [--streams 50,200,500,1000] [--repeat 1]
-       [--measure-s 6] [--generators ours,ours-2p,naive,asyncio]
+       [--measure-s 6] [--generators ours,ours-2p,fallback,naive,asyncio]
 Prints a table and one JSON line (medians over repeats).
 """
 
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,9 +44,10 @@ import psutil  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.settings import RunSettings, config_document  # noqa: E402
 from loadtests.sse_reader import SSEParser  # noqa: E402
 from loadtests.stream import OpenAIStreamTracker  # noqa: E402
-from reports.results import LatencyStats, read_summary  # noqa: E402
+from reports.results import LatencyStats, read_summary, write_config  # noqa: E402
 from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
 
 TTFT_MS = 100.0
@@ -81,27 +87,39 @@ def pct(values: list[float], q: float) -> float | None:
     return s.p50 if q == 50 else s.p99
 
 
-def run_ours(url: str, streams: int, measure_s: float, processes: int) -> dict[str, Any]:
+def run_ours(
+    url: str, streams: int, measure_s: float, processes: int, reader: str = "fast"
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    if reader == "fallback":  # what a proxy variable does (geventhttpclient ignores it)
+        env.update(http_proxy="http://127.0.0.1:9", no_proxy="*")
     with tempfile.TemporaryDirectory() as out:
         duration = WARMUP_S + measure_s
+        settings = RunSettings(
+            name="fidelity", duration_s=duration, users=streams, warmup_s=WARMUP_S,
+            processes=processes, user="direct", prompt_words="4", host=f"{url}/v1",
+            progress_s=0.0,
+        )  # fmt: skip
+        config = write_config(Path(out), config_document(settings, {"mock": None, "service": None}))
         argv = [
             *taskset("0,1" if processes > 1 else "1"),
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
             "DirectLLMUser", "--headless", "--only-summary", "-u", str(streams),
             "-r", str(streams), "-t", f"{duration:g}s", "-H", f"{url}/v1",
-            "--stop-timeout", "3", "--sb-out", out, "--sb-warmup-s", f"{WARMUP_S:g}",
-            "--sb-processes", str(processes), "--sb-prompt-words", "4",
+            "--stop-timeout", "3", "--sb-config", str(config),
         ]  # fmt: skip
         if processes > 1:
             argv += ["--processes", str(processes)]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0)
         proc.wait(timeout=duration + 60)
         s = read_summary(Path(out))
+    assert s.config["generator"]["reader"] == reader, s.config.get("generator")
     ttft, itl, lag = s.metric("ttft_ms"), s.metric("itl_ms"), s.metric("client_lag_ms")
     return {
         "ttft_p50": ttft.p50, "ttft_p99": ttft.p99, "itl_p50": itl.p50, "itl_p99": itl.p99,
         "lag_p50": lag.p50, "lag_p99": lag.p99, "cpu": cpu, "requests": s.requests,
+        "events_per_s": s.output_tokens / s.measured_s if s.measured_s else None,
         "valid": s.valid,
     }  # fmt: skip
 
@@ -124,7 +142,8 @@ def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
         "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
         "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]), "valid": None,
+        "cpu": cpu, "requests": len(data["ttft_ms"]),
+        "events_per_s": (len(data["ttft_ms"]) + len(data["itl_ms"])) / measure_s, "valid": None,
     }  # fmt: skip
 
 
@@ -196,8 +215,15 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
         "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
         "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]), "valid": None,
+        "cpu": cpu, "requests": len(data["ttft_ms"]),
+        "events_per_s": (len(data["ttft_ms"]) + len(data["itl_ms"])) / measure_s, "valid": None,
     }  # fmt: skip
+
+
+def us_per_event(row: dict[str, Any]) -> float | None:
+    """Generator CPU per token event, in microseconds."""
+    cpu, rate = row.get("cpu"), row.get("events_per_s")
+    return cpu / rate * 1e6 if cpu is not None and rate else None
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,7 +247,7 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", default="50,200,500,1000")
-    p.add_argument("--generators", default="ours,ours-2p,naive,asyncio")
+    p.add_argument("--generators", default="ours,ours-2p,fallback,naive,asyncio")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--measure-s", type=float, default=6.0)
     args = p.parse_args()
@@ -244,27 +270,39 @@ def main() -> None:
                         runs.append(run_ours(mock.url, streams, args.measure_s, 1))
                     elif gen == "ours-2p":
                         runs.append(run_ours(mock.url, streams, args.measure_s, 2))
+                    elif gen == "fallback":
+                        runs.append(run_ours(mock.url, streams, args.measure_s, 1, "fallback"))
                     elif gen == "naive":
                         runs.append(run_naive(mock.url, streams, args.measure_s))
                     elif gen == "asyncio":
                         runs.append(run_asyncio(mock.url, streams, args.measure_s))
+                    runs[-1]["us_per_event"] = us_per_event(runs[-1])
+                    runs[-1]["loadavg_1m"] = os.getloadavg()[0]
                 row = {"streams": streams, "generator": gen, **median_of(runs)}
                 rows.append(row)
                 print(f"  done: {streams} streams, {gen}: {row}", file=sys.stderr, flush=True)
     header = (
         "| streams | generator | TTFT err p50 / p99 ms | ITL err p50 / p99 ms | "
-        "client lag p50 / p99 ms | generator CPU (cores) | requests | valid |"
+        "client lag p50 / p99 ms | generator CPU (cores) | CPU per token event (us) | "
+        "requests | valid | load avg 1 min |"
     )
     print(header)
-    print("|" + "---|" * 8)
+    print("|" + "---|" * 10)
     for r in rows:
         print(
             f"| {r['streams']} | {r['generator']} | {fmt(r['ttft_p50'], TTFT_MS)} / "
             f"{fmt(r['ttft_p99'], TTFT_MS)} | {fmt(r['itl_p50'], ITL_MS)} / "
             f"{fmt(r['itl_p99'], ITL_MS)} | {fmt(r['lag_p50'])} / {fmt(r['lag_p99'])} | "
-            f"{fmt(r['cpu'])} | {fmt(r['requests'])} | "
-            f"{'-' if r['valid'] is None else 'yes' if r['valid'] else 'NO'} |"
+            f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])} | {fmt(r['requests'])} | "
+            f"{'-' if r['valid'] is None else 'yes' if r['valid'] else 'NO'} | "
+            f"{fmt(r['loadavg_1m'])} |"
         )
+    guidellm = shutil.which("guidellm")
+    print(
+        f"guidellm: installed at {guidellm}, not run by this script"
+        if guidellm
+        else "guidellm: not installed here, not measured"
+    )
     print(
         json.dumps(
             {

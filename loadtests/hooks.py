@@ -27,10 +27,11 @@ from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.fast_reader import reader_record
 from loadtests.phases import phase_plan, phase_starts_ns
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
-from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config
+from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
 from loadtests.summary import Window, summarize
 from reports.results import write_summary
 
@@ -45,7 +46,8 @@ CPU_TICK_S = 1.0
 
 def add_arguments(parser: Any) -> None:
     """Our one Locust option: the run's ``config.json``, from which every process rebuilds the
-    run's `RunSettings` (``surgebench run`` writes it; without it: defaults, no summary file)."""
+    run's `RunSettings` (``surgebench run`` writes it; without it: defaults, and summary.json
+    goes into results/locust-<time>/)."""
     group = parser.add_argument_group("surgebench")
     group.add_argument("--sb-config", default="", help="the run's config.json (surgebench run)")
 
@@ -55,8 +57,8 @@ def load_settings(config_path: str, host: str) -> tuple[RunSettings, dict[str, A
     if not config_path:
         return replace(DEFAULTS, host=host), {}, None
     path = Path(config_path)
-    settings = read_config(path)
-    document: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    document = read_config_document(path)
+    settings = RunSettings.from_dict(document)
     return replace(settings, host=settings.host or host), document, path.parent
 
 
@@ -313,14 +315,17 @@ def write_summary_once(state: SurgeState) -> Path | None:
         config=state.config,
         versions=versions(),
     )
+    summary.config["generator"] = reader_record(
+        str(state.environment.host or ""), state.environment.user_classes
+    )
     if not summary.valid:
         for reason in summary.invalid_reasons:
             log.warning("INVALID RUN: %s", reason)
-    if state.run_dir is not None:
-        state.written = write_summary(state.run_dir, summary)
-        log.info("surgebench summary written to %s", state.written)
-    else:
-        state.written = Path()
+    # a plain `locust -f` run (no --sb-config) writes into results/locust-<UTC start time>/
+    stamp = state.started_at[:19].replace(":", "")
+    out = state.run_dir if state.run_dir is not None else Path("results") / f"locust-{stamp}Z"
+    state.written = write_summary(out, summary)
+    log.info("surgebench summary written to %s", state.written)
     return state.written
 
 

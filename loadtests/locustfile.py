@@ -1,6 +1,7 @@
 """surgebench's Locust scenarios. Usable as is: ``locust -f loadtests/locustfile.py CLASS``.
 
-User classes (name one on the command line; the web UI's class picker works too):
+User classes (name one on the command line, or pick in the web UI with ``--class-picker``; with
+none named, `StreamingChatUser` runs alone):
 
 - `StreamingChatUser`: the service's ``POST /chat/stream`` (host = the service's base URL).
 - `ChatUser`: the service's non-streaming ``POST /chat``.
@@ -8,12 +9,13 @@ User classes (name one on the command line; the web UI's class picker works too)
 - `DirectLLMUser`: any OpenAI-compatible endpoint, streaming (host = its base URL with ``/v1``,
   e.g. ``http://127.0.0.1:8001/v1``), to take the same metrics without the service.
 
-Streams are read as bytes arrive (`read_available`: one ``recv`` per segment; geventhttpclient's
-``read(n)`` would wait for n bytes), each event stamped with ``time.time_ns()`` on arrival.
-Per request one Locust request event (end-to-end time; rejections and errors as failures with
-their class), plus ``SSE TTFT`` and ``SSE ITL`` (that request's mean gap) for the live table.
-Exact percentiles, per-token ITL, client lag and the validity verdict are in our own
-histograms -> summary.json.
+Streams are read as bytes arrive by `loadtests.fast_reader` (raw gevent sockets, one ``recv`` per
+arrival, httptools' HTTP framing), each event stamped with ``time.time_ns()`` on arrival; behind a
+proxy or for another scheme, by geventhttpclient (`read_available`), and summary.json says which.
+Each request is one Locust request event (end-to-end time; errors and timeouts as failures with
+their class; admission refusals in their own ``(rejected)`` row, not failures; warm-up requests
+in a ``(warm-up)`` row). TTFT, ITL, client lag and the validity verdict are in our own HDR
+histograms -> summary.json, and live in the web UI's "LLM streams" tab (`loadtests.webui`).
 """
 
 from __future__ import annotations
@@ -23,23 +25,69 @@ from typing import Any
 
 import orjson
 from locust import FastHttpUser, events, task
+from locust.exception import CatchResponseError
 
-from loadtests import hooks
+from loadtests import hooks, webui
 from loadtests import outcomes as oc
+from loadtests.fast_reader import MAX_BODY_BYTES, Connection, reader_choice
 from loadtests.recorder import RequestRecord
-from loadtests.sse_reader import SSEParser
-from loadtests.stream import OpenAIStreamTracker, ServiceStreamTracker, StreamTracker
+from loadtests.stream import (
+    OpenAIStreamTracker,
+    ServiceStreamTracker,
+    StreamFeed,
+    StreamTracker,
+)
 
 hooks.register(events)
 
-STREAM_HEADERS = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
-JSON_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
+
+def _on_init(environment: Any, **_: Any) -> None:
+    """StreamingChatUser unless a class is named (or picked in the web UI); our web UI tab."""
+    opts = environment.parsed_options
+    named = bool(getattr(opts, "user_classes", None)) or bool(getattr(opts, "class_picker", False))
+    if not named and StreamingChatUser in environment.user_classes:
+        environment.user_classes[:] = [StreamingChatUser]
+    webui.register(environment)
+
+
+def _on_quitting(environment: Any, **_: Any) -> None:
+    """Let Locust's CSV writer (a snapshot every CSV_STATS_INTERVAL_SEC) take one more after the
+    last request, so locust_stats.csv counts what summary.json counts."""
+    if getattr(environment.parsed_options, "csv_prefix", None):
+        import gevent
+        import locust.stats
+
+        gevent.sleep(locust.stats.CSV_STATS_INTERVAL_SEC + 0.2)
+
+
+events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]
+
+
+STREAM_HEADERS = {
+    "Accept": "text/event-stream",
+    "Accept-Encoding": "identity",
+    "Content-Type": "application/json",
+}
+JSON_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "identity",
+    "Content-Type": "application/json",
+}
 
 
 class _SurgeUser(FastHttpUser):  # type: ignore[misc]
-    """Shared plumbing: the next arrival (open loop), prompts, recording, Locust events."""
+    """Shared plumbing: the next arrival (open loop), prompts, the reader, recording, Locust events.
+
+    Requests go over the fast reader (`loadtests.fast_reader`: raw gevent sockets, httptools'
+    framing) unless the target needs Locust's own client (a proxy, another scheme); then they go
+    over geventhttpclient (``self.client``), the fallback. Either way each request fires one
+    Locust request event, as FastHttpUser's own requests do.
+    """
 
     abstract = True
+    _conn: Connection | None = None
+    _reader_decided = False
 
     @property
     def state(self) -> hooks.SurgeState:
@@ -52,20 +100,65 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
             return 0.0
         return self.state.settings.think_s
 
+    def on_stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _fast(self) -> Connection | None:
+        """This user's fast-reader connection, or None where the fallback must read."""
+        if not self._reader_decided:
+            self._reader_decided = True
+            target, _why = reader_choice(self.host or "", proxy_host=self.proxy_host)
+            if target is not None:
+                self._conn = Connection(
+                    target,
+                    connect_timeout_s=float(self.connection_timeout),
+                    read_timeout_s=float(self.network_timeout),
+                    insecure=bool(self.insecure),
+                )
+        return self._conn
+
+    # -- streaming -----------------------------------------------------------------------------
     def _stream(self, path: str, body: dict[str, Any], tracker: StreamTracker, name: str) -> None:
-        """POST, then read SSE lines as they arrive until the stream ends."""
+        """POST, then read SSE events as they arrive until the stream ends."""
+        conn = self._fast()
+        if conn is None:
+            self._stream_fallback(path, body, tracker, name)
+            return
+        payload = orjson.dumps(body)
+        data = conn.request_head("POST", path, STREAM_HEADERS, len(payload)) + payload
+        feed = StreamFeed(tracker)
+        try:
+            resp = conn.exchange(data, feed)
+        except Exception as exc:  # connect/read timeout, reset, malformed answer
+            if tracker.finished:
+                record = tracker.finish(feed.end_ns or time.time_ns())
+            else:
+                record = tracker.fail(oc.classify_exception(exc), _describe(exc), time.time_ns())
+        else:
+            status = resp.status
+            if status == 200:
+                record = tracker.finish(feed.end_ns or time.time_ns())
+            else:
+                outcome = oc.classify_status(status, bytes(resp.body))
+                record = tracker.fail(outcome, f"HTTP {status}", time.time_ns())
+        self._finish(record, name, None)
+
+    def _stream_fallback(
+        self, path: str, body: dict[str, Any], tracker: StreamTracker, name: str
+    ) -> None:
         with self.client.post(
             path,
             json=body,
-            headers={**STREAM_HEADERS, "Content-Type": "application/json"},
+            headers=STREAM_HEADERS,
             stream=True,
             catch_response=True,
             name=name,
         ) as resp:
-            record = self._read_stream(resp, tracker)
-            self._finish(resp, record)
+            record = self._read_stream_fallback(resp, tracker)
+            self._finish(record, name, resp)
 
-    def _read_stream(self, resp: Any, tracker: StreamTracker) -> RequestRecord:
+    def _read_stream_fallback(self, resp: Any, tracker: StreamTracker) -> RequestRecord:
         error = getattr(resp, "error", None)
         status = int(resp.status_code or 0)
         if error is not None and not status:
@@ -77,91 +170,113 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 body = b""
             outcome = oc.classify_status(status, body)
             return tracker.fail(outcome, f"HTTP {status}", time.time_ns())
-        parser = SSEParser()
+        feed = StreamFeed(tracker)
         raw = resp._response
-        end_ns = 0
         try:
             while True:
                 chunk = read_available(raw)
                 now_ns = time.time_ns()
                 if not chunk:
                     break
-                for event in parser.feed(chunk, now_ns):
-                    if tracker.on_event(event) and not end_ns:
-                        end_ns = now_ns
+                feed(chunk, now_ns)
         except Exception as exc:  # timeout or reset mid-stream
             if tracker.finished:
-                return tracker.finish(end_ns or time.time_ns())
+                return tracker.finish(feed.end_ns or time.time_ns())
             return tracker.fail(oc.classify_exception(exc), _describe(exc), time.time_ns())
-        return tracker.finish(end_ns or time.time_ns())
+        return tracker.finish(feed.end_ns or time.time_ns())
 
-    def _finish(self, resp: Any, record: RequestRecord) -> None:
-        """Record in our histograms and report to Locust's table."""
+    # -- reporting -----------------------------------------------------------------------------
+    def _finish(self, record: RequestRecord, name: str, resp: Any | None) -> None:
+        """Record in our histograms and fire this request's one Locust request event.
+
+        ``resp``: the fallback's response context (its event fires when the ``with`` block
+        exits); None on the fast path, which fires the event here.
+        """
         self.state.record(record)
         self._last_outcome = record.outcome
-        resp.request_meta["response_time"] = record.e2e_ns / 1e6
-        resp.request_meta["response_length"] = record.output_tokens
-        if record.outcome == oc.OK:
-            resp.success()
+        response_ms = record.e2e_ns / 1e6
+        name = locust_name(name, record, self.state.recorder.measure_from_ns)
+        failure = None
+        if record.outcome not in (oc.OK, oc.REJECTED):
+            failure = f"{record.outcome}: {record.error}"[:120]
+        if resp is not None:
+            resp.request_meta["name"] = name
+            resp.request_meta["response_time"] = response_ms
+            resp.request_meta["response_length"] = record.output_tokens
+            if failure is None:
+                resp.success()
+            else:
+                resp.failure(failure)
         else:
-            resp.failure(f"{record.outcome}: {record.error}"[:120])
-        fire = self.environment.events.request.fire
-        ttft = record.ttft_ns
-        if ttft is not None and record.outcome == oc.OK:
-            fire(
-                request_type="SSE",
-                name="TTFT",
-                response_time=ttft / 1e6,
-                response_length=0,
-                exception=None,
-                context={},
+            self.environment.events.request.fire(
+                request_type="POST",
+                name=name,
+                response_time=response_ms,
+                response_length=record.output_tokens,
+                exception=None if failure is None else CatchResponseError(failure),
+                context=self.context(),
+                response=None,
+                url=f"{self.host}{name}",
+                start_time=record.start_ns / 1e9,
             )
-            if record.itl_ns:
-                mean_ms = sum(record.itl_ns) / len(record.itl_ns) / 1e6
-                fire(
-                    request_type="SSE",
-                    name="ITL",
-                    response_time=mean_ms,
-                    response_length=0,
-                    exception=None,
-                    context={},
-                )
 
-    def _json(self, path: str, body: dict[str, Any], name: str) -> tuple[Any, int, int, int]:
-        """POST a JSON body; returns (response, status, start_ns, end_ns) inside no with-block."""
-        start_ns = time.time_ns()
-        resp = self.client.post(
-            path,
-            json=body,
-            headers={**JSON_HEADERS, "Content-Type": "application/json"},
-            catch_response=True,
-            name=name,
-        )
-        return resp, int(resp.status_code or 0), start_ns, time.time_ns()
-
+    # -- JSON answers --------------------------------------------------------------------------
     def _json_request(self, path: str, body: dict[str, Any], name: str) -> None:
         intended = self._intended
-        resp, status, start_ns, end_ns = self._json(path, body, name)
+        conn = self._fast()
+        if conn is None:
+            self._json_request_fallback(path, body, name)
+            return
+        payload = orjson.dumps(body)
+        data = conn.request_head("POST", path, JSON_HEADERS, len(payload)) + payload
+        start_ns = time.time_ns()
+        record = RequestRecord(start_ns, start_ns, oc.OK, intended_ns=intended)
+        try:
+            resp = conn.exchange(data, None)
+        except Exception as exc:  # connect/read timeout, reset, malformed answer
+            record.outcome, record.error = oc.classify_exception(exc), _describe(exc)
+        else:
+            if resp.truncated:
+                record.outcome = oc.ERROR
+                record.error = f"answer larger than {MAX_BODY_BYTES} bytes"
+            else:
+                self._judge_json(record, resp.status, bytes(resp.body))
+        record.end_ns = time.time_ns()
+        self._finish(record, name, None)
+
+    def _json_request_fallback(self, path: str, body: dict[str, Any], name: str) -> None:
+        intended = self._intended
+        start_ns = time.time_ns()
+        resp = self.client.post(
+            path, json=body, headers=JSON_HEADERS, catch_response=True, name=name
+        )
+        end_ns = time.time_ns()
         with resp:
             record = RequestRecord(start_ns, end_ns, oc.OK, intended_ns=intended)
             error = getattr(resp, "error", None)
-            if status == 200:
-                try:
-                    data = orjson.loads(resp.content or b"{}")
-                except orjson.JSONDecodeError:
-                    record.outcome, record.error = oc.ERROR, "unparseable JSON answer"
-                else:
-                    self._fill_json(record, data)
-            elif error is not None and not status:
+            status = int(resp.status_code or 0)
+            if error is not None and not status:
                 record.outcome, record.error = oc.classify_exception(error), _describe(error)
             else:
                 try:
                     answer: bytes = resp.content or b""
                 except Exception:  # the body itself failed: classify by status alone
                     answer = b""
-                record.outcome = oc.classify_status(status, answer)
-                record.error = f"HTTP {status}"
-            self._finish(resp, record)
+                self._judge_json(record, status, answer)
+            self._finish(record, name, resp)
+
+    def _judge_json(self, record: RequestRecord, status: int, answer: bytes) -> None:
+        """Outcome of a JSON answer: its status, then (200) every item of it."""
+        if status != 200:
+            record.outcome = oc.classify_status(status, answer)
+            record.error = f"HTTP {status}"
+            return
+        try:
+            data = orjson.loads(answer or b"{}")
+        except orjson.JSONDecodeError:
+            record.outcome, record.error = oc.ERROR, "unparseable JSON answer"
+            return
+        self._fill_json(record, data)
 
     def _fill_json(self, record: RequestRecord, data: Any) -> None:
         """`/chat`'s answer, or `/chat/batch`'s: every item must be ok for the batch to be."""
@@ -248,6 +363,17 @@ class BatchUser(_SurgeUser):
     def request(self) -> None:
         questions = [self.state.prompts.next().question for _ in range(self.batch_size)]
         self._json_request("/chat/batch", {"questions": questions}, "/chat/batch")
+
+
+def locust_name(name: str, record: RequestRecord, measure_from_ns: int) -> str:
+    """The row of Locust's table a request is counted in: its path; ``(rejected)`` for an
+    admission refusal (not a failure, as in summary.json); ``(warm-up)`` before the
+    measurement starts (summary.json leaves those out, Locust's table labels them)."""
+    if record.start_ns < measure_from_ns:
+        return f"{name} (warm-up)"
+    if record.outcome == oc.REJECTED:
+        return f"{name} (rejected)"
+    return name
 
 
 def read_available(raw: Any) -> bytes:

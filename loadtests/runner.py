@@ -16,13 +16,21 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from loadtests.effective import describe, expect, fetch_config
 from loadtests.scrape import given_targets, local_targets, scraping
 from loadtests.settings import RunSettings, config_document
-from reports.results import CONFIG_FILE, Summary, new_run_dir, read_summary, write_config
+from reports.results import (
+    CONFIG_FILE,
+    Summary,
+    new_run_dir,
+    read_summary,
+    write_config,
+    write_summary,
+)
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -87,19 +95,28 @@ def locust_env() -> dict[str, str]:
     return env
 
 
+@dataclass
+class Servers:
+    """Where Locust sends load, and what the servers said they run with."""
+
+    host: str
+    effective: dict[str, dict[str, Any] | None]
+    urls: dict[str, str] = field(default_factory=dict)
+    """Base URLs of the servers this run started (``upstream``, ``service``): scraped."""
+
+
 @contextlib.contextmanager
-def servers(
-    settings: RunSettings,
-    run_dir: Path,
-    say: Callable[[str], None],
-    urls: dict[str, str] | None = None,
-) -> Iterator[str]:
-    """Start what the settings need and yield the host Locust should load; `urls` receives the
-    base URLs of the servers started (``service``, ``upstream``)."""
-    urls = {} if urls is None else urls
+def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> Iterator[Servers]:
+    """Start what the settings need, ask each server for its effective configuration (``GET
+    /config``), print it, and yield where Locust should send load."""
+    effective: dict[str, dict[str, Any] | None] = {"mock": None, "service": None}
     if settings.target:
         say(f"target: {settings.target} (no servers started)")
-        yield settings.target
+        reported = fetch_config(settings.target)
+        if reported.component is not None:
+            effective[reported.component] = reported.settings
+        say(describe(reported.component or "target", reported))
+        yield Servers(settings.target, effective)
         return
     stack = contextlib.ExitStack()
     with stack:
@@ -107,17 +124,21 @@ def servers(
             _start("mock", ["--port", "0", "--stamp", *settings.mock_args], run_dir)
         )
         say(f"mock LLM: {mock.url}  ({' '.join(settings.mock_args)})")
-        urls["upstream"] = mock.url
+        reported = expect("mock", fetch_config(mock.url))
+        effective["mock"] = reported.settings
+        say(describe("mock", reported, settings.mock_args))
         if settings.user == "direct":
-            yield f"{mock.url}/v1"
+            yield Servers(f"{mock.url}/v1", effective, {"upstream": mock.url})
             return
         service_argv = [
             "--port", "0", "--upstream-url", f"{mock.url}/v1", "--stamp", *settings.service_args,
         ]  # fmt: skip
         service = stack.enter_context(_start("serve", service_argv, run_dir))
-        say(f"service: {service.url}  ({' '.join(settings.service_args)})")
-        urls["service"] = service.url
-        yield service.url
+        say(f"service: {service.url}  ({' '.join(settings.service_args) or 'its defaults'})")
+        reported = expect("service", fetch_config(service.url))
+        effective["service"] = reported.settings
+        say(describe("service", reported, settings.service_args))
+        yield Servers(service.url, effective, {"upstream": mock.url, "service": service.url})
 
 
 def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
@@ -183,12 +204,10 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         run_dir = new_run_dir(settings.out, settings.name)
     code = 1
     interrupted = False
-    urls: dict[str, str] = {}
     try:
-        with servers(settings, run_dir, say, urls) as host:
-            settings = replace(settings, host=host)
-            effective: dict[str, Any] = {"mock": None, "service": None}
-            write_config(run_dir, config_document(settings, effective))
+        with servers(settings, run_dir, say) as started:
+            settings = replace(settings, host=started.host)
+            write_config(run_dir, config_document(settings, started.effective))
             say(
                 f"locust: {settings.user_class} x {settings.users} users"
                 f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"
@@ -196,7 +215,7 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
                 f"{f', shape {settings.shape}' if settings.shape else ''}"
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
-            with scraping(local_targets(urls) + given_targets(settings.scrape), run_dir):
+            with scraping(local_targets(started.urls) + given_targets(settings.scrape), run_dir):
                 code = run_locust(settings, run_dir, say)
     except KeyboardInterrupt:
         interrupted = True
@@ -206,6 +225,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         raise RunError(
             f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"
         )
+    if interrupted:  # the figures cover `measured_s`, not the planned duration
+        summary.interrupted = True
+        write_summary(run_dir, summary)
     return RunResult(run_dir, summary, code, interrupted)
 
 

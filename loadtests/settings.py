@@ -164,15 +164,20 @@ def config_document(settings: RunSettings, effective: Mapping[str, Any]) -> dict
     return {**settings.to_dict(), "effective": dict(effective)}
 
 
-def read_config(path: Path) -> RunSettings:
-    """Rebuild the run's `RunSettings` from its ``config.json`` (the Locust side does this)."""
+def read_config_document(path: Path) -> dict[str, Any]:
+    """A run's ``config.json`` as written by `config_document`; `SettingsError` if unreadable."""
     try:
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SettingsError(f"config.json {str(path)!r}: cannot read ({exc})") from None
     if not isinstance(data, dict):
         raise SettingsError(f"config.json {str(path)!r}: expected an object")
-    return RunSettings.from_dict(data)
+    return data
+
+
+def read_config(path: Path) -> RunSettings:
+    """Rebuild the run's `RunSettings` from its ``config.json`` (the Locust side does this)."""
+    return RunSettings.from_dict(read_config_document(path))
 
 
 DEFAULTS = RunSettings()

@@ -13,7 +13,7 @@ import orjson
 
 from loadtests import outcomes as oc
 from loadtests.recorder import RequestRecord
-from loadtests.sse_reader import SSEEvent
+from loadtests.sse_reader import SSEEvent, SSEParser
 
 DONE_DATA = b"[DONE]"
 
@@ -147,3 +147,23 @@ class OpenAIStreamTracker(StreamTracker):
             tokens = usage.get("completion_tokens")
             if isinstance(tokens, int) and tokens > 0:
                 self.record.output_tokens = tokens
+
+
+class StreamFeed:
+    """One stream's body bytes -> SSE events -> its tracker, as each piece arrives.
+
+    Both readers (fast_reader's and geventhttpclient's) call it with every body piece and its
+    arrival time; `end_ns` is the arrival of the stream's final event (0 until then).
+    """
+
+    __slots__ = ("end_ns", "parser", "tracker")
+
+    def __init__(self, tracker: StreamTracker) -> None:
+        self.parser = SSEParser()
+        self.tracker = tracker
+        self.end_ns = 0
+
+    def __call__(self, chunk: bytes, now_ns: int) -> None:
+        for event in self.parser.feed(chunk, now_ns):
+            if self.tracker.on_event(event) and not self.end_ns:
+                self.end_ns = now_ns

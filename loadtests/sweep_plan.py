@@ -366,8 +366,8 @@ def resolved(config: Configuration) -> tuple[tuple[str, Any], ...]:
 def check_distinct(configurations: list[Configuration], source: str = "config") -> None:
     """`SweepConfigError` naming the configurations that resolve to the same settings."""
     groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
-    for config in configurations:
-        groups.setdefault(resolved(config), []).append(config.name)
+    for index, config in enumerate(configurations):
+        groups.setdefault(resolved(config), []).append(f"{config.name} (cells c{index:02d}-*)")
     same = [names for names in groups.values() if len(names) > 1]
     if same:
         listed = "; ".join(" = ".join(names) for names in same)

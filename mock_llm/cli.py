@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # argparse: unknown flag, --help
         return exc.code if isinstance(exc.code, int) else 2
+    if settings.processes > 1:
+        from mock_llm.replicas import supervise
+
+        return supervise(settings)
     try:
         import uvloop
 

@@ -38,6 +38,15 @@ SSE_HEADERS = (
     b"transfer-encoding: chunked\r\n"
 )
 CHUNK_END = b"0\r\n\r\n"
+READ_METHODS = (b"GET", b"HEAD")
+ROUTES: dict[bytes, tuple[bytes, ...]] = {
+    b"/health": READ_METHODS,
+    b"/metrics": READ_METHODS,
+    b"/v1/models": READ_METHODS,
+    b"/v1/chat/completions": (b"POST",),
+    b"/v1/completions": (b"POST",),
+}
+"""The paths served and the methods each allows (any other method: 405 with `Allow`)."""
 
 
 class StreamSink:
@@ -264,6 +273,16 @@ class MockApp:
 
     def _route(self, conn: Connection, req: Request) -> None:
         path, method = req.path, req.method
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            raise ApiError(404, f"unknown path {path.decode('latin-1')!r}", type_="not_found")
+        if method not in allowed:
+            allow = ", ".join(m.decode() for m in allowed)
+            raise ApiError(
+                405,
+                f"method {method.decode('latin-1')} is not allowed on {path.decode()}; use {allow}",
+                headers=(("allow", allow),),
+            )
         if path == b"/health":
             conn.respond(200, b'{"status":"ok"}')
             return
@@ -272,17 +291,10 @@ class MockApp:
                 200, render(self.registry), content_type=b"text/plain; version=0.0.4; charset=utf-8"
             )
             return
-        gen = path in (b"/v1/chat/completions", b"/v1/completions")
-        if not gen and path != b"/v1/models":
-            raise ApiError(404, f"unknown path {path.decode('latin-1')!r}", type_="not_found")
         self._check_auth(req)
         if path == b"/v1/models":
-            if method != b"GET":
-                raise ApiError(405, "use GET for /v1/models")
             conn.respond(200, models_body(self.model_ids or [self.settings.model], self.created))
             return
-        if method != b"POST":
-            raise ApiError(405, f"use POST for {path.decode()}")
         data = load_json(req.body)
         if path == b"/v1/chat/completions":
             greq = parse_chat(data, self.settings.model)

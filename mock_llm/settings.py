@@ -110,6 +110,10 @@ class MockSettings:
     stall_ms: float = _num(2000.0, "length of an injected stall")
     slow_first_token_prob: float = _num(0.0, "probability of a slow first token", hi=1.0)
     slow_first_token_ms: float = _num(2000.0, "extra TTFT of a slow first token")
+    # replicas
+    processes: int = _int(
+        1, "worker processes on one port, each a replica with its own limits", lo=1, hi=64
+    )
 
     def model_ids(self) -> list[str]:
         """Accepted model ids (empty: any id is accepted)."""

@@ -168,6 +168,11 @@ def _compare_parser() -> argparse.ArgumentParser:
         help="append the Markdown to FILE (e.g. $GITHUB_STEP_SUMMARY)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
+    parser.add_argument(
+        "--allow-interrupted",
+        action="store_true",
+        help="compare runs that were stopped early (refused by default: they measured less)",
+    )
     return parser
 
 
@@ -190,6 +195,17 @@ def _compare(args: argparse.Namespace) -> int:
     settings = load_settings(args.thresholds, method=args.method, alpha=args.alpha)
     baseline = [read_summary(d) for d in baseline_dirs]
     current = [read_summary(d) for d in current_dirs]
+    cut = [
+        (d, r)
+        for d, r in zip([*baseline_dirs, *current_dirs], [*baseline, *current], strict=True)
+        if r.interrupted
+    ]
+    if cut and not args.allow_interrupted:
+        run_dir, run = cut[0]
+        raise UsageError(
+            f"run {str(run_dir)!r} was interrupted after {run.measured_s:g}s of measurement; "
+            "re-run it, or pass --allow-interrupted to gate on it anyway"
+        )
     comparison = compare_runs(baseline, current, settings)
     markdown = to_markdown(
         comparison,

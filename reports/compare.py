@@ -5,14 +5,19 @@ larger than run noise: a bootstrap interval (or Mann-Whitney test) on the sample
 the HDR histograms, a bootstrap on the per-second rates, a two-proportion test on outcome counts.
 A change beyond the threshold that noise explains is reported as ``noise`` and does not fail.
 Each side may be several runs (repeats); their histograms and counts are pooled.
+
+The comparison opens with what differed in the servers' *effective* configuration (what the mock
+and the service reported from ``GET /config``, recorded in each summary), e.g.
+``service.max_concurrent 8 -> 32``, or says the two ran with the same one.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -67,10 +72,51 @@ class Comparison:
     rows: list[MetricComparison]
     warnings: list[str]
     settings: CompareSettings
+    effective: list[str] | None = field(default=None)
+    """`effective_changes` of the two sides: None when not recorded, [] when the same."""
 
     @property
     def regressed(self) -> list[MetricComparison]:
         return [row for row in self.rows if row.verdict == "regressed"]
+
+
+COMPONENTS = ("mock", "service")
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def effective_changes(baseline: Summary, current: Summary) -> list[str] | None:
+    """``component.setting OLD -> NEW`` for each effective setting that differs; [] when none
+    does; None when neither run has any component's effective configuration recorded."""
+    changes: list[str] = []
+    reported = False
+    for component in COMPONENTS:
+        old, new = baseline.effective.get(component), current.effective.get(component)
+        if not isinstance(old, Mapping) and not isinstance(new, Mapping):
+            continue
+        reported = True
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            changes.append(
+                f"{component}: {'reported' if isinstance(old, Mapping) else 'not reported'} -> "
+                f"{'reported' if isinstance(new, Mapping) else 'not reported'}"
+            )
+            continue
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                before = _show(old[key]) if key in old else "(absent)"
+                after = _show(new[key]) if key in new else "(absent)"
+                changes.append(f"{component}.{key} {before} -> {after}")
+    return changes if reported else None
+
+
+def effective_text(changes: list[str] | None) -> str:
+    if changes is None:
+        return "effective configuration: not recorded (the servers did not report it)"
+    if not changes:
+        return "effective configuration: same on both sides"
+    return "effective configuration: " + "; ".join(changes)
 
 
 def side_value(metric: Metric, runs: Sequence[Summary]) -> float | None:
@@ -192,8 +238,16 @@ def compare_runs(
         for run in runs
         if not run.valid
     ]
+    for side, runs in (("baseline", baseline), ("current", current)):
+        if any(effective_changes(runs[0], run) for run in runs[1:]):
+            warnings.append(f"the {side} runs ran with different effective configurations")
     return Comparison(
-        [r.name for r in baseline], [r.name for r in current], rows, warnings, settings
+        [r.name for r in baseline],
+        [r.name for r in current],
+        rows,
+        warnings,
+        settings,
+        effective_changes(baseline[0], current[0]),
     )
 
 
@@ -243,6 +297,7 @@ def to_markdown(
     lines = [
         head,
         "",
+        f"- {effective_text(comparison.effective)}",
         f"- baseline: {baseline_label or ', '.join(comparison.baseline_names)}",
         f"- current: {current_label or ', '.join(comparison.current_names)}",
         f"- a metric regresses when it is worse by more than its threshold and the noise test "

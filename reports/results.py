@@ -9,7 +9,7 @@ reads). Latency metrics sit at the top level so that ``summary["ttft_ms"]["p50"]
 language::
 
     schema_version, name, started_at, duration_s, measured_s, warmup_s, target, load_model,
-    valid, invalid_reasons, saturation{...},
+    valid, invalid_reasons, interrupted, saturation{...},
     requests, outcomes{ok, rejected, timeout, upstream_error, client_error, cancelled, error},
     rejection_rate, requests_per_s, ok_requests_per_s, output_tokens_per_s, goodput{...},
     ttft_ms{count, mean, min, max, p50, p90, p95, p99, p999}, itl_ms{...}, tpot_ms{...},
@@ -271,6 +271,8 @@ class Summary:
     warmup_s: float = 0.0
     valid: bool = True
     invalid_reasons: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    """The run was stopped early (Ctrl-C, SIGTERM); `measured_s` is what ran."""
     saturation: dict[str, float | None] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     output_tokens: int = 0
@@ -325,6 +327,7 @@ class Summary:
             "load_model": self.load_model,
             "valid": self.valid,
             "invalid_reasons": list(self.invalid_reasons),
+            "interrupted": self.interrupted,
             "saturation": dict(self.saturation),
             "requests": self.requests,
             "outcomes": {k: int(self.outcomes.get(k, 0)) for k in OUTCOMES},
@@ -356,6 +359,7 @@ class Summary:
                 f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); re-run the test or use the "
                 "surgebench that wrote it"
             )
+        validate_summary_data(data, source)
         try:
             outcomes = {k: int(data.get("outcomes", {}).get(k, 0)) for k in OUTCOMES}
             return cls(
@@ -368,6 +372,7 @@ class Summary:
                 load_model=str(data.get("load_model", "closed")),
                 valid=bool(data.get("valid", True)),
                 invalid_reasons=list(data.get("invalid_reasons", [])),
+                interrupted=bool(data.get("interrupted", False)),
                 saturation=dict(data.get("saturation", {})),
                 outcomes=outcomes,
                 output_tokens=int(data.get("output_tokens", 0)),
@@ -411,6 +416,76 @@ def phases_or_whole_run(summary: Summary) -> list[Phase]:
             breakdown_ms=dict(summary.breakdown_ms),
         )
     ]
+
+
+_REQUIRED_NUMBERS = ("duration_s", "measured_s")
+_MAPPINGS = (
+    "outcomes",
+    "saturation",
+    "goodput",
+    "breakdown_ms",
+    "histograms",
+    "config",
+    "versions",
+)
+_LISTS = ("invalid_reasons", "timeseries", "phases")
+
+
+def validate_summary_data(data: Mapping[str, Any], source: str = "summary") -> None:
+    """Refuse a summary that a report or a comparison cannot trust, naming the first bad field:
+    missing keys, wrong shapes (`outcomes` not an object of counts, a latency block not an
+    object...), and any NaN or infinite number anywhere (JSON readers accept `NaN` and `1e999`)."""
+
+    def bad(where: str, why: str) -> ResultsError:
+        return ResultsError(f"{source}: malformed summary: {where} {why}")
+
+    def finite(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(where, f"is {value!r}; figures must be finite numbers")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                finite(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                finite(item, f"{where}[{index}]")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    for key in ("name", "started_at", *_REQUIRED_NUMBERS):
+        if key not in data:
+            raise bad(key, "is missing")
+    for key in _REQUIRED_NUMBERS:
+        if not number(data[key]) or data[key] < 0:
+            raise bad(key, f"is {data[key]!r}; expected a number >= 0")
+    for key in _MAPPINGS:
+        if key in data and not isinstance(data[key], Mapping):
+            raise bad(key, f"is a {type(data[key]).__name__}; expected an object")
+    for key in _LISTS:
+        if key in data and not isinstance(data[key], list):
+            raise bad(key, f"is a {type(data[key]).__name__}; expected a list")
+    for outcome, count in data.get("outcomes", {}).items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise bad(f"outcomes.{outcome}", f"is {count!r}; expected a count >= 0")
+    for key in ("valid", "interrupted"):
+        if key in data and not isinstance(data[key], bool):
+            raise bad(key, f"is {data[key]!r}; expected true or false")
+    blocks = [(m, data.get(m)) for m in LATENCY_METRICS if m in data]
+    blocks += [(f"breakdown_ms.{k}", v) for k, v in data.get("breakdown_ms", {}).items()]
+    for where, block in blocks:
+        if not isinstance(block, Mapping):
+            raise bad(where, "is not an object of statistics")
+        for stat, value in block.items():
+            if value is not None and not number(value):
+                raise bad(f"{where}.{stat}", f"is {value!r}; expected a number or null")
+    for index, point in enumerate(data.get("timeseries", [])):
+        if not isinstance(point, Mapping):
+            raise bad(f"timeseries[{index}]", "is not an object")
+    open_loop = data.get("open_loop")
+    if open_loop is not None and not isinstance(open_loop, Mapping):
+        raise bad("open_loop", "is not an object or null")
+    for key, value in data.items():
+        finite(value, str(key))
 
 
 def write_summary(run_dir: Path, summary: Summary) -> Path:

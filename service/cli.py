@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from .app import ServiceApp, create_app
+from .http_limits import limited_protocol
 from .settings import (
     ServiceSettings,
     SettingsError,
@@ -130,6 +131,10 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench serve: {exc}", file=sys.stderr)
         return 2
+    if settings.processes > 1:
+        from .replicas import supervise
+
+        return supervise(settings)
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:
@@ -145,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,

@@ -131,6 +131,16 @@ class ServiceSettings:
     log_level: str = _opt(
         "warning", "log level", choices=("critical", "error", "warning", "info", "debug")
     )
+    upstream_max_event_bytes: int = _opt(
+        1048576,
+        "longest SSE line the upstream may send; a longer one ends the call as an upstream error",
+        min=1024,
+    )
+    processes: int = _opt(
+        1,
+        "worker processes on one port (1..64); every limit above holds per process, like N pods",
+        min=1,
+    )
 
     def __post_init__(self) -> None:
         if self.workers and self.admission != "queue":

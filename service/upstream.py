@@ -11,6 +11,12 @@ Failures become `UpstreamError` with a kind: `connect` (before any response: ref
 pool timeout), `status` (HTTP error status), `read` (the stream broke), `protocol` (malformed or
 truncated stream), `timeout` (socket read backstop). 429/5xx/connect failures are retried up to
 `--upstream-retries` times, honouring `Retry-After`, and only before any token was read.
+
+A misbehaving upstream is bounded: an SSE line longer than `--upstream-max-event-bytes` ends the
+call at once (`protocol`), the request asks for `Accept-Encoding: identity` and a compressed answer
+is refused (`protocol`) rather than misread, and a malformed HTTP response (bad status line, bad
+chunk size) is an upstream error, not an internal one. What clients see names the failure, never
+the upstream's address: the details (host, port, the library's message) go to the log.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import email.utils
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,6 +43,15 @@ from .settings import ServiceSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DRAIN_TIMEOUT_S = 0.5
+
+log = logging.getLogger("service")
+
+
+def failure(message: str, kind: str, detail: object) -> UpstreamError:
+    """An `UpstreamError` whose client-facing `message` is generic; `detail` (which may name the
+    upstream's host and port) is logged, not sent."""
+    log.warning("%s (%s): %s", message, kind, str(detail) or type(detail).__name__)
+    return UpstreamError(message, kind)
 
 
 @dataclass
@@ -73,6 +89,7 @@ class Usage:
 
 @dataclass
 class _ParseState:
+    max_line_bytes: int = 1 << 20
     buffer: bytes = b""
     done: bool = False
     usage: dict[str, Any] | None = None
@@ -85,8 +102,15 @@ def parse_chunk(state: _ParseState, chunk: bytes) -> list[str]:
     data = state.buffer + chunk if state.buffer else chunk
     lines = data.split(b"\n")
     state.buffer = lines.pop()
+    limit = state.max_line_bytes
+    if len(state.buffer) > limit:
+        raise UpstreamError(f"upstream sent an event line longer than {limit} bytes", "protocol")
     tokens: list[str] = []
     for line in lines:
+        if len(line) > limit:
+            raise UpstreamError(
+                f"upstream sent an event line longer than {limit} bytes", "protocol"
+            )
         if not line.startswith(b"data:"):
             continue  # blank separators, comments, event:/id: fields
         payload = line[5:].strip()
@@ -154,7 +178,7 @@ class UpstreamCall:
         self._body = body
         self.timing = timing
         self._response: httpx.Response | None = None
-        self._state = _ParseState()
+        self._state = _ParseState(client.settings.upstream_max_event_bytes)
 
     async def __aenter__(self) -> UpstreamCall:
         self._response = await self._client._open(self._body, self.timing)
@@ -190,11 +214,9 @@ class UpstreamCall:
                 if state.done:
                     break
         except httpx.TimeoutException as exc:
-            raise UpstreamError(f"upstream read timed out: {exc}", "timeout") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(
-                f"upstream stream broke: {exc or type(exc).__name__}", "read"
-            ) from None
+            raise failure("upstream read timed out", "timeout", exc) from None
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            raise failure("upstream stream broke", "read", exc) from None
         if not state.done:
             raise UpstreamError("upstream closed the stream before [DONE]", "protocol")
         self.timing.t_end = clock()
@@ -240,7 +262,11 @@ class UpstreamClient:
             "surge_upstream_call", default=None
         )
         self.url = settings.upstream_url.rstrip("/") + "/chat/completions"
-        self._headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "accept-encoding": "identity",  # the SSE parser reads the bytes as sent
+        }
         if settings.upstream_api_key:
             self._headers["authorization"] = f"Bearer {settings.upstream_api_key}"
         self.http = self._build_client()
@@ -354,9 +380,10 @@ class UpstreamClient:
             raise UpstreamError(
                 "no free upstream connection within the pool timeout", "connect"
             ) from None
-        except httpx.HTTPError as exc:
-            detail = str(exc) or type(exc).__name__
-            raise UpstreamError(f"upstream connection failed: {detail}", "connect") from None
+        except aiohttp.ClientResponseError as exc:  # aiohttp's parser: bad status line, ...
+            raise failure("upstream sent a malformed HTTP response", "protocol", exc) from None
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            raise failure("upstream connection failed", "connect", exc) from None
         finally:
             self._current.reset(token)
         if response.status_code != 200:
@@ -366,6 +393,13 @@ class UpstreamClient:
                 "status",
                 upstream_status=response.status_code,
                 retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+            )
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            raise UpstreamError(
+                f"upstream answered with content-encoding {encoding[:40]!r}; identity was asked",
+                "protocol",
             )
         self.in_use += 1
         return response
@@ -379,10 +413,11 @@ class UpstreamClient:
                     break
         except httpx.StreamConsumed:  # already read (e.g. an in-memory response)
             raw = response.content[:4097]
-        except httpx.HTTPError:
+        except (httpx.HTTPError, aiohttp.ClientError):
             raw = b""
         finally:
-            await response.aclose()
+            with contextlib.suppress(httpx.HTTPError, aiohttp.ClientError):
+                await response.aclose()
         try:
             return _error_message(orjson.loads(raw))
         except orjson.JSONDecodeError:

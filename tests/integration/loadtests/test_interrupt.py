@@ -44,6 +44,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_results(tmp_path: Path) -> None:
     run_dir = Path(last.removeprefix("results: "))
     summary = read_summary(run_dir)
     assert summary.outcomes["ok"] > 0
+    assert summary.interrupted and 0 < summary.measured_s < 30  # recorded, with what ran
     host = json.loads((run_dir / "config.json").read_text())["host"]
     address = host.removeprefix("http://").removesuffix("/v1").split(":")
     with pytest.raises(OSError):  # the mock is gone

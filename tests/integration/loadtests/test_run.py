@@ -26,11 +26,22 @@ def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> Non
     assert itl.count == 11 * s.outcomes["ok"]  # every gap of every stream, none merged
     assert s.output_tokens == 12 * s.outcomes["ok"]
     assert s.metric("client_lag_ms").count > 0  # the mock's send stamps were read
+    assert s.config["generator"] == {"reader": "fast"}
     assert s.timeseries and sum(p.requests for p in s.timeseries) >= s.requests
     for name in ("locust_stats.csv", "locust.html", "config.json"):
         assert (run.run_dir / name).exists(), name
-    stats = (run.run_dir / "locust_stats.csv").read_text()
-    assert "SSE,TTFT" in stats and "SSE,ITL" in stats
+    rows = {
+        tuple(r.split(",")[:2]): int(r.split(",")[2])
+        for r in (run.run_dir / "locust_stats.csv").read_text().splitlines()[1:]
+    }
+    # one Locust request per request: the measured ones, the warm-up ones apart, nothing else
+    assert rows[("POST", "/chat/completions")] == s.requests, rows
+    assert set(rows) <= {
+        ("POST", "/chat/completions"),
+        ("POST", "/chat/completions (warm-up)"),
+        ("", "Aggregated"),
+    }, rows
+    assert rows[("", "Aggregated")] == sum(v for k, v in rows.items() if k[0] == "POST")
     config = json.loads((run.run_dir / "config.json").read_text())
     assert "--ttft-ms" in config["mock_args"] and config["user_class"] == "DirectLLMUser"
 
@@ -54,6 +65,14 @@ def test_spike_against_a_small_queue_counts_rejections(surge_run: RunCommand) ->
     assert s.breakdown_ms["upstream_ttft"].p50 is not None
     assert s.metric("thinking_ms").count == s.outcomes["ok"]
     assert sum(p.rejected for p in s.timeseries) == s.outcomes["rejected"]
+    # Locust's table agrees: rejections in their own row, not failures (warm-up 0 s)
+    assert run.run_dir is not None
+    rows = {
+        tuple(r.split(",")[:4])
+        for r in (run.run_dir / "locust_stats.csv").read_text().splitlines()[1:]
+    }
+    assert ("POST", "/chat/stream (rejected)", str(s.outcomes["rejected"]), "0") in rows, rows
+    assert ("POST", "/chat/stream", str(s.requests - s.outcomes["rejected"]), "0") in rows, rows
 
 
 def test_two_processes_merge_to_the_sum_of_their_workers(surge_run: RunCommand) -> None:
@@ -98,3 +117,11 @@ def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand
     assert ttft.p50 is not None and 990 <= ttft.p50 <= 1300, ttft
     config = json.loads((run.run_dir / "config.json").read_text())
     assert config["service_args"] == ["--max-concurrent", "32"] and not config["demo"]
+    # what the servers reported (GET /config; None where a server has no such endpoint) is
+    # recorded in both files, and the console says it
+    assert set(config["effective"]) == {"mock", "service"}
+    assert s.effective == config["effective"]
+    assert "service effective configuration: " in run.output
+    service = config["effective"]["service"]
+    if service is not None:
+        assert service["max_concurrent"] == 32 and service["admission"] == "queue"

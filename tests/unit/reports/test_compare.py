@@ -8,7 +8,7 @@ import pytest
 from reports.cli import compare_main
 from reports.compare import compare_runs, to_markdown
 from reports.errors import ThresholdError
-from reports.results import LatencyStats, read_summary
+from reports.results import LatencyStats, read_summary, write_summary
 from reports.thresholds import build_thresholds, load_settings, parse_threshold
 from tests.unit.reports.synthetic import RunSpec, ttft_samples
 
@@ -155,3 +155,52 @@ def test_threshold_units() -> None:
     points = parse_threshold("rejections", "+1pt")
     assert points is not None and points.allowance(0.0) == pytest.approx(0.01)
     assert "ttft_p50" not in build_thresholds({"ttft_p50": "off"})
+
+
+def _with_effective(path: Path, effective: dict[str, object]) -> Path:
+    summary = read_summary(path)
+    summary.effective = effective
+    write_summary(path, summary)
+    return path
+
+
+def test_compare_opens_with_the_effective_difference(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mock = {"ttft_ms": 100.0, "seed": 1}
+    base = _with_effective(
+        make_run(name="base", seed=1),
+        {"mock": mock, "service": {"admission": "queue", "max_concurrent": 8, "auth_token": "***"}},
+    )
+    cur = _with_effective(
+        make_run(name="cur", seed=1),
+        {
+            "mock": mock,
+            "service": {"admission": "queue", "max_concurrent": 32, "auth_token": "***"},
+        },
+    )
+    assert compare_main([str(base), str(cur)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "- effective configuration: service.max_concurrent 8 -> 32"
+    assert compare_main([str(base), str(base)]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == (
+        "- effective configuration: same on both sides"
+    )
+
+
+def test_effective_changes_name_every_difference() -> None:
+    from reports.compare import effective_changes
+    from reports.results import Summary
+
+    def run(effective: dict[str, object]) -> Summary:
+        return Summary("r", "t", 1.0, 1.0, effective=effective)
+
+    old = run({"mock": {"a": 1, "b": "x"}, "service": None})
+    new = run({"mock": {"a": 2, "c": True}, "service": {"max_concurrent": 8}})
+    assert effective_changes(old, new) == [
+        "mock.a 1 -> 2",
+        "mock.b x -> (absent)",
+        "mock.c (absent) -> true",
+        "service: not reported -> reported",
+    ]
+    assert effective_changes(run({}), run({"mock": None, "service": None})) is None

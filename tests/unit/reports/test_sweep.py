@@ -147,9 +147,12 @@ def test_the_documented_example_matrix_gives_distinct_configurations() -> None:
 @pytest.mark.parametrize(
     ("matrix", "same"),
     [
-        ({"workers": [0, 64], "max-concurrent": [64]}, "workers=0 = workers=64"),
-        ({"max-concurrent": [8, 16], "queue-size": [64, "64.0"]}, "queue-size=64 = "),
-        ({"stamp": [True, "on"]}, "stamp=true = stamp=on"),
+        (
+            {"workers": [0, 64], "max-concurrent": [64]},
+            "workers=0 (cells c00-*) = workers=64 (cells c01-*)",
+        ),
+        ({"max-concurrent": [8, 16], "queue-size": [64, "64.0"]}, "queue-size=64 (cells c00-*) = "),
+        ({"stamp": [True, "on"]}, "stamp=true (cells c00-*) = stamp=on (cells c01-*)"),
     ],
 )
 def test_a_plan_whose_configurations_resolve_alike_is_refused(
@@ -165,7 +168,7 @@ def test_workers_count_only_under_the_queue_policy() -> None:
         {"name": "sem-1", "service": {"admission": "semaphore", "workers": 1}},
         {"name": "sem-4", "service": {"admission": "semaphore", "workers": 4}},
     ]
-    with pytest.raises(SweepConfigError, match="sem-1 = sem-4"):
+    with pytest.raises(SweepConfigError, match=r"sem-1 \(cells c00-\*\) = sem-4 \(cells c01-\*\)"):
         parse_plan({"duration": "5s", "loads": [1], "configurations": listed})
     queue = [{"name": f"q{w}", "service": {"workers": w}} for w in (1, 4)]
     assert len(parse_plan({"duration": "5s", "loads": [1], "configurations": queue}).cells()) == 2
@@ -178,7 +181,7 @@ def test_sweep_refuses_identical_configurations_with_exit_2(
     fake = FakeRun()
     assert main([str(config), "--out", str(tmp_path / "s")], runner=fake) == 2
     assert fake.calls == []
-    assert "(workers=0 = workers=16)" in capsys.readouterr().err
+    assert "(workers=0 (cells c00-*) = workers=16 (cells c01-*))" in capsys.readouterr().err
 
 
 def test_progress_eta_uses_an_injected_clock() -> None:

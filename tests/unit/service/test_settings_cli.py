@@ -76,7 +76,7 @@ def test_loopback_detection() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1")
 
 
-@pytest.mark.parametrize("doc", ["docs/service.md", "README.md"])
+@pytest.mark.parametrize("doc", ["docs/service.md"])
 def test_every_setting_is_in_the_docs_table(doc: str) -> None:
     text = (ROOT / doc).read_text(encoding="utf-8")
     assert settings_table_markdown() in text

@@ -1,0 +1,314 @@
+"""HTTP/1.1 requests on raw sockets for the Locust users: one ``recv`` per arrival.
+
+The Locust users' fast path (docs/loadtests.md "How streams are read"). Under Locust the
+``socket`` and ``ssl`` modules are gevent's (Locust patches them before this module runs), so a
+blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they are the stdlib's.
+
+- HTTP framing (status, headers, chunked or content-length or until-close bodies) is llhttp's,
+  through ``httptools.HttpResponseParser``; nothing here splits HTTP by hand.
+- A streamed 2xx body goes to a sink ``(bytes, arrival_ns)`` piece by piece, in the same call
+  as the ``recv`` that brought it, with one ``time.time_ns()`` per arrival. Other bodies are kept
+  (bounded) for the caller.
+- Timeouts are the socket's own (``settimeout``): a connect timeout for connect + TLS handshake,
+  a read timeout per ``recv`` (as Locust's FastHttpUser's ``network_timeout``), no timer object
+  per read. They raise ``TimeoutError``, which `loadtests.outcomes` classifies as a timeout.
+- One connection per user, kept alive between requests. A kept-alive socket that the server
+  closed while idle (no byte of the answer read yet) is replaced once, transparently.
+
+`reader_choice` says whether a target can be read this way; where it cannot (a proxy, another
+scheme) the users fall back to Locust's geventhttpclient client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+RECV_BYTES = 65536
+"""At most this many bytes per ``recv`` (one arrival is usually one SSE event)."""
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""A non-streamed answer is kept up to this size; beyond it the rest is read and dropped."""
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""The body of a non-2xx answer to a streaming request is kept up to this size."""
+MAX_HEADERS = 200
+"""Headers beyond this many in one answer make it an error (a bound on what we keep)."""
+PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+FAST = "fast"
+FALLBACK = "fallback"
+
+BodySink = Callable[[bytes, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a user's requests go: one scheme/host/port and the base path of its URL."""
+
+    tls: bool
+    host: str
+    port: int
+    prefix: str
+    host_header: str
+
+
+def reader_choice(
+    base_url: str, *, proxy_host: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Target | None, str]:
+    """The fast reader's `Target` for a base URL, or None and the reason the fallback reads it."""
+    env = os.environ if environ is None else environ
+    set_proxies = [name for name in PROXY_ENV if env.get(name)]
+    if set_proxies:
+        return None, f"a proxy is configured ({set_proxies[0]})"
+    if proxy_host:
+        return None, "the user class sets proxy_host"
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError as exc:
+        return None, f"unparsed host URL: {exc}"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return None, f"scheme {scheme or '(none)'!r} (fast reader: http, https)"
+    host = parts.hostname
+    if not host:
+        return None, "no host in the URL"
+    tls = scheme == "https"
+    default_port = 443 if tls else 80
+    port = port or default_port
+    name = f"[{host}]" if ":" in host else host
+    host_header = name if port == default_port else f"{name}:{port}"
+    return Target(tls, host, port, parts.path.rstrip("/"), host_header), ""
+
+
+def reader_record(base_url: str, user_classes: list[type]) -> dict[str, str]:
+    """summary.json's account of the reader the users ran (``config.generator``)."""
+    proxy = next((p for c in user_classes if (p := getattr(c, "proxy_host", None))), None)
+    target, why = reader_choice(base_url, proxy_host=proxy)
+    if target is not None:
+        return {"reader": FAST}
+    return {"reader": FALLBACK, "fallback_reason": why}
+
+
+class Response:
+    """One answer as httptools parses it (the parser's callback object)."""
+
+    __slots__ = (
+        "_framed",
+        "_headers",
+        "_limit",
+        "_parser",
+        "_stream",
+        "body",
+        "complete",
+        "headers_done",
+        "keep_alive",
+        "now_ns",
+        "retry_after",
+        "sink",
+        "status",
+        "truncated",
+    )
+
+    def __init__(self, sink: BodySink | None) -> None:
+        self.sink = sink
+        self.status = 0
+        self.body = bytearray()
+        self.truncated = False
+        """True when the kept body stopped at its limit (the rest was read and dropped)."""
+        self.complete = False
+        self.headers_done = False
+        self.keep_alive = False
+        self.retry_after = ""
+        self.now_ns = 0
+        self._framed = False
+        self._stream = False
+        self._headers = 0
+        self._limit = MAX_BODY_BYTES
+        self._parser: httptools.HttpResponseParser | None = None
+
+    @property
+    def until_close(self) -> bool:
+        """A body with neither Content-Length nor chunked framing: it ends when the socket does."""
+        return self.headers_done and not self._framed and self.status not in (204, 304)
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._headers > MAX_HEADERS:
+            raise ValueError(f"more than {MAX_HEADERS} headers in the answer")
+        lower = name.lower()
+        if lower in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+        elif lower == b"retry-after":
+            self.retry_after = value.decode("latin-1")[:64]
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        self.status = self._parser.get_status_code()
+        self.headers_done = True
+        if self.sink is not None:
+            self._stream = 200 <= self.status < 300
+            self._limit = MAX_ERROR_BODY_BYTES
+
+    def on_body(self, data: bytes) -> None:
+        if self._stream:
+            assert self.sink is not None
+            self.sink(data, self.now_ns)
+        elif len(self.body) + len(data) <= self._limit:
+            self.body += data
+        else:
+            self.body += data[: max(0, self._limit - len(self.body))]
+            self.truncated = True
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (100 Continue): the real one follows
+            self.headers_done = False
+            self._framed = False
+            self._headers = 0
+            self.status = 0
+            return
+        assert self._parser is not None
+        self.keep_alive = self._parser.should_keep_alive()  # (llhttp forgets it afterwards)
+        self.complete = True
+
+
+class StaleConnectionError(ConnectionError):
+    """A kept-alive connection was closed by the server before any byte of the answer."""
+
+
+_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+
+
+def tls_context(insecure: bool) -> ssl.SSLContext:
+    """One TLS context per process (``insecure``: no certificate check, as Locust's default)."""
+    context = _TLS_CONTEXTS.get(insecure)
+    if context is None:
+        context = ssl.create_default_context()
+        if insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _TLS_CONTEXTS[insecure] = context
+    return context
+
+
+class Connection:
+    """One user's keep-alive connection to a `Target` and its request/answer exchange."""
+
+    __slots__ = ("connect_timeout_s", "insecure", "read_timeout_s", "sock", "target")
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        insecure: bool = True,
+    ) -> None:
+        self.target = target
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.insecure = insecure
+        self.sock: socket.socket | None = None
+
+    def request_head(
+        self, method: str, path: str, headers: Mapping[str, str], length: int
+    ) -> bytes:
+        """The request line and headers for a body of ``length`` bytes (build once, reuse)."""
+        lines = [
+            f"{method} {self.target.prefix}{path} HTTP/1.1",
+            f"Host: {self.target.host_header}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+            f"Content-Length: {length}",
+            "",
+            "",
+        ]
+        return "\r\n".join(lines).encode("latin-1")
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _connect(self) -> socket.socket:
+        target = self.target
+        sock = socket.create_connection((target.host, target.port), timeout=self.connect_timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if target.tls:
+                sock = tls_context(self.insecure).wrap_socket(sock, server_hostname=target.host)
+            sock.settimeout(self.read_timeout_s)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def exchange(self, data: bytes, sink: BodySink | None) -> Response:
+        """Send one request (head + body bytes) and read its whole answer.
+
+        ``sink`` gets a 2xx body piece by piece with its arrival time; without a sink (or for a
+        non-2xx answer) the body is kept in `Response.body`. Raises on timeouts (TimeoutError),
+        resets and early closes (ConnectionError), malformed answers (httptools' errors); the
+        connection is closed then.
+        """
+        for attempt in (1, 2):
+            reused = self.sock is not None
+            try:
+                return self._exchange_once(data, sink, reused)
+            except StaleConnectionError:
+                self.close()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange_once(self, data: bytes, sink: BodySink | None, reused: bool) -> Response:
+        sock = self.sock
+        if sock is None:
+            sock = self.sock = self._connect()
+        response = Response(sink)
+        parser = httptools.HttpResponseParser(response)
+        response._parser = parser
+        try:
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                if reused:
+                    raise StaleConnectionError(str(exc)) from exc
+                raise
+            recv = sock.recv
+            got_bytes = False
+            while not response.complete:
+                try:
+                    chunk = recv(RECV_BYTES)
+                except ConnectionResetError as exc:
+                    if reused and not got_bytes:
+                        raise StaleConnectionError(str(exc)) from exc
+                    raise
+                now_ns = time.time_ns()
+                if not chunk:
+                    if response.until_close:
+                        response.complete = True
+                        self.close()
+                        return response
+                    if reused and not got_bytes:
+                        raise StaleConnectionError("kept-alive connection closed by the server")
+                    raise ConnectionError("connection closed before the end of the answer")
+                got_bytes = True
+                response.now_ns = now_ns
+                parser.feed_data(chunk)
+            if not response.keep_alive:
+                self.close()
+            return response
+        finally:
+            response._parser = None  # no reference cycle between the parser and its callbacks

@@ -1,0 +1,214 @@
+"""The fast reader against the real mock and service on 127.0.0.1 (and a TLS server).
+
+Plain threads and stdlib sockets here (no gevent): the reader is the same code Locust runs.
+The Locust side (one request event per request, the fallback) is in test_run.py and below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadtests import outcomes as oc
+from loadtests.fast_reader import Connection, Response, reader_choice
+from loadtests.settings import RunSettings, config_document
+from loadtests.stream import OpenAIStreamTracker, ServiceStreamTracker, StreamFeed, StreamTracker
+from reports.results import read_summary, write_config
+from tests.integration.conftest import Start
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+STREAM = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+
+
+def connect(url: str, read_timeout_s: float = 10.0) -> Connection:
+    target, why = reader_choice(url, environ={})
+    assert target is not None, why
+    return Connection(target, connect_timeout_s=5.0, read_timeout_s=read_timeout_s)
+
+
+def post_stream(
+    conn: Connection, path: str, body: dict[str, object], tracker: StreamTracker
+) -> tuple[Response, StreamFeed]:
+    payload = orjson.dumps(body)
+    feed = StreamFeed(tracker)
+    response = conn.exchange(conn.request_head("POST", path, STREAM, len(payload)) + payload, feed)
+    return response, feed
+
+
+def chat(tokens: int) -> dict[str, object]:
+    return {
+        "model": "mock",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "max_tokens": tokens,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_mock_streams_are_read_whole_with_stamps_on_one_kept_alive_socket(start: Start) -> None:
+    mock = start("mock", "--stamp", "--ttft-ms", "30", "--itl-ms", "5", "--output-tokens", "20")
+    conn = connect(mock.url + "/v1")
+    sockets = []
+    for _ in range(3):
+        tracker = OpenAIStreamTracker(0)
+        response, feed = post_stream(conn, "/chat/completions", chat(12), tracker)
+        record = tracker.finish(feed.end_ns)
+        assert response.status == 200 and record.outcome == oc.OK, record.error
+        assert record.output_tokens == 12 and len(record.itl_ns) == 11
+        assert len(record.client_lag_ns) >= 12  # every token carried a send stamp
+        sockets.append(conn.sock)
+    assert sockets[0] is not None and sockets == [sockets[0]] * 3  # keep-alive reuse
+    conn.close()
+
+
+def test_a_non_streamed_answer_is_kept_whole(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "5", "--itl-ms", "1")
+    conn = connect(mock.url + "/v1")
+    body = {**chat(7), "stream": False}
+    del body["stream_options"]
+    payload = orjson.dumps(body)
+    head = conn.request_head(
+        "POST", "/chat/completions", {"Content-Type": "application/json"}, len(payload)
+    )
+    response = conn.exchange(head + payload, None)
+    assert response.status == 200 and not response.truncated
+    assert json.loads(response.body)["usage"]["completion_tokens"] == 7
+
+
+def test_service_stream_and_a_rejection_with_retry_after(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "600", "--itl-ms", "5", "--output-tokens", "5")
+    service = start("serve", "--upstream-url", mock.url + "/v1", "--admission", "queue",
+                    "--max-concurrent", "1", "--queue-size", "1",
+                    "--retry-after-s", "3")  # fmt: skip
+    records = []
+
+    def one() -> None:
+        tracker = ServiceStreamTracker(0)
+        _, feed = post_stream(connect(service.url), "/chat/stream", {"question": "q"}, tracker)
+        records.append(tracker.finish(feed.end_ns))
+
+    admitted = [threading.Thread(target=one) for _ in range(2)]
+    for thread in admitted:
+        thread.start()
+    # admission is visible as the `thinking` event; poll the service's queue depth instead of
+    # sleeping: both streams hold the one slot and the one queue place
+    conn = connect(service.url)
+    deadline = 200
+    while deadline:
+        deadline -= 1
+        metrics = conn.exchange(conn.request_head("GET", "/metrics", {}, 0), None)
+        if b"surge_service_queue_depth 1" in metrics.body:
+            break
+        threading.Event().wait(0.02)
+    tracker = ServiceStreamTracker(0)
+    response, _ = post_stream(conn, "/chat/stream", {"question": "q"}, tracker)
+    assert response.status == 503 and response.retry_after == "3"
+    assert oc.classify_status(response.status, bytes(response.body)) == oc.REJECTED
+    for thread in admitted:
+        thread.join(10)
+    assert [r.outcome for r in records] == [oc.OK, oc.OK]
+    assert all(r.output_tokens == 5 and r.thinking_ns for r in records)
+
+
+def test_read_timeout_and_refused_connection_are_classified(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "3000", "--itl-ms", "5")
+    conn = connect(mock.url + "/v1", read_timeout_s=0.3)
+    with pytest.raises(Exception) as info:
+        post_stream(conn, "/chat/completions", chat(3), OpenAIStreamTracker(0))
+    assert oc.classify_exception(info.value) == oc.TIMEOUT
+    assert conn.sock is None
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    refused = connect(f"http://127.0.0.1:{port}")
+    with pytest.raises(OSError) as refusal:
+        refused.exchange(b"GET / HTTP/1.1\r\n\r\n", None)
+    assert oc.classify_exception(refusal.value) == oc.ERROR
+
+
+SSE_PIECES = [
+    b": t=1\n",
+    b'data: {"choices":[{"delta":{"content":"tls"}}]}\n',
+    b"\ndata: [DONE]\n\n",
+]
+SSE_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in SSE_PIECES)
+    + b"0\r\n\r\n"
+)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[str]:
+    """A TLS server (self-signed certificate) answering every request with SSE_ANSWER."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener, context.wrap_socket(listener.accept()[0], server_side=True) as conn:
+            for _ in range(2):  # two requests on one kept-alive connection
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(4096)
+                conn.sendall(SSE_ANSWER)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{port}/v1"
+    thread.join(10)
+
+
+def test_https_target(tls_server: str) -> None:
+    conn = connect(tls_server)
+    assert conn.target.tls
+    for _ in range(2):
+        tracker = OpenAIStreamTracker(0)
+        response, feed = post_stream(conn, "/chat/completions", chat(1), tracker)
+        record = tracker.finish(feed.end_ns)
+        assert response.status == 200 and record.outcome == oc.OK, record.error
+        assert record.output_tokens == 1 and record.client_lag_ns
+    assert isinstance(conn.sock, ssl.SSLSocket)
+
+
+def test_locust_falls_back_behind_a_proxy_and_says_so(start: Start, tmp_path: Path) -> None:
+    """With a proxy variable set, the users read over geventhttpclient; summary.json says so."""
+    mock = start("mock", "--ttft-ms", "10", "--itl-ms", "2", "--output-tokens", "5")
+    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "no_proxy": "*"}
+    root = Path(__file__).resolve().parents[3]
+    settings = RunSettings(warmup_s=0.0, user="direct", progress_s=0.0)
+    config = write_config(tmp_path, config_document(settings, {}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(root / "loadtests/locustfile.py"),
+         "DirectLLMUser", "--headless", "-u", "2", "-r", "2", "-t", "5s",
+         "-H", mock.url + "/v1", "--only-summary", "--sb-config", str(config)],
+        env=env, capture_output=True, text=True, timeout=45, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = read_summary(tmp_path)
+    assert summary.config["generator"]["reader"] == "fallback"
+    assert "http_proxy" in summary.config["generator"]["fallback_reason"]
+    assert summary.outcomes["ok"] > 0 and summary.requests == summary.outcomes["ok"]
