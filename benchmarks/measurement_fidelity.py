@@ -15,7 +15,8 @@ pinned to CPU 0. Each generator runs closed-loop at N concurrent streams (50, 20
 
 For each: measured minus true TTFT and ITL (p50, p99), client lag p50/p99 from the send stamps
 (receive time minus the mock's send time: pure load-generator delay), the generator's CPU in
-cores over the measured window and per token event (us), and our validity verdict where there
+cores over the measured window and per token event (us; token events counted by the mock over the
+same window), and our validity verdict where there
 is one. Each row also carries the machine's 1-minute load average when it finished: on a shared
 machine other processes' load shows up as lag here.
 
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,26 @@ def tree_cpu_s(proc: psutil.Process) -> float:
     return total
 
 
-def sample_cpu(pid: int, start_after_s: float, window_s: float) -> float:
-    """Cores used by a process tree from ``start_after_s`` for ``window_s`` seconds."""
+def mock_tokens_sent(url: str) -> float:
+    """The mock's ``vllm:generation_tokens_total``: tokens sent so far (counted per token)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("vllm:generation_tokens_total "):
+                return float(line.split()[1])
+    raise RuntimeError("the mock's /metrics has no vllm:generation_tokens_total")
+
+
+def sample_cpu(
+    pid: int, start_after_s: float, window_s: float, mock_url: str
+) -> tuple[float, float]:
+    """(cores used by a process tree, token events per second the mock sent) over the same
+    window, from ``start_after_s`` for ``window_s`` seconds."""
     proc = psutil.Process(pid)
     time.sleep(start_after_s)
-    before = tree_cpu_s(proc)
+    before, sent_before = tree_cpu_s(proc), mock_tokens_sent(mock_url)
     time.sleep(window_s)
-    return (tree_cpu_s(proc) - before) / window_s
+    cores = (tree_cpu_s(proc) - before) / window_s
+    return cores, (mock_tokens_sent(mock_url) - sent_before) / window_s
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -111,7 +126,7 @@ def run_ours(
         if processes > 1:
             argv += ["--processes", str(processes)]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0)
+        cpu, events_per_s = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0, url)
         proc.wait(timeout=duration + 60)
         s = read_summary(Path(out))
     assert s.config["generator"]["reader"] == reader, s.config.get("generator")
@@ -119,7 +134,7 @@ def run_ours(
     return {
         "ttft_p50": ttft.p50, "ttft_p99": ttft.p99, "itl_p50": itl.p50, "itl_p99": itl.p99,
         "lag_p50": lag.p50, "lag_p99": lag.p99, "cpu": cpu, "requests": s.requests,
-        "events_per_s": s.output_tokens / s.measured_s if s.measured_s else None,
+        "events_per_s": events_per_s,
         "valid": s.valid,
     }  # fmt: skip
 
@@ -135,7 +150,7 @@ def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
             "--stop-timeout", "3",
         ]  # fmt: skip
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0)
+        cpu, events_per_s = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0, url)
         proc.wait(timeout=duration + 60)
         data = json.loads(Path(f"{out}/naive.json").read_text())
     return {
@@ -143,7 +158,7 @@ def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
         "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
         "cpu": cpu, "requests": len(data["ttft_ms"]),
-        "events_per_s": (len(data["ttft_ms"]) + len(data["itl_ms"])) / measure_s, "valid": None,
+        "events_per_s": events_per_s, "valid": None,
     }  # fmt: skip
 
 
@@ -208,7 +223,7 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         argv = [*taskset("1"), sys.executable, __file__, "--asyncio-worker", url, str(streams),
                 f"{measure_s:g}", path]  # fmt: skip
         proc = subprocess.Popen(argv)
-        cpu = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0)
+        cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
         proc.wait(timeout=WARMUP_S + measure_s + 60)
         data = json.loads(Path(path).read_text())
     return {
@@ -216,7 +231,7 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
         "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
         "cpu": cpu, "requests": len(data["ttft_ms"]),
-        "events_per_s": (len(data["ttft_ms"]) + len(data["itl_ms"])) / measure_s, "valid": None,
+        "events_per_s": events_per_s, "valid": None,
     }  # fmt: skip
 
 

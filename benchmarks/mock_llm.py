@@ -29,7 +29,8 @@ import uvloop
 # This file is named like the package it measures: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from mock_llm.probe import ProbeResult, percentile, run_probe  # noqa: E402
+from mock_llm.probe import ProbeResult, run_probe  # noqa: E402
+from surgebench.percentiles import percentile  # noqa: E402
 from surgebench.process import ServerProcess, ServerStartError, surgebench_argv  # noqa: E402
 
 SERVER_CPU = 0

@@ -30,8 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from surgebench.percentiles import percentile  # noqa: E402
 from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
-from tests.integration.reliability.load import open_loop, percentile  # noqa: E402
+from tests.integration.reliability.load import open_loop  # noqa: E402
 from tests.integration.reliability.sampling import Sampler, proc_rss_kib  # noqa: E402
 
 

@@ -33,6 +33,8 @@ from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
 from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
 from loadtests.summary import Window, summarize
+from loadtests.workload import REPORT_KEY as WORKLOAD_KEY
+from loadtests.workload import Workload
 from reports.results import write_summary
 
 log = logging.getLogger("surgebench")
@@ -141,11 +143,12 @@ class Distribution:
     def drain(self) -> dict[str, Any]:
         """Worker: this process's measurements since the last report (then forgotten here)."""
         self.state.drain_arrivals()
-        return self.state.recorder.drain()
+        return {**self.state.recorder.drain(), WORKLOAD_KEY: self.state.workload.drain()}
 
     def merge(self, client_id: str, data: dict[str, Any]) -> None:
         self.workers_reported.add(client_id)
         self.state.recorder.merge_dict(data)
+        self.state.workload.merge(data.get(WORKLOAD_KEY))
 
     def collect_final_reports(self) -> None:
         """Master, as the test stops: have every worker finish its in-flight requests and send
@@ -208,6 +211,7 @@ class SurgeState:
         """Outcomes this process measured (never drained): a worker's own account of its share."""
         self.samplers = Samplers(self)
         self.distribution = Distribution(self)
+        self.workload = Workload(settings, self.worker_index)
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -248,10 +252,14 @@ class SurgeState:
         self.totals = {}
         self.distribution.reset()
         self.written = None
+        self.workload = Workload(self.settings, self.worker_index)
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
                 self._start_arrivals(now_ns)
+            users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
+            self.workload.start(now_ns, users, self.samplers.add, self.recorder.measure_from_ns)
+            self.book = self.workload.book or self.book  # trace rows count as open-loop arrivals
         self.samplers.start()
 
     def on_test_stop(self) -> None:
@@ -315,6 +323,7 @@ def write_summary_once(state: SurgeState) -> Path | None:
         config=state.config,
         versions=versions(),
     )
+    summary.trace, summary.sessions = (state.workload.blocks()[k] for k in ("trace", "sessions"))
     summary.config["generator"] = reader_record(
         str(state.environment.host or ""), state.environment.user_classes
     )

@@ -8,6 +8,11 @@ none named, `StreamingChatUser` runs alone):
 - `BatchUser`: the service's ``POST /chat/batch``.
 - `DirectLLMUser`: any OpenAI-compatible endpoint, streaming (host = its base URL with ``/v1``,
   e.g. ``http://127.0.0.1:8001/v1``), to take the same metrics without the service.
+- `AgentSessionUser`: multi-turn agent sessions through ``POST /chat/stream``
+  (loadtests/session_user.py).
+
+With a trace (``surgebench run --trace``) the streaming and direct users send its rows at their
+recorded times, each with a prompt and an output cap of the row's lengths (loadtests/trace.py).
 
 Streams are read as bytes arrive by `loadtests.fast_reader` (raw gevent sockets, one ``recv`` per
 arrival, httptools' HTTP framing), each event stamped with ``time.time_ns()`` on arrival; behind a
@@ -30,13 +35,16 @@ from locust.exception import CatchResponseError
 from loadtests import hooks, webui
 from loadtests import outcomes as oc
 from loadtests.fast_reader import MAX_BODY_BYTES, Connection, reader_choice
+from loadtests.prompts import Prompt
 from loadtests.recorder import RequestRecord
+from loadtests.session_user import session_user_class
 from loadtests.stream import (
     OpenAIStreamTracker,
     ServiceStreamTracker,
     StreamFeed,
     StreamTracker,
 )
+from loadtests.trace import ReplayItem, trace_prompt
 
 hooks.register(events)
 
@@ -193,6 +201,8 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         exits); None on the fast path, which fires the event here.
         """
         self.state.record(record)
+        if self._replay is not None:
+            self.state.workload.completed(self._replay, record)
         self._last_outcome = record.outcome
         response_ms = record.e2e_ns / 1e6
         name = locust_name(name, record, self.state.recorder.measure_from_ns)
@@ -299,11 +309,20 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 record.timings_ms = {k: float(v) for k, v in timings.items() if _is_num(v)}
 
     _intended: int | None = None
+    _replay: ReplayItem | None = None
     _last_outcome = oc.OK
+
+    def _prompt(self) -> Prompt:
+        """The replayed row's prompt and output length, else the next synthetic prompt."""
+        row = self._replay
+        if row is None:
+            return self.state.prompts.next()
+        return Prompt(trace_prompt(row.prompt_tokens, row.line), max(1, row.output_tokens))
 
     @task
     def one_request(self) -> None:
-        self._intended = self.state.next_intended_ns()
+        arrival = self.state.workload.next_arrival(self.state.recorder.measure_from_ns)
+        self._intended, self._replay = arrival or (self.state.next_intended_ns(), None)
         self.request()
         wait_s = self.state.settings.reject_wait_s
         if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
@@ -319,7 +338,7 @@ class StreamingChatUser(_SurgeUser):
     """The service's streaming chat: ``POST /chat/stream``."""
 
     def request(self) -> None:
-        prompt = self.state.prompts.next()
+        prompt = self._prompt()
         body: dict[str, Any] = {"question": prompt.question}
         if prompt.max_tokens is not None:
             body["max_tokens"] = prompt.max_tokens
@@ -331,7 +350,7 @@ class DirectLLMUser(_SurgeUser):
     """An OpenAI-compatible endpoint, streaming ``POST {host}/chat/completions``."""
 
     def request(self) -> None:
-        prompt = self.state.prompts.next()
+        prompt = self._prompt()
         body: dict[str, Any] = {
             "model": self.state.settings.model,
             "messages": [{"role": "user", "content": prompt.question}],
@@ -340,6 +359,8 @@ class DirectLLMUser(_SurgeUser):
         }
         if prompt.max_tokens is not None:
             body["max_tokens"] = prompt.max_tokens
+        if self._replay is not None:  # the row's exact output length (vLLM's extensions)
+            body["min_tokens"], body["ignore_eos"] = prompt.max_tokens, True
         tracker = OpenAIStreamTracker(time.time_ns(), self._intended)
         self._stream("/chat/completions", body, tracker, "/chat/completions")
 
@@ -363,6 +384,9 @@ class BatchUser(_SurgeUser):
     def request(self) -> None:
         questions = [self.state.prompts.next().question for _ in range(self.batch_size)]
         self._json_request("/chat/batch", {"questions": questions}, "/chat/batch")
+
+
+AgentSessionUser = session_user_class(_SurgeUser)
 
 
 def locust_name(name: str, record: RequestRecord, measure_from_ns: int) -> str:

@@ -19,23 +19,25 @@ from hdrh.histogram import HdrHistogram
 from loadtests import outcomes as oc
 from reports.results import (
     BREAKDOWN_PARTS,
+    HDR_HIGHEST_US,
+    HDR_LOWEST_US,
+    HDR_SIGNIFICANT_FIGURES,
     LATENCY_METRICS,
+    OTHER_ERROR_OUTCOMES,
     OUTCOMES,
     PHASE_METRICS,
     LatencyStats,
     Phase,
 )
 
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 3_600_000_000
-HIST_DIGITS = 3
+HIST_LOWEST_US = HDR_LOWEST_US
+HIST_HIGHEST_US = HDR_HIGHEST_US
+HIST_DIGITS = HDR_SIGNIFICANT_FIGURES
 SERIES_DIGITS = 2
 """Per-second histograms only feed the time series' p50/p95, so 2 significant digits suffice."""
 
 LOOP_LAG = "loop_lag_ms"
 """Extra histogram: oversleep of a 10 ms sleeper in the generator's event loop (hub lag)."""
-
-ERROR_CLASSES = frozenset(OUTCOMES) - {oc.OK, oc.REJECTED, oc.TIMEOUT}
 
 
 def new_histogram(digits: int = HIST_DIGITS) -> HdrHistogram:
@@ -47,6 +49,41 @@ def _us(ns: int) -> int:
     if value < 0:
         return 0
     return value if value < HIST_HIGHEST_US else HIST_HIGHEST_US
+
+
+def record_all_ns(hist: HdrHistogram, values_ns: list[int]) -> None:
+    """``hist.record_value(_us(v))`` for every value, in one loop (a stream's token gaps or
+    lags: ~1 us per value instead of ~3 through hdrh's per-call method chain).
+
+    Uses hdrh's bucket layout (`_get_bucket_index`, `_get_sub_bucket_index`, `_counts_index`
+    inlined; ``64 - clz(x)`` is ``x.bit_length()``); tests check it against ``record_value``.
+    """
+    mask = hist.sub_bucket_mask
+    unit = hist.unit_magnitude
+    half_magnitude = hist.sub_bucket_half_count_magnitude
+    shift = half_magnitude + 1 + unit
+    half = hist.sub_bucket_half_count
+    counts = hist.counts
+    size = hist.counts_len
+    low, high = hist.min_value, hist.max_value
+    added = 0
+    for ns in values_ns:
+        value = ns // 1000
+        if value < 0:
+            value = 0
+        elif value > HIST_HIGHEST_US:
+            value = HIST_HIGHEST_US
+        bucket = (value | mask).bit_length() - shift
+        index = ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - half
+        if 0 <= index < size:
+            counts[index] += 1
+            added += 1
+            if value < low:
+                low = value
+            if value > high:
+                high = value
+    hist.total_count += added
+    hist.min_value, hist.max_value = low, high
 
 
 def encode_histogram(hist: HdrHistogram) -> str:
@@ -92,6 +129,8 @@ class RequestRecord:
     thinking_ns: int | None = None
     first_token_ns: int | None = None
     output_tokens: int = 0
+    prompt_tokens: int | None = None
+    """As the server reported them (usage), when it did."""
     itl_ns: list[int] = field(default_factory=list)
     client_lag_ns: list[int] = field(default_factory=list)
     first_token_lag_ns: int | None = None
@@ -200,9 +239,7 @@ class _PhaseData:
         if ttft is not None:
             self.hist("ttft_ms").record_value(_us(ttft))
         if record.itl_ns:
-            rec = self.hist("itl_ms").record_value
-            for gap in record.itl_ns:
-                rec(_us(gap))
+            record_all_ns(self.hist("itl_ms"), record.itl_ns)
         for part in PHASE_PARTS:
             value = record.timings_ms.get(part)
             if value is not None:
@@ -287,14 +324,12 @@ class Recorder:
             if record.itl_ns:
                 if second.itl is None:
                     second.itl = new_histogram(SERIES_DIGITS)
-                rec = second.itl.record_value
-                for gap in record.itl_ns:
-                    rec(_us(gap))
+                record_all_ns(second.itl, record.itl_ns)
         elif outcome == oc.REJECTED:
             second.rejected += 1
         elif outcome == oc.TIMEOUT:
             second.timeout += 1
-        else:
+        elif outcome in OTHER_ERROR_OUTCOMES:
             second.errors += 1
         if record.start_ns < self.measure_from_ns:
             return
@@ -308,9 +343,7 @@ class Recorder:
             self.errors[key] = self.errors.get(key, 0) + 1
         self._phase(self._phase_index(record.start_ns)).record(record)
         if record.client_lag_ns:
-            rec = self.hist("client_lag_ms").record_value
-            for lag in record.client_lag_ns:
-                rec(_us(lag))
+            record_all_ns(self.hist("client_lag_ms"), record.client_lag_ns)
         if outcome == oc.REJECTED:
             self.record_ns("rejected_ms", record.e2e_ns)
             return
@@ -332,9 +365,7 @@ class Recorder:
         if tpot is not None:
             self.record_ns("tpot_ms", tpot)
         if record.itl_ns:
-            rec = self.hist("itl_ms").record_value
-            for gap in record.itl_ns:
-                rec(_us(gap))
+            record_all_ns(self.hist("itl_ms"), record.itl_ns)
         if record.intended_ns is not None:
             self.record_ns("e2e_from_intended_ms", record.end_ns - record.intended_ns)
             if record.first_token_ns is not None:

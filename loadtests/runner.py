@@ -31,7 +31,12 @@ from reports.results import (
     write_config,
     write_summary,
 )
-from surgebench.process import ServerProcess, ServerStartError, surgebench_argv
+from surgebench.process import (
+    ServerProcess,
+    ServerStartError,
+    child_popen_options,
+    surgebench_argv,
+)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SHAPE_LOCUSTFILE = Path(__file__).with_name("shape_locustfile.py")
@@ -174,6 +179,7 @@ def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None])
             errors="replace",
             env=locust_env(),
             start_new_session=True,
+            **child_popen_options(),  # dies with this process, even on kill -9
         )
         assert proc.stdout is not None
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, say), daemon=True)

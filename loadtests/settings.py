@@ -22,6 +22,7 @@ from typing import Any
 from loadtests.arrivals import ARRIVAL_KINDS
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
+from surgebench.options import OptionError, check_range
 from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 USER_CLASSES = {
@@ -29,6 +30,7 @@ USER_CLASSES = {
     "chat": "ChatUser",
     "batch": "BatchUser",
     "direct": "DirectLLMUser",
+    "session": "AgentSessionUser",
 }
 
 DEFAULT_SHAPE = "spike:8:24:25:15"
@@ -96,6 +98,15 @@ class RunSettings:
     explicit: frozenset[str] = field(default_factory=frozenset)
     host: str = ""
     demo: bool = False
+    # trace replay and agent sessions (loadtests/trace.py, loadtests/sessions.py)
+    trace: str = ""
+    trace_speedup: float = 1.0
+    trace_start_s: float = 0.0
+    session_turns: str = "uniform:2:6"
+    session_think_ms: str = "uniform:500:2000"
+    session_user_tokens: str = "uniform:8:64"
+    session_answer_tokens: str = "uniform:32:128"
+    session_max_history_tokens: int = 3800
 
     @property
     def user_class(self) -> str:
@@ -108,6 +119,8 @@ class RunSettings:
     @property
     def load_model(self) -> str:
         """``closed``, ``shape:SPEC`` or ``open:KIND:RATE/s`` (as the summary records it)."""
+        if self.trace:
+            return f"trace:{Path(self.trace).name}:{self.trace_speedup:g}x"
         if self.rate > 0:
             return f"open:{self.arrival}:{self.rate:g}/s"
         return f"shape:{self.shape}" if self.shape else "closed"
@@ -258,7 +271,86 @@ def build_parser() -> argparse.ArgumentParser:
       f"lag p99 limit (default {d.max_loop_lag_ms:g})")  # fmt: skip
     a("--max-cpu-percent", type=float, default=d.max_cpu_percent, help="validity: generator "
       f"CPU limit (default {d.max_cpu_percent:g})")  # fmt: skip
+    add_workload_arguments(p, d)
     return p
+
+
+# -- trace replay and agent sessions ------------------------------------------------------------
+TRACE_USERS = ("stream", "direct")
+TRACE_MAX_USERS = 4096
+
+
+def add_workload_arguments(p: argparse.ArgumentParser, d: RunSettings) -> None:
+    a = p.add_argument
+    a("--trace", default=d.trace, metavar="FILE", help="replay a trace open-loop at its recorded "
+      "times: Azure CSV (TIMESTAMP,ContextTokens,GeneratedTokens) or Mooncake JSONL; --duration "
+      "is the window")  # fmt: skip
+    a("--trace-speedup", type=float, default=d.trace_speedup, help="replay X times faster "
+      f"(default {d.trace_speedup:g})")  # fmt: skip
+    a("--trace-start", default=format_duration_s(d.trace_start_s), help="offset into the trace "
+      "where the window starts (default 0s)")  # fmt: skip
+    a("--session-turns", default=d.session_turns, help="session user: turns per session, a "
+      f"length spec (default {d.session_turns})")  # fmt: skip
+    a("--session-think-ms", default=d.session_think_ms, help="session user: pause before each "
+      f"later turn, ms spec or 0 (default {d.session_think_ms})")  # fmt: skip
+    a("--session-user-tokens", default=d.session_user_tokens, help="session user: new user "
+      f"message per turn, tokens (default {d.session_user_tokens})")  # fmt: skip
+    a("--session-answer-tokens", default=d.session_answer_tokens, help="session user: max_tokens "
+      f"per turn (default {d.session_answer_tokens})")  # fmt: skip
+    a("--session-max-history-tokens", type=int, default=d.session_max_history_tokens,
+      help="session user: history bound; the oldest messages are dropped past it "
+      f"(default {d.session_max_history_tokens})")  # fmt: skip
+
+
+def workload_fields(
+    ns: argparse.Namespace, duration_s: float, open_loop: bool, shape_given: bool
+) -> dict[str, Any]:
+    """The trace and session fields of `RunSettings`, validated (exit-2 messages name the flag);
+    with ``--trace``, also ``users`` (when not given) and the server flags the replay needs."""
+    from loadtests.sessions import SessionSettings, SessionSpecError
+    from loadtests.trace import TraceError, TraceWindow, load_trace
+
+    fields: dict[str, Any] = {
+        "session_turns": ns.session_turns,
+        "session_think_ms": ns.session_think_ms,
+        "session_user_tokens": ns.session_user_tokens,
+        "session_answer_tokens": ns.session_answer_tokens,
+        "session_max_history_tokens": ns.session_max_history_tokens,
+    }
+    try:
+        SessionSettings(**{k.removeprefix("session_"): v for k, v in fields.items()})
+    except SessionSpecError as exc:
+        raise SettingsError(f"--session-{str(exc).replace('_', '-')}") from None
+    if not ns.trace:
+        return fields
+    start_s = _duration("--trace-start", ns.trace_start)
+    if ns.user not in TRACE_USERS:
+        raise SettingsError(
+            f"--trace: replays with --user {' or '.join(TRACE_USERS)}, not {ns.user!r}"
+        )
+    if open_loop or shape_given:
+        raise SettingsError("--trace: the trace sets the arrivals; drop --rate / --shape")
+    try:
+        window = TraceWindow(start_s=start_s, duration_s=duration_s, speedup=ns.trace_speedup)
+    except TraceError as exc:
+        raise SettingsError(f"--trace-speedup/--trace-start: {exc}") from None
+    try:
+        trace = load_trace(Path(ns.trace), window)
+    except TraceError as exc:
+        raise SettingsError(f"--trace: {exc}") from None
+    per_s: dict[int, int] = {}
+    for item in trace.schedule():
+        per_s[int(item.offset_s)] = per_s.get(int(item.offset_s), 0) + 1
+    fields.update(
+        trace=str(Path(ns.trace).resolve()),
+        trace_speedup=ns.trace_speedup,
+        trace_start_s=start_s,
+        # most rows in flight: a minute of the peak second's arrivals
+        trace_users=min(TRACE_MAX_USERS, max(64, 60 * max(per_s.values()))),
+        trace_max_prompt_tokens=max(trace.prompt_tokens),
+        trace_max_output_tokens=max(trace.output_tokens),
+    )
+    return fields
 
 
 def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
@@ -289,6 +381,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     """Flags -> settings; raises `SettingsError` naming the bad flag and the allowed values."""
     own, mock, service = _split_passthrough(argv)
     ns = build_parser().parse_args(own)
+    check_bounds(vars(ns))
     explicit = frozenset(a.split("=")[0] for a in own if a.startswith("--"))
     duration_s = _duration("--duration", ns.duration)
     if duration_s <= 0:
@@ -336,7 +429,17 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     if request_timeout_s <= 0:
         raise SettingsError(f"--request-timeout: {ns.request_timeout!r} must be > 0")
     open_loop = ns.rate is not None
-    demo = ns.users is None and ns.shape is None and not open_loop
+    workload = workload_fields(ns, duration_s, open_loop, ns.shape is not None)
+    replay_users = workload.pop("trace_users", 0)
+    max_prompt = workload.pop("trace_max_prompt_tokens", 0)
+    max_output = workload.pop("trace_max_output_tokens", 0)
+    if replay_users and not ns.target:
+        # exact lengths from the built-in servers (any explicit --mock-/--service- flag wins)
+        mock = ["--output-tokens-dist", "max_tokens", *mock]
+        if ns.user == "stream":
+            limits = ["--max-question-chars", str(4 * max_prompt + 64)]
+            service = [*limits, "--max-tokens-limit", str(max(4096, max_output)), *service]
+    demo = ns.users is None and ns.shape is None and not open_loop and not replay_users
     shape = ns.shape if ns.shape is not None else (DEFAULT_SHAPE if demo else "")
     if shape and open_loop:
         raise SettingsError("--shape: cannot be combined with --rate (open loop); choose one")
@@ -345,12 +448,14 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
             schedule = parse_schedule(shape, duration_s)
         except ShapeSpecError as exc:
             raise SettingsError(f"--shape: {exc}") from None
-    users = ns.users or (
-        schedule.max_users if shape else (max(16, int(ns.rate * 4)) if open_loop else 16)
+    users = (
+        ns.users
+        or replay_users
+        or (schedule.max_users if shape else (max(16, int(ns.rate * 4)) if open_loop else 16))
     )
     if demo and not ns.target and ns.user != "direct":
         service = [*DEMO_SERVICE, *service]
-    return RunSettings(
+    settings = RunSettings(
         name=ns.name,
         out=Path(ns.out),
         run_dir=_fresh_run_dir(ns.run_dir),
@@ -389,7 +494,47 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         service_args=tuple(service),
         explicit=explicit,
         demo=demo,
+        **workload,
     )
+    check_bounds(vars(settings))
+    return settings
+
+
+RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
+    # RunSettings field: (flag, lowest, highest). Far above real use; listed in docs/reliability.md.
+    "users": ("--users", 1, 100_000),
+    "spawn_rate": ("--spawn-rate", 0, 100_000),
+    "rate": ("--rate", 0, 10_000),
+    "processes": ("--processes", 1, 256),
+    "seed": ("--seed", 0, 2**63 - 1),
+    "slo_ttft_ms": ("--slo-ttft-ms", 0, 3_600_000),
+    "slo_tpot_ms": ("--slo-tpot-ms", 0, 3_600_000),
+    "slo_e2e_ms": ("--slo-e2e-ms", 0, 86_400_000),
+    "max_client_lag_ms": ("--max-client-lag-ms", 0, 3_600_000),
+    "max_loop_lag_ms": ("--max-loop-lag-ms", 0, 3_600_000),
+    "max_cpu_percent": ("--max-cpu-percent", 0, 100_000),
+    "duration_s": ("--duration (in s)", 0, 604_800),
+    "warmup_s": ("--warmup (in s)", 0, 604_800),
+    "think_s": ("--think (in s)", 0, 3600),
+    "reject_wait_s": ("--reject-wait (in s)", 0, 3600),
+    "progress_s": ("--progress (in s)", 0, 3600),
+    "stop_timeout_s": ("--stop-timeout (in s)", 0, 3600),
+    "request_timeout_s": ("--request-timeout (in s)", 0, 86_400),
+    "trace_speedup": ("--trace-speedup", 0, 10_000),
+    "trace_start_s": ("--trace-start (in s)", 0, 31_536_000),
+    "session_max_history_tokens": ("--session-max-history-tokens", 0, 10_000_000),
+}
+
+
+def check_bounds(values: dict[str, object]) -> None:
+    """Refuse a number outside `RUN_BOUNDS` (NaN and infinities included), naming the flag."""
+    for name, (flag, lo, hi) in RUN_BOUNDS.items():
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                check_range(flag, value, lo, hi)
+            except OptionError as exc:
+                raise SettingsError(str(exc)) from None
 
 
 def _baseline_name(flag: str, name: str) -> str:

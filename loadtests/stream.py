@@ -95,6 +95,9 @@ class ServiceStreamTracker(StreamTracker):
             tokens = usage.get("completion_tokens")
             if isinstance(tokens, int) and tokens > 0:
                 self.record.output_tokens = tokens
+            prompt = usage.get("prompt_tokens")
+            if isinstance(prompt, int) and not isinstance(prompt, bool):
+                self.record.prompt_tokens = prompt
             timings = data.get("timings_ms") or {}
             self.record.timings_ms = {
                 k: float(v) for k, v in timings.items() if isinstance(v, int | float)
@@ -147,6 +150,9 @@ class OpenAIStreamTracker(StreamTracker):
             tokens = usage.get("completion_tokens")
             if isinstance(tokens, int) and tokens > 0:
                 self.record.output_tokens = tokens
+            prompt = usage.get("prompt_tokens")
+            if isinstance(prompt, int) and not isinstance(prompt, bool):
+                self.record.prompt_tokens = prompt
 
 
 class StreamFeed:

@@ -34,6 +34,7 @@ from reports.results import SUMMARY_FILE, ResultsError
 from reports.slo import parse_slo
 from reports.sweep_report import write_sweep_report
 from reports.sweeps import SweepManifest, read_manifest, write_manifest
+from surgebench.process import child_popen_options
 
 __all__ = ["CellOutcome", "CellRunner", "Progress", "SweepConfigError", "main", "run_sweep"]
 
@@ -64,6 +65,7 @@ def subprocess_runner(args: list[str], log_path: Path, timeout_s: float) -> Cell
                 stdin=subprocess.DEVNULL,
                 timeout=timeout_s,
                 check=False,
+                **child_popen_options(),  # dies with the sweep, even on kill -9
             )
         except subprocess.TimeoutExpired:
             return CellOutcome(f"timed out after {timeout_s:g} s (log: {log_path})")

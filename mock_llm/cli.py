@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,15 +11,7 @@ from collections.abc import Sequence
 from mock_llm.errors import SettingsError
 from mock_llm.server import serve
 from mock_llm.settings import MockSettings, resolve
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from surgebench.options import is_loopback
 
 
 async def _run(settings: MockSettings) -> int:
@@ -41,7 +32,7 @@ async def _run(settings: MockSettings) -> int:
         return 1
     url = started.result()
     print(f"listening on {url}", flush=True)
-    if not _is_loopback(settings.host):
+    if not is_loopback(settings.host):
         print(
             f"warning: bound to non-loopback address {settings.host}; anyone who can reach it "
             "can use this mock" + ("" if settings.api_key else " (no --api-key set)"),

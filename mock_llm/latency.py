@@ -88,8 +88,11 @@ class StepModel:
         )
 
 
-def output_length(s: MockSettings, rng: random.Random, max_tokens: int | None) -> tuple[int, str]:
-    """(tokens to send, finish_reason) from the configured distribution and the request's cap."""
+def output_length(
+    s: MockSettings, rng: random.Random, max_tokens: int | None, min_tokens: int = 0
+) -> tuple[int, str]:
+    """(tokens to send, finish_reason) from the configured distribution and the request's cap;
+    at least ``min_tokens`` (vLLM's ``min_tokens`` / ``ignore_eos``)."""
     n = s.output_tokens
     if s.output_tokens_dist == "max_tokens":
         return (max_tokens, "length") if max_tokens is not None else (n, "stop")
@@ -99,6 +102,7 @@ def output_length(s: MockSettings, rng: random.Random, max_tokens: int | None) -
         n = rng.randint(lo, hi)
     elif s.output_tokens_dist == "lognormal" and s.output_tokens_spread > 0:
         n = max(1, round(n * rng.lognormvariate(0.0, s.output_tokens_spread)))
-    if max_tokens is not None and max_tokens < n:
+    n = max(n, min_tokens)
+    if max_tokens is not None and (max_tokens < n or min_tokens >= max_tokens):
         return max_tokens, "length"
     return n, "stop"

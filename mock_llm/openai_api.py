@@ -61,6 +61,8 @@ class GenRequest:
     max_tokens: int | None
     seed: int | None
     stops: list[str]
+    min_tokens: int = 0
+    """vLLM's ``min_tokens``, or ``max_tokens`` when ``ignore_eos`` is true: no end before it."""
     continuous_usage: bool = False
     """``stream_options.continuous_usage_stats`` (with ``include_usage``, as vLLM): running
     usage in every chunk."""
@@ -146,6 +148,9 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
     n = _opt_int(data, "n", 1)
     if n is not None and n != 1:
         raise _bad("n", f"'n' must be 1 on this server, got {n}")
+    min_tokens = _opt_int(data, "min_tokens", 0) or 0
+    if _opt_bool(data, "ignore_eos") and max_tokens is not None:
+        min_tokens = max_tokens  # vLLM's ignore_eos: generate until max_tokens
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _bad("seed", f"'seed' must be an integer, got {_type_name(seed)}")
@@ -171,6 +176,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
         "max_tokens": max_tokens,
         "seed": seed,
         "stops": stops,
+        "min_tokens": min(min_tokens, max_tokens) if max_tokens is not None else min_tokens,
     }
 
 

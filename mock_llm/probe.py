@@ -184,12 +184,3 @@ async def run_probe(
     if protos:
         await asyncio.wait([p.closed for p in protos], timeout=5.0)
     return runner.result
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
-    return ordered[k]

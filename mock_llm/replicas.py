@@ -13,11 +13,12 @@ import signal
 
 from mock_llm.http import Connection, Request
 from mock_llm.metrics import render
-from mock_llm.server import MockApp
+from mock_llm.server import ROUTES, MockApp
 from mock_llm.settings import MockSettings
 from surgebench.replicas import ReplicaContext, replica_metrics_text
 from surgebench.replicas import supervise as _supervise
 
+METRICS_METHODS = ROUTES[b"/metrics"]  # any other method: the single-process answer (405)
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LISTEN_BACKLOG = 4096  # the single-process mock's backlog
 STOP_TIMEOUT_S = 10.0
@@ -36,7 +37,7 @@ class ReplicaMockApp(MockApp):
 
     def handle(self, conn: Connection, req: Request) -> None:
         self.requests_received += 1
-        if req.path == b"/metrics":
+        if req.path == b"/metrics" and req.method in METRICS_METHODS:
             task = self.loop.create_task(self._answer_metrics(conn))
             self._scrapes.add(task)
             task.add_done_callback(self._scrapes.discard)
@@ -56,6 +57,7 @@ class ReplicaMockApp(MockApp):
 async def _serve(settings: MockSettings, ctx: ReplicaContext) -> int:
     loop = asyncio.get_running_loop()
     app = ReplicaMockApp(settings, loop, ctx)
+    app.config_body = app.config_json(ctx.sock.getsockname()[1])  # /config: the port bound
     server = await loop.create_server(
         lambda: Connection(app), sock=ctx.sock, backlog=LISTEN_BACKLOG
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import random
 import time
 
@@ -30,6 +31,7 @@ from mock_llm.ratelimit import RateLimiter
 from mock_llm.scheduler import Scheduler, Sequence
 from mock_llm.settings import MockSettings
 from mock_llm.text import TABLE_SIZE, Vocabulary
+from surgebench.process import watch_parent
 
 SSE_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -42,6 +44,7 @@ READ_METHODS = (b"GET", b"HEAD")
 ROUTES: dict[bytes, tuple[bytes, ...]] = {
     b"/health": READ_METHODS,
     b"/metrics": READ_METHODS,
+    b"/config": READ_METHODS,
     b"/v1/models": READ_METHODS,
     b"/v1/chat/completions": (b"POST",),
     b"/v1/completions": (b"POST",),
@@ -208,6 +211,12 @@ class MockApp:
         self._timer_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
         self._api_key = settings.api_key.encode()
+        self.config_body = self.config_json(settings.port)
+
+    def config_json(self, port: int) -> bytes:
+        """`GET /config`'s body: the settings, with the port actually bound and the key hidden."""
+        shown = {**self.settings.redacted(), "port": port}
+        return json.dumps({"component": "mock", "settings": shown}).encode()
 
     # ------------------------------------------------------------ driver
     def now(self) -> float:
@@ -291,6 +300,9 @@ class MockApp:
                 200, render(self.registry), content_type=b"text/plain; version=0.0.4; charset=utf-8"
             )
             return
+        if path == b"/config":  # the settings this process runs with, the API key as "***"
+            conn.respond(200, self.config_body)
+            return
         self._check_auth(req)
         if path == b"/v1/models":
             conn.respond(200, models_body(self.model_ids or [self.settings.model], self.created))
@@ -356,7 +368,7 @@ class MockApp:
         key = greq.seed if greq.seed is not None else self._counter
         rng = random.Random((s.seed << 40) ^ key)
         offset = self.vocab.offset_for(key)
-        n_out, reason = output_length(s, rng, greq.max_tokens)
+        n_out, reason = output_length(s, rng, greq.max_tokens, greq.min_tokens)
         if greq.stops:
             cut, hit = self.vocab.cut_at_stop(offset, n_out, greq.stops)
             if hit:
@@ -422,7 +434,9 @@ async def serve(settings: MockSettings, started: asyncio.Future[str] | None = No
     )
     sock_host, sock_port = server.sockets[0].getsockname()[:2]
     host = f"[{sock_host}]" if ":" in sock_host else sock_host
+    app.config_body = app.config_json(sock_port)
     app.start_sweeper()
+    watch_parent(loop)  # stop when the process that started us is gone
     if started is not None:
         started.set_result(f"http://{host}:{sock_port}")
     try:

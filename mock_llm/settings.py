@@ -1,7 +1,9 @@
 """One frozen `MockSettings`, built from defaults < profile < env (`SURGE_MOCK_*`) < CLI flags.
 
-Every knob is a dataclass field whose metadata says its flag help and its allowed values, so the
-CLI, the environment, profile files and the error messages all come from one table.
+Every knob is a dataclass field made with `surgebench.options.option`: its help text and what it
+allows (numbers: lowest and highest value; text: choices). The CLI, the environment, profile files,
+the error messages and `GET /config` all come from that one table; the machinery is shared with the
+service in `surgebench/options.py`.
 """
 
 from __future__ import annotations
@@ -9,38 +11,43 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mock_llm.errors import SettingsError
 from mock_llm.profiles import PROFILES
+from surgebench import options
 
 ENV_PREFIX = "SURGE_MOCK_"
 
-
-def _num(default: float, help_: str, *, lo: float = 0.0, hi: float = math.inf) -> Any:
-    return field(default=default, metadata={"help": help_, "lo": lo, "hi": hi})
-
-
-def _int(default: int, help_: str, *, lo: int = 0, hi: int = 2**31) -> Any:
-    return field(default=default, metadata={"help": help_, "lo": lo, "hi": hi})
+MS_MAX = 3_600_000.0
+"""An hour: the largest latency, stall or cost any `*_ms` knob accepts."""
+COUNT_MAX = 1_000_000
+"""The largest token count, sequence count or queue length a count knob accepts."""
 
 
-def _choice(default: str, help_: str, choices: tuple[str, ...]) -> Any:
-    return field(default=default, metadata={"help": help_, "choices": choices})
+def _num(default: float, help_: str, *, lo: float = 0.0, hi: float = MS_MAX) -> Any:
+    return options.option(default, help_, lo=lo, hi=hi)
 
 
-def _str(default: str, help_: str) -> Any:
-    return field(default=default, metadata={"help": help_})
+def _int(default: int, help_: str, *, lo: int = 0, hi: int = COUNT_MAX) -> Any:
+    return options.option(default, help_, lo=lo, hi=hi)
+
+
+def _choice(default: Any, help_: str, choices: tuple[Any, ...]) -> Any:
+    return options.option(default, help_, choices=choices)
+
+
+def _str(default: str, help_: str, *, secret: bool = False) -> Any:
+    return options.option(default, help_, secret=secret)
 
 
 def _bool(default: bool, help_: str) -> Any:
-    return field(default=default, metadata={"help": help_})
+    return options.option(default, help_)
 
 
 @dataclass(frozen=True)
@@ -50,19 +57,23 @@ class MockSettings:
     # server
     host: str = _str("127.0.0.1", "address to bind (a non-loopback address prints a warning)")
     port: int = _int(8001, "TCP port; 0 picks a free one", hi=65535)
-    profile: str = _str("", "named profile or a .json/.toml profile file")
-    api_key: str = _str("", "require 'Authorization: Bearer KEY' (401 otherwise); never logged")
+    profile: str = _str("", "a .json/.toml profile file or one of: " + ", ".join(PROFILES))
+    api_key: str = _str(
+        "", "require 'Authorization: Bearer KEY' (401 otherwise); never logged", secret=True
+    )
     model: str = _str("mock-llm", "model id reported by /v1/models and in responses")
     served_models: str = _str("", "comma-separated model ids to accept (404 for others); empty=any")
-    max_body_bytes: int = _int(1_048_576, "largest request body; larger gets 413", lo=1)
+    max_body_bytes: int = _int(
+        1_048_576, "largest request body; larger gets 413", lo=1, hi=268_435_456
+    )
     read_timeout_s: float = _num(
-        10.0, "a request must arrive whole within this; else 408", lo=0.001
+        10.0, "a request must arrive whole within this; else 408", lo=0.001, hi=3600.0
     )
     keepalive_timeout_s: float = _num(
-        75.0, "idle keep-alive connections close after this", lo=0.001
+        75.0, "idle keep-alive connections close after this", lo=0.001, hi=86400.0
     )
     max_write_buffer_bytes: int = _int(
-        8_388_608, "a client whose unread output exceeds this is dropped", lo=1024
+        8_388_608, "a client whose unread output exceeds this is dropped", lo=1024, hi=1_073_741_824
     )
     # latency model
     mode: str = _choice(
@@ -82,9 +93,7 @@ class MockSettings:
     ttft_overhead_ms: float = _num(0.0, "engine: fixed frontend cost added to every TTFT")
     max_num_seqs: int = _int(0, "most sequences running at once (0 = unlimited); others wait")
     max_waiting: int = _int(0, "waiting-queue cap (0 = unbounded); overflow is rejected")
-    overflow_status: int = field(
-        default=503, metadata={"help": "status for a full waiting queue", "choices": (429, 503)}
-    )
+    overflow_status: int = _choice(503, "status for a full waiting queue", (429, 503))
     # output
     output_tokens: int = _int(50, "output length (capped by the request's max_tokens)", lo=1)
     output_tokens_dist: str = _choice(
@@ -94,11 +103,13 @@ class MockSettings:
     )
     output_tokens_spread: float = _num(0.0, "uniform: +-fraction; lognormal: sigma", hi=5.0)
     text_lang: str = _choice("en", "language of the generated text", ("en", "zh"))
-    seed: int = _int(0, "seed of text, lengths, jitter and faults")
+    seed: int = _int(0, "seed of text, lengths, jitter and faults", hi=2**63 - 1)
     stamp: bool = _bool(False, "precede each streamed event with ': t=<time_ns>'")
     # rate limits (0 = off)
-    rpm_limit: int = _int(0, "requests per minute before 429 (0 = off)")
-    tpm_limit: int = _int(0, "tokens (prompt + max output) per minute before 429 (0 = off)")
+    rpm_limit: int = _int(0, "requests per minute before 429 (0 = off)", hi=100_000_000)
+    tpm_limit: int = _int(
+        0, "tokens (prompt + max output) per minute before 429 (0 = off)", hi=10**11
+    )
     # faults (probabilities per request, seeded)
     fault_500_prob: float = _num(0.0, "probability of HTTP 500", hi=1.0)
     fault_503_prob: float = _num(0.0, "probability of HTTP 503", hi=1.0)
@@ -120,83 +131,19 @@ class MockSettings:
         return [m.strip() for m in self.served_models.split(",") if m.strip()]
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict, with the API key hidden."""
-        out = dataclasses.asdict(self)
-        if out["api_key"]:
-            out["api_key"] = "***"
-        return out
+        """The settings as a dict, with the API key hidden ("***" when set)."""
+        return options.public_settings(self)
 
 
-FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(MockSettings)}
+FIELDS: dict[str, dataclasses.Field[Any]] = options.fields_of(MockSettings)
 
 
 def flag_of(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def allowed_of(name: str) -> str:
-    """Human text for the values a field accepts."""
-    f = FIELDS[name]
-    meta = f.metadata
-    if "choices" in meta:
-        return ", ".join(str(c) for c in meta["choices"])
-    if f.type in ("bool", bool):
-        return "true, false, 1, 0, yes, no"
-    if f.type in ("int", int):
-        hi = meta["hi"]
-        return f"an integer >= {meta['lo']}" + (f" and <= {hi}" if hi < 2**31 else "")
-    if f.type in ("float", float):
-        hi = meta["hi"]
-        return f"a number >= {meta['lo']:g}" + (f" and <= {hi:g}" if hi != math.inf else "")
-    if name == "profile":
-        return "a file path or one of: " + ", ".join(PROFILES)
-    return "any text"
-
-
-def convert(name: str, raw: object, source: str) -> object:
-    """Convert and check one raw value; raise SettingsError naming the source, value and allowed."""
-    f = FIELDS.get(name)
-    if f is None:
-        raise SettingsError(f"{source}: unknown setting {name!r}; allowed: {', '.join(FIELDS)}")
-    meta = f.metadata
-    try:
-        value: object
-        if f.type in ("bool", bool):
-            if isinstance(raw, bool):
-                value = raw
-            elif str(raw).lower() in ("1", "true", "yes", "on"):
-                value = True
-            elif str(raw).lower() in ("0", "false", "no", "off"):
-                value = False
-            else:
-                raise ValueError
-        elif f.type in ("int", int):
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            value = int(raw)  # type: ignore[call-overload]
-        elif f.type in ("float", float):
-            if isinstance(raw, bool):
-                raise ValueError
-            value = float(raw)  # type: ignore[arg-type]
-            if not math.isfinite(value):  # type: ignore[arg-type]
-                raise ValueError
-        else:
-            if not isinstance(raw, str):
-                raise ValueError
-            value = raw
-        if "choices" in meta and value not in meta["choices"]:
-            raise ValueError
-        if "lo" in meta and not (meta["lo"] <= value <= meta["hi"]):  # type: ignore[operator]
-            raise ValueError
-    except (TypeError, ValueError):
-        raise SettingsError(
-            f"{source}: invalid value {raw!r} (allowed: {allowed_of(name)})"
-        ) from None
-    return value
+    return options.flag_name(name)
 
 
 def load_profile(spec: str, source: str) -> dict[str, object]:
-    """A named profile's values, or those of a JSON/TOML file."""
+    """A named profile's raw values, or those of a JSON/TOML file (keys with '-' or '_')."""
     if spec in PROFILES:
         return dict(PROFILES[spec])
     path = Path(spec)
@@ -219,36 +166,18 @@ def load_profile(spec: str, source: str) -> dict[str, object]:
     if isinstance(base, str) and base:
         out.update(load_profile(base, f"{spec}: profile"))
     for key, value in data.items():
-        name = str(key).replace("-", "_")
-        out[name] = value
+        out[str(key).replace("-", "_")] = value
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return options.build_parser(
+        MockSettings,
+        ENV_PREFIX,
         prog="surgebench mock",
         description="OpenAI-compatible mock LLM with a seeded latency and capacity model. "
-        "Each flag is also read from SURGE_MOCK_<NAME> (e.g. SURGE_MOCK_TTFT_MS); precedence: "
-        "defaults < --profile < environment < flags.",
+        "Precedence: defaults < --profile < environment < flags.",
     )
-    for name, f in FIELDS.items():
-        if f.type in ("bool", bool):
-            parser.add_argument(
-                flag_of(name),
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f.metadata["help"],
-            )
-        else:
-            parser.add_argument(
-                flag_of(name),
-                dest=name,
-                default=None,
-                metavar="VALUE",
-                help=f"{f.metadata['help']} (default {f.default!r}; allowed: {allowed_of(name)})",
-            )
-    return parser
 
 
 def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> MockSettings:
@@ -257,19 +186,20 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> MockSe
     argparse errors (unknown flags) raise SystemExit(2) as usual.
     """
     environ = os.environ if env is None else env
-    args = vars(build_parser().parse_args(list(argv)))
-    values: dict[str, object] = {}
-    profile_spec = args.get("profile") or environ.get(ENV_PREFIX + "PROFILE", "")
-    if profile_spec:
-        source = "--profile" if args.get("profile") else f"{ENV_PREFIX}PROFILE (--profile)"
-        for name, raw in load_profile(profile_spec, source).items():
-            values[name] = convert(name, raw, f"profile {profile_spec!r}: {name}")
-        values["profile"] = profile_spec
-    for name in FIELDS:
-        key = ENV_PREFIX + name.upper()
-        if key in environ and name != "profile":
-            values[name] = convert(name, environ[key], f"{key} ({flag_of(name)})")
-    for name, raw in args.items():
-        if raw is not None and name != "profile":
-            values[name] = convert(name, raw, flag_of(name))
-    return MockSettings(**values)  # type: ignore[arg-type]
+    flags = vars(build_parser().parse_args(list(argv)))
+    profile: dict[str, Any] = {}
+    profile_flag = flags.pop("profile", None)
+    spec = profile_flag or environ.get(ENV_PREFIX + "PROFILE", "")
+    if spec:
+        source = "--profile" if profile_flag else f"{ENV_PREFIX}PROFILE (--profile)"
+        raw = load_profile(spec, source)
+        profile = options.from_mapping(MockSettings, raw, f"profile {spec!r}")
+        profile["profile"] = spec
+    return options.resolve(
+        MockSettings,
+        flags=flags,
+        env=environ,
+        prefix=ENV_PREFIX,
+        profile=profile,
+        skip_env=("profile",),
+    )

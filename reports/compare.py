@@ -22,8 +22,8 @@ from typing import Any, Literal
 import numpy as np
 
 from reports.hdr import distribution_of
-from reports.metrics import ERROR_OUTCOMES, METRICS, Metric, format_value
-from reports.results import Summary
+from reports.metrics import METRICS, Metric, format_value
+from reports.results import ERROR_OUTCOMES, Summary
 from reports.stats import NoiseTest, bootstrap_mean, bootstrap_stat, mann_whitney, two_proportions
 from reports.thresholds import CompareSettings, Threshold
 

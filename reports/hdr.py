@@ -1,13 +1,13 @@
 """Latency distributions from the HDR histograms stored in ``summary.json``.
 
-``summary.histograms[metric]`` is ``HdrHistogram(1, 3_600_000_000, 3).encode()`` (base64) of
-values in microseconds. A `Distribution` keeps the recorded buckets as (value in ms, count) arrays,
-so statistics and resampling work on counts and never expand millions of samples.
+``summary.histograms[metric]`` is the base64 ``encode()`` of an HDR histogram of microseconds with
+the parameters `reports.results.HDR_*`. A `Distribution` keeps the recorded buckets as (value in
+ms, count) arrays, so statistics and resampling work on counts and never expand millions of
+samples.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -15,11 +15,14 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from reports.metrics import PERCENTILES
-from reports.results import ResultsError, Summary
-
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000
-SIGNIFICANT_FIGURES = 3
+from reports.results import (
+    HDR_HIGHEST_US,
+    HDR_LOWEST_US,
+    HDR_SIGNIFICANT_FIGURES,
+    ResultsError,
+    Summary,
+)
+from surgebench.percentiles import nearest_rank
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Distribution:
         total = self.total
         if total == 0:
             return None
-        rank = max(1, math.ceil(q / 100.0 * total))
+        rank = nearest_rank(q, total)
         index = int(np.searchsorted(np.cumsum(self.counts), rank, side="left"))
         return float(self.values_ms[min(index, len(self.values_ms) - 1)])
 
@@ -71,9 +74,9 @@ def from_samples_ms(samples: Iterable[float]) -> Distribution:
 
 def encode_samples_ms(samples: Iterable[float]) -> str:
     """Encode samples (ms) the way the runner does: HDR histogram of microseconds, base64."""
-    histogram = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+    histogram = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_FIGURES)
     micros = np.clip(
-        np.rint(np.asarray(list(samples), dtype=float) * 1000.0), LOWEST_US, HIGHEST_US
+        np.rint(np.asarray(list(samples), dtype=float) * 1000.0), HDR_LOWEST_US, HDR_HIGHEST_US
     )
     values, counts = np.unique(micros.astype(np.int64), return_counts=True)
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from reports.results import Summary
+from reports.results import ERROR_OUTCOMES, Summary
 
 LATENCY_BASES: dict[str, str] = {
     "ttft": "ttft_ms",
@@ -29,8 +29,6 @@ LATENCY_BASES: dict[str, str] = {
 LATENCY_STATS: tuple[str, ...] = ("p50", "p90", "p95", "p99", "p999", "mean", "max")
 PERCENTILES: dict[str, float] = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}
 
-ERROR_OUTCOMES: tuple[str, ...] = ("timeout", "upstream_error", "client_error", "error")
-"""Outcomes counted by the ``errors`` metric (rejections and cancellations are apart)."""
 
 Kind = Literal["latency", "rate", "fraction"]
 

@@ -499,6 +499,9 @@ def run_figures(
     if timeline is not None:
         title = "The servers' side: scraped metrics beside the client's TTFT and rejections"
         saved.append(save_figure(timeline, out_dir, prefix + "server_timeline", title, svg))
+    from reports.workload_plots import workload_figures  # it draws on this module's helpers
+
+    saved += workload_figures(summary, out_dir, prefix, svg)
     return saved
 
 

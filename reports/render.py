@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from reports.document import Block, FigureBlock, Heading, Paragraph, Table, write_documents
-from reports.metrics import ERROR_OUTCOMES
 from reports.plots import latency_cdf_figure, run_figures, save_figure, ttft_breakdown_figure
 from reports.results import (
     BREAKDOWN_PARTS,
     CONFIG_FILE,
+    OTHER_ERROR_OUTCOMES,
     Summary,
     phases_or_whole_run,
     read_summary,
 )
 from reports.servermetrics import epoch_of, read_server_metrics
 from reports.verdict import duration_text, percent_text, verdict_sentences
+from reports.workload_plots import workload_rows
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ SUMMARY_ROWS: list[Row] = [
     ("ok", lambda s: str(s.outcomes.get("ok", 0))),
     _count_row("rejected", lambda s: s.outcomes.get("rejected", 0)),
     _count_row("timeout", lambda s: s.outcomes.get("timeout", 0)),
-    _count_row("errors", lambda s: sum(s.outcomes.get(k, 0) for k in ERROR_OUTCOMES[1:])),
+    _count_row("errors", lambda s: sum(s.outcomes.get(k, 0) for k in OTHER_ERROR_OUTCOMES)),
     _count_row("cancelled", lambda s: s.outcomes.get("cancelled", 0)),
     ("rejection rate", lambda s: f"{s.rejection_rate * 100:.2f} %" if s.rejection_rate else None),
     ("requests/s", lambda s: f"{s.requests_per_s:.2f}"),
@@ -132,6 +133,7 @@ def summary_table(runs: Sequence[Summary]) -> Table:
         if any(cell is not None for cell in cells):
             rows.append([label] + [cell if cell is not None else "-" for cell in cells])
     rows += _open_loop_rows(runs)
+    rows += workload_rows(runs)
     rows += _goodput_rows(runs)
     return Table(["metric"] + [run.name for run in runs], rows)
 

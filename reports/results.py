@@ -18,6 +18,10 @@ language::
     breakdown_ms{queue_wait{...}, pool_wait{...}, upstream_ttft{...}, relay_overhead{...},
                  client_lag{...}},
     open_loop{intended, sent, late, dropped} | null,
+    trace{rows_in_window, sent, late, dropped, lateness_ms{...}, output_tokens{...},
+          prompt_tokens{...}, ...} | null (trace replay; loadtests/trace.py),
+    sessions{started, completed, failed, failed_at_turn{...}, ...} | null (agent sessions;
+             loadtests/sessions.py),
     histograms{metric: base64 HDR histogram in microseconds},
     timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
                 ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
@@ -51,6 +55,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from surgebench.percentiles import nearest_rank
+
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 """Versions `Summary.from_dict` reads (1: no ``phases``)."""
@@ -67,6 +73,22 @@ OUTCOMES: tuple[str, ...] = (
     "error",
 )
 """Outcome classes of a request, each counted apart (rejections are not failures)."""
+
+ERROR_OUTCOMES: tuple[str, ...] = ("timeout", "upstream_error", "client_error", "error")
+"""What "errors" means everywhere: the requests that failed. The error rate, the regression gate's
+``errors`` metric and the console's ``errors=`` count these. Rejections (refused at once by
+admission) and cancellations (the client gave up, or the run ended) are never errors."""
+
+OTHER_ERROR_OUTCOMES: tuple[str, ...] = ERROR_OUTCOMES[1:]
+"""The errors besides timeouts: a report's ``errors`` row and each ``timeseries`` point's
+``errors``, shown next to their own ``timeout`` count."""
+
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_SIGNIFICANT_FIGURES = 3
+"""Every latency histogram in ``summary.histograms`` (and every recorder's) is
+``HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_FIGURES)`` of microseconds: 1 us
+to one hour, 3 significant digits. Longer values are recorded as one hour."""
 
 LATENCY_METRICS: tuple[str, ...] = (
     "ttft_ms",
@@ -123,8 +145,7 @@ class LatencyStats:
             return cls()
 
         def rank(q: float) -> float:
-            index = max(0, math.ceil(q / 100.0 * len(ordered)) - 1)
-            return ordered[min(index, len(ordered) - 1)]
+            return ordered[nearest_rank(q, len(ordered)) - 1]
 
         return cls(
             count=len(ordered),
@@ -162,6 +183,7 @@ class TimePoint:
     rejected: int = 0
     timeout: int = 0
     errors: int = 0
+    """`OTHER_ERROR_OUTCOMES` (the errors besides timeouts; cancellations are in no count here)."""
     output_tokens: int = 0
     ttft_p50_ms: float | None = None
     ttft_p95_ms: float | None = None
@@ -280,6 +302,8 @@ class Summary:
     latency: dict[str, LatencyStats] = field(default_factory=dict)
     breakdown_ms: dict[str, LatencyStats] = field(default_factory=dict)
     open_loop: dict[str, int] | None = None
+    trace: dict[str, Any] | None = None
+    sessions: dict[str, Any] | None = None
     histograms: dict[str, str] = field(default_factory=dict)
     timeseries: list[TimePoint] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
@@ -342,6 +366,8 @@ class Summary:
             data[metric] = asdict(self.latency.get(metric, LatencyStats()))
         data["breakdown_ms"] = {k: asdict(v) for k, v in self.breakdown_ms.items()}
         data["open_loop"] = self.open_loop
+        data["trace"] = self.trace
+        data["sessions"] = self.sessions
         data["histograms"] = dict(self.histograms)
         data["timeseries"] = [asdict(p) for p in self.timeseries]
         data["phases"] = [p.to_dict() for p in self.phases]
@@ -386,6 +412,8 @@ class Summary:
                     k: LatencyStats.from_dict(v) for k, v in data.get("breakdown_ms", {}).items()
                 },
                 open_loop=data.get("open_loop"),
+                trace=data.get("trace"),
+                sessions=data.get("sessions"),
                 histograms=dict(data.get("histograms", {})),
                 timeseries=[TimePoint.from_dict(p) for p in data.get("timeseries", [])],
                 phases=[Phase.from_dict(p) for p in data.get("phases", [])],

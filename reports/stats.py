@@ -13,6 +13,7 @@ import numpy as np
 
 from reports.hdr import Distribution
 from reports.metrics import PERCENTILES
+from surgebench.percentiles import nearest_rank
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _resample(dist: Distribution, stat: str, rounds: int, rng: np.random.Generat
         variance = float(np.dot((dist.values_ms - mean) ** 2, dist.counts) / total)
         normal: np.ndarray = rng.normal(mean, math.sqrt(variance / total), size=rounds)
         return normal
-    rank = total if stat == "max" else max(1, math.ceil(PERCENTILES[stat] / 100.0 * total))
+    rank = total if stat == "max" else nearest_rank(PERCENTILES[stat], total)
     quantiles = rng.beta(rank, total - rank + 1, size=rounds)
     cdf = np.cumsum(dist.counts) / total
     index = np.minimum(np.searchsorted(cdf, quantiles, side="left"), len(dist.values_ms) - 1)

@@ -12,6 +12,7 @@ from reports.capacity import CapacityResult, Rows, find_capacity, littles_law_ro
 from reports.curves import Curve
 from reports.document import Block, FigureBlock, Heading, Paragraph, Table, write_documents
 from reports.plots import SavedFigure, frontier_figure, load_vs_figure, save_figure
+from reports.replicas import replica_figure_spec
 from reports.slo import Slo, parse_slo
 from reports.sweeps import SweepManifest, load_curves, read_manifest, resolve_run_dir
 
@@ -87,6 +88,7 @@ def sweep_figures(
             frontier_figure(curves, ttft_limit),
         ),
     ]
+    specs += replica_figure_spec(manifest, result, label)
     return [save_figure(figure, out, stem, title, svg) for stem, title, figure in specs]
 
 

@@ -9,9 +9,11 @@ ticket.wait(timeout_s)` waits for a slot; `ticket.release()` gives back whatever
 
 - `none`: every request runs at once (the baseline).
 - `semaphore`: `max_concurrent` permits; up to `queue_size` requests wait in FIFO order.
-- `queue`: the seed's design: a bounded FIFO of `queue_size` served by W worker tasks, W =
+- `queue`: the seed's design: a bounded FIFO of `queue_size` served by up to W worker tasks, W =
   `max_concurrent` unless `--workers` overrides it; a worker takes the next waiting request,
   hands it a slot and waits until the request releases it, so W is the concurrency limit.
+  Workers are started on demand (one more only when a request finds none idle), so memory
+  follows the load, never the limit: W = 100,000 costs nothing until 100,000 requests run at once.
 
 A waiter that gives up (timeout, client gone) leaves the wait list at once, so abandoned requests
 neither hold a queue place nor get served later as zombie work.
@@ -192,7 +194,8 @@ class SemaphoreAdmission:
 
 
 class QueueAdmission:
-    """A bounded FIFO of waiting requests served by `workers` worker tasks (the seed's queue)."""
+    """A bounded FIFO of waiting requests served by up to `workers` worker tasks (the seed's
+    queue), each started when a request first finds no idle worker."""
 
     name = "queue"
 
@@ -205,6 +208,7 @@ class QueueAdmission:
         self._idle_workers: deque[asyncio.Future[Ticket]] = deque()
         self._slot_freed: dict[int, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
 
     @property
@@ -231,6 +235,16 @@ class QueueAdmission:
                 ticket._grant(ticket.t_enter)
                 worker.set_result(ticket)
                 return ticket
+        # No idle worker: start one more while fewer than W exist; it serves this ticket first.
+        if self._loop is not None and len(self._tasks) < self._workers_n:
+            self._running += 1
+            ticket._grant(ticket.t_enter)
+            self._tasks.append(
+                self._loop.create_task(
+                    self._worker(ticket), name=f"admission-worker-{len(self._tasks)}"
+                )
+            )
+            return ticket
         if len(self._waiting) >= self._queue_size:
             raise Overloaded(
                 f"queue full: {len(self._waiting)} waiting, {self._running} running "
@@ -264,22 +278,17 @@ class QueueAdmission:
             if not future.done() and future in self._idle_workers:
                 self._idle_workers.remove(future)
 
-    async def _worker(self) -> None:
+    async def _worker(self, first: Ticket) -> None:
+        ticket = first
         while True:
+            if not ticket.released:  # else it finished before we looked (e.g. failed at once)
+                freed = asyncio.Event()
+                self._slot_freed[id(ticket)] = freed
+                await freed.wait()
             ticket = await self._next_ticket()
-            if ticket.released:  # finished before we looked (e.g. failed at once)
-                continue
-            freed = asyncio.Event()
-            self._slot_freed[id(ticket)] = freed
-            await freed.wait()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._worker(), name=f"admission-worker-{i}")
-            for i in range(self._workers_n)
-        ]
-        await asyncio.sleep(0)  # let the workers register as idle
+        self._loop = asyncio.get_running_loop()  # workers start on demand, in enter()
 
     async def stop(self) -> None:
         self._stopped = True

@@ -1,15 +1,17 @@
 """`create_app(settings)`: the FastAPI app behind a thin ASGI front that owns request ids.
 
 Endpoints: `POST /chat/stream` (SSE), `POST /chat`, `POST /chat/batch`, `GET /healthz`,
-`GET /readyz`, `GET /metrics`. Every response carries `X-Request-Id` (the client's when it is a
-safe token, else a new one). Every error is JSON `{"error": {"type", "message"}}`; no traceback
-ever reaches a client.
+`GET /readyz`, `GET /metrics`, `GET /config` (the settings it runs with). Every response carries
+`X-Request-Id` (the client's when it is a safe token, else a new one). Every error is JSON
+`{"error": {"type", "message"}}`; no traceback ever reaches a client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,16 +25,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from surgebench.process import watch_parent
+
 from .admission import Ticket
 from .agent import Timings
 from .errors import Overloaded, RequestError, ServiceError
 from .metrics import ServiceMetrics
-from .runtime import ClientGone, Outcome, RelayStream, Runtime, answer, classify
+from .runtime import (
+    ClientGone,
+    Outcome,
+    RelayStream,
+    Runtime,
+    answer,
+    classify,
+    warn_secret_on_command_line,
+)
 from .runtime import run_until_disconnect as _run_until_disconnect
 from .settings import ServiceSettings
 from .validation import BatchRequest, ChatRequest, Limits, parse_batch, parse_chat, read_body
 from .validation import request_id as make_request_id
 
+log = logging.getLogger("service")
 RID_KEY = "surge.request_id"
 T0_KEY = "surge.t_arrival"
 SEND_KEY = "surge.raw_send"
@@ -66,15 +79,26 @@ def error_response(settings: ServiceSettings, error: ServiceError, request_id: s
     return json_response(status, payload, request_id, headers)
 
 
-def check_bearer(settings: ServiceSettings, authorization: str | None) -> None:
-    """401 unless `--auth-token` is unset or the header carries it (constant-time compare)."""
+def authorization_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The raw `Authorization` header; 400 when there is more than one (which one would count
+    is ambiguous, and proxies disagree)."""
+    found: bytes | None = None
+    for key, value in headers:
+        if key == b"authorization":
+            if found is not None:
+                raise RequestError(400, "invalid_request", "more than one Authorization header")
+            found = value
+    return found
+
+
+def check_bearer(settings: ServiceSettings, authorization: bytes | None) -> None:
+    """401 unless `--auth-token` is unset or the header carries it: the header's bytes against
+    the token's UTF-8 bytes, in constant time."""
     token = settings.auth_token
     if not token:
         return
-    scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode(), token.encode()
-    ):
+    scheme, _, value = (authorization or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), token.encode("utf-8")):
         raise RequestError(401, "unauthorized", "missing or wrong bearer token")
 
 
@@ -107,6 +131,19 @@ class ServiceApp:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
+        try:
+            await self._http(scope, receive, send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.runtime.draining or task is None:
+                raise
+            # The server cancels what is still running when its shutdown grace is over; the
+            # request already answered (or gets uvicorn's 500 if it had not started): no
+            # traceback for an expected event.
+            task.uncancel()
+            log.info("request %s cancelled at shutdown", scope.get(RID_KEY, "?"))
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         t_arrival = self.runtime.clock()
         header = None
         for key, value in scope["headers"]:
@@ -114,6 +151,11 @@ class ServiceApp:
                 header = value.decode("latin-1")
                 break
         rid = make_request_id(header)
+        try:
+            authorization_of(scope["headers"])
+        except RequestError as exc:  # on every route, before any routing
+            await error_response(self.runtime.settings, exc, rid)(scope, receive, send)
+            return
         if self._raw_send and scope["path"] == "/chat/stream" and scope["method"] == "POST":
             await self._chat_stream(scope, receive, send, rid, t_arrival)
             return
@@ -138,14 +180,12 @@ class ServiceApp:
     ) -> None:
         rt = self.runtime
         settings = rt.settings
-        length = authorization = None
+        length = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 length = value.decode("latin-1")
-            elif key == b"authorization":
-                authorization = value.decode("latin-1")
         try:
-            check_bearer(settings, authorization)
+            check_bearer(settings, authorization_of(scope["headers"]))
             body = await read_body(
                 length, _body_chunks(receive), settings.max_body_bytes, settings.body_timeout_s
             )
@@ -167,6 +207,8 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        warn_secret_on_command_line(settings, os.environ)
+        watch_parent(asyncio.get_running_loop())  # stop when the process that started us is gone
         try:
             yield
         finally:
@@ -198,7 +240,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
         return str(request.scope.get(RID_KEY) or make_request_id(None))
 
     def check_auth(request: Request) -> None:
-        check_bearer(settings, request.headers.get("authorization"))
+        check_bearer(settings, authorization_of(request.scope["headers"]))
 
     async def body_of(request: Request) -> bytes:
         return await read_body(
@@ -264,6 +306,15 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             outcome = Outcome("cancelled")
             runtime.metrics.cancelled.labels("client_disconnect").inc()
             return json_response(499, {"error": {"type": "cancelled"}}, rid)
+        except asyncio.CancelledError:
+            outcome = Outcome("cancelled")
+            task = asyncio.current_task()
+            if not runtime.draining or task is None:
+                raise
+            task.uncancel()  # past the shutdown grace: answered, not a traceback
+            runtime.metrics.cancelled.labels("shutdown").inc()
+            body = {"error": {"type": "cancelled", "message": "the server is shutting down"}}
+            return json_response(503, body, rid)
         except Exception as exc:
             outcome = classify(exc)
             assert outcome.error is not None
@@ -347,6 +398,15 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             return json_response(200, {"status": "ready", **state}, rid_of(request))
         reason = "draining" if runtime.draining else "starting"
         return json_response(503, {"status": reason, **state}, rid_of(request))
+
+    config_payload = {"component": "service", "settings": settings.public_dict()}
+
+    @api.get("/config")
+    async def config(request: Request) -> Response:
+        """The settings this process runs with; secrets (auth token, API key) shown as "***"."""
+        return json_response(200, config_payload, rid_of(request))
+
+    api.add_api_route("/config", config, methods=["HEAD"], include_in_schema=False)
 
     @api.get("/metrics")
     async def metrics_endpoint() -> Response:

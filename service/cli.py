@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
@@ -20,17 +19,12 @@ from typing import Any
 
 import uvicorn
 
+from surgebench import options
+from surgebench.options import is_loopback
+
 from .app import ServiceApp, create_app
 from .http_limits import limited_protocol
-from .settings import (
-    ServiceSettings,
-    SettingsError,
-    build_settings,
-    convert,
-    describe_allowed,
-    env_name,
-    flag_name,
-)
+from .settings import ENV_PREFIX, ServiceSettings, SettingsError, build_settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,49 +35,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    return options.build_parser(
+        ServiceSettings,
+        ENV_PREFIX,
         prog="surgebench serve",
-        description="Run the reference streaming agent service. Every flag can also be set "
-        "with SURGE_SERVICE_<NAME> (e.g. SURGE_SERVICE_MAX_CONCURRENT=8); flags win.",
+        description="Run the reference streaming agent service.",
+        parser_class=_Parser,
     )
-    for f in dataclasses.fields(ServiceSettings):
-        if not f.metadata["flag"]:
-            continue
-        help_text = (
-            f"{f.metadata['help']} (default {f.default!r}; allowed: {describe_allowed(f)}; "
-            f"env {env_name(f.name)})"
-        )
-        if isinstance(f.default, bool):
-            parser.add_argument(
-                flag_name(f.name),
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
-    return parser
 
 
 def parse_settings(argv: Sequence[str], env: dict[str, str] | None = None) -> ServiceSettings:
     """Settings from flags and environment; SettingsError on a bad value."""
     args = build_parser().parse_args(list(argv))
-    overrides: dict[str, Any] = {}
-    for name, raw in vars(args).items():
-        if raw is None:
-            continue
-        overrides[name] = raw if isinstance(raw, bool) else convert(name, raw, flag_name(name))
-    return build_settings(overrides, env)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return build_settings(vars(args), env)
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -117,10 +81,36 @@ class _Server(uvicorn.Server):
                     flush=True,
                 )
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Drain with the listener still open (readiness probes see 503, new requests are
+        # refused), then let uvicorn close it and cancel what the grace left running.
+        grace_s = self._app.runtime.settings.shutdown_grace_s
+        t0 = asyncio.get_running_loop().time()
+        await self._app.runtime.drain(grace_s, lambda: self.force_exit)
+        left_s = grace_s - (asyncio.get_running_loop().time() - t0)
+        self.config.timeout_graceful_shutdown = max(1, int(left_s + 0.999))
+        await super().shutdown(sockets=sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.runtime.draining = True
         super().handle_exit(sig, frame)
         self._captured_signals.clear()  # a graceful stop exits 0 instead of re-raising
+
+
+def uvicorn_config(app: Any, settings: ServiceSettings) -> uvicorn.Config:
+    """The one uvicorn configuration of a service process (also each `--processes` worker)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
+        timeout_keep_alive=int(settings.http_keepalive_s),
+        backlog=settings.backlog,
+        server_header=False,
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -146,19 +136,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http=limited_protocol(settings.body_timeout_s),  # httptools with head limits
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
-        timeout_keep_alive=int(settings.http_keepalive_s),
-        backlog=settings.backlog,
-        server_header=False,
-    )
+    app = create_app(dataclasses.replace(settings, port=port))  # /config shows the bound port
+    config = uvicorn_config(app, settings)
     server = _Server(config, app, f"http://{shown}:{port}")
     loop_factory = config.get_loop_factory()
     try:

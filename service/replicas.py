@@ -12,6 +12,7 @@ server drains.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 from types import FrameType
@@ -24,6 +25,7 @@ from surgebench.replicas import ReplicaContext, replica_metrics_text
 from surgebench.replicas import supervise as _supervise
 
 from .app import ServiceApp, create_app
+from .cli import uvicorn_config
 from .settings import ServiceSettings
 from .validation import request_id as make_request_id
 
@@ -107,20 +109,9 @@ class _ReplicaServer(uvicorn.Server):
 
 def run_worker(settings: ServiceSettings, ctx: ReplicaContext) -> int:
     """One replica (called in the worker process by `surgebench.replicas.worker_main`)."""
-    app = ReplicaApp(create_app(settings), ctx)
-    # The same uvicorn configuration as the single-process server (service/cli.py).
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s + 0.999),
-        timeout_keep_alive=int(settings.http_keepalive_s),
-        backlog=settings.backlog,
-        server_header=False,
-    )
+    bound = dataclasses.replace(settings, port=ctx.sock.getsockname()[1])  # for /config
+    app = ReplicaApp(create_app(bound), ctx)
+    config = uvicorn_config(app, settings)
     server = _ReplicaServer(config, app)
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(server.serve(sockets=[ctx.sock]))

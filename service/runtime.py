@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -78,6 +79,18 @@ class Runtime:
         await self.admission.stop()
         await self.upstream.aclose()
 
+    async def drain(self, grace_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Refuse new requests (`/readyz` 503, admission `shutting_down`) and wait up to
+        `grace_s` (or until `give_up()`) for those in flight or queued to finish; True when
+        none is left. The server keeps its listener open meanwhile, so probes see the 503."""
+        self.draining = True
+        deadline = self.clock() + grace_s
+        while self.admission.in_flight or self.admission.queue_depth:
+            if self.clock() >= deadline or give_up():
+                return False
+            await asyncio.sleep(0.05)  # a poll period; streams end on their own schedule
+        return True
+
     def admit(self) -> Ticket:
         """A ticket, or `Overloaded` (counted) before any response starts."""
         if self.draining:
@@ -113,6 +126,24 @@ class Runtime:
         if timings.t_first_out is not None:
             m.ttft.observe(timings.t_first_out - timings.t_arrival)
         m.duration.observe(self.clock() - timings.t_arrival)
+
+
+AUTH_TOKEN_ENV = "SURGE_SERVICE_AUTH_TOKEN"
+
+
+def warn_secret_on_command_line(settings: ServiceSettings, env: Mapping[str, str]) -> bool:
+    """One line on stderr when the auth token did not come from the environment (a flag wins over
+    the variable, so a token that differs from it came from the command line, which `ps` shows
+    to every user of the machine). True when warned."""
+    if not settings.auth_token or env.get(AUTH_TOKEN_ENV) == settings.auth_token:
+        return False
+    print(
+        f"warning: --auth-token on the command line is visible to other users (ps); "
+        f"set {AUTH_TOKEN_ENV} instead",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
 
 
 def classify(exc: BaseException) -> Outcome:
@@ -226,8 +257,14 @@ class RelayStream:
         except asyncio.CancelledError:
             rt.metrics.cancelled.labels("shutdown").inc()
             self._finish(Outcome("cancelled"))
+            task = asyncio.current_task()
+            if not rt.draining or task is None:
+                await self._final_error(send, "cancelled", "the server is shutting down")
+                raise
+            # Cancelled by the server past its shutdown grace: the client gets `cancelled` and
+            # the stream ends normally, so no traceback is logged for an expected event.
+            task.uncancel()
             await self._final_error(send, "cancelled", "the server is shutting down")
-            raise
         except Exception as exc:
             outcome = classify(exc)
             self._finish(outcome)

@@ -4,22 +4,88 @@ Every server of the project (`surgebench mock`, `surgebench serve`) prints
 ``listening on http://HOST:PORT`` as its first line of output once its socket accepts
 connections. This module is the one place that waits for that line; the load runner, the
 benchmarks and the integration tests all use it, so none of them sleeps or guesses a port.
+
+Children die with their parent, however it dies (even `kill -9`, which runs no cleanup): on
+Linux each child asks the kernel for SIGTERM when its parent exits (`PR_SET_PDEATHSIG`, set
+between fork and exec: `child_popen_options`), and a server child also watches a pipe whose
+write end only the parent holds (`SURGE_PARENT_FD`, `watch_parent`): when the parent is gone the
+pipe reads EOF and the server stops itself as on SIGTERM. The pipe works on any POSIX system.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 LISTENING_RE = re.compile(r"listening on (http://[^\s]+)")
+PARENT_FD_ENV = "SURGE_PARENT_FD"
+"""`FD:PID`: the pipe a server child watches for the exit of its parent PID."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved in the parent (the child between fork and exec only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl: Callable[..., int] = libc.prctl
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM when the parent exits."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def child_popen_options() -> dict[str, Any]:
+    """`subprocess.Popen` keyword arguments that make the child die with this process (Linux;
+    elsewhere nothing, and servers rely on `watch_parent`)."""
+    return {"preexec_fn": _die_with_parent} if _PRCTL is not None else {}
+
+
+def watch_parent(loop: asyncio.AbstractEventLoop) -> None:
+    """In a server child started by `ServerProcess`: SIGTERM itself (a graceful stop) when the
+    parent's end of the `SURGE_PARENT_FD` pipe closes, i.e. when the parent is gone."""
+    fd_text, _, parent_text = os.environ.pop(PARENT_FD_ENV, "").partition(":")
+    if not (fd_text.isdigit() and parent_text.isdigit()) or int(parent_text) != os.getppid():
+        return  # not ours: inherited by a grandchild (e.g. a replica worker), where the number
+        # may name an unrelated descriptor
+    fd = int(fd_text)
+
+    def parent_gone() -> None:
+        try:
+            if os.read(fd, 1):
+                return  # the parent never writes; ignore stray bytes
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, parent_gone)
+    except (OSError, ValueError):
+        return  # not a pipe we can watch (e.g. the variable leaked into an unrelated process)
 
 
 class ServerStartError(RuntimeError):
@@ -46,17 +112,24 @@ class ServerProcess:
         if env:
             full_env.update(env)
         full_env.setdefault("PYTHONUNBUFFERED", "1")
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=full_env,
-            start_new_session=True,
-        )
+        watch_fd, self._parent_fd = os.pipe()  # the child watches the read end
+        full_env[PARENT_FD_ENV] = f"{watch_fd}:{os.getpid()}"
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=full_env,
+                start_new_session=True,
+                pass_fds=(watch_fd,),
+                **child_popen_options(),
+            )
+        finally:
+            os.close(watch_fd)
         if cpu_affinity is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(self.process.pid, set(cpu_affinity))
         self.url = ""
@@ -108,6 +181,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 continue
         code = self.process.wait()
+        if self._parent_fd >= 0:
+            os.close(self._parent_fd)
+            self._parent_fd = -1
         self._reader.join(timeout=5)
         if self._log is not None:
             self._log.close()

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
-import ipaddress
 import os
 import pickle
 import select
@@ -46,6 +45,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from surgebench.options import is_loopback
 
 MAX_PROCESSES = 64
 READY_TIMEOUT_S = 60.0
@@ -154,12 +155,15 @@ class ReplicaContext:
         loop.add_reader(fd, readable)
 
     async def serve_local_metrics(self, render: Callable[[], bytes]) -> asyncio.AbstractServer:
-        """Answer this replica's own metrics text to whoever connects to its Unix socket."""
+        """Answer this replica's own metrics text to whoever connects to its Unix socket (in a
+        private 0700 folder: only this user's processes can connect)."""
 
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 writer.write(render())
                 await writer.drain()
+            except ConnectionError:  # the asking replica gave up (its scrape timed out)
+                pass
             finally:
                 writer.close()
 
@@ -328,15 +332,6 @@ def merge_metrics(texts: list[bytes | None]) -> bytes:
 # ---------------------------------------------------------------- supervisor side
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class _Worker:
     index: int
@@ -477,7 +472,7 @@ def supervise(
             f"per-replica metrics sockets in {metrics_dir}",
             flush=True,
         )
-        if not _is_loopback(host):
+        if not is_loopback(host):
             print(
                 f"warning: bound to non-loopback address {host}; anyone who can reach it can use "
                 "this server",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -38,8 +39,10 @@ def test_user_docs_name_no_issue_or_internal_target(doc: Path) -> None:
 def test_make_run_passes_args_through() -> None:
     make = shutil.which("make")
     assert make is not None, "make is one of the two things surgebench needs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
     out = subprocess.run(
-        [make, "-n", "-o", ".venv/.installed", "run", "ARGS=--users 50 --duration 2m"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=30,
+        [make, "-n", "--no-print-directory", "-o", ".venv/.installed", "run",
+         "ARGS=--users 50 --duration 2m"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=30,
     ).stdout  # fmt: skip
-    assert out.strip().endswith("surgebench run --users 50 --duration 2m")
+    assert out.strip().splitlines()[-1].endswith("surgebench run --users 50 --duration 2m")

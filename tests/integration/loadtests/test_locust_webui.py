@@ -45,7 +45,7 @@ def test_plain_locust_web_ui_tells_the_truth(start: Start, tmp_path: Path) -> No
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
-         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "15s", "-H", service.url,
+         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "30s", "-H", service.url,
          "--web-host", "127.0.0.1", "--web-port", str(port)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -85,7 +85,7 @@ def test_plain_locust_web_ui_tells_the_truth(start: Start, tmp_path: Path) -> No
         assert [row["metric"] for row in live["rows"]] == [row["metric"] for row in tab["data"]]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "LLM streams" in page  # the tab, in the template arguments of the main page
-        output, _ = proc.communicate(timeout=40)
+        output, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, output[-3000:]

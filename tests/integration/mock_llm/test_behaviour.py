@@ -15,7 +15,8 @@ import openai
 import orjson
 import pytest
 
-from mock_llm.probe import percentile, run_probe
+from mock_llm.probe import run_probe
+from surgebench.percentiles import percentile
 from surgebench.process import ServerProcess, surgebench_argv
 from tests.integration.mock_llm.conftest import StartMock
 

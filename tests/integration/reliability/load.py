@@ -40,13 +40,6 @@ class LoadReport:
         return [r for r in self.results if r.status == 200 and r.last_event == kind]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes) -> Result:
     result = Result()
     t0 = time.perf_counter()

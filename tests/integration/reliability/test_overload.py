@@ -8,10 +8,11 @@ import threading
 import httpx
 import pytest
 
+from surgebench.percentiles import percentile
 from tests.integration.conftest import Start
 
 from .conftest import assert_leak_free, metric, parse_sse, rss_kib
-from .load import open_loop, percentile
+from .load import open_loop
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

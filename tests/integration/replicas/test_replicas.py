@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reports.results import read_summary
 from surgebench.process import ServerProcess, surgebench_argv
 from surgebench.replicas import fetch_replica_metrics
 from tests.integration.conftest import Start
@@ -311,3 +315,38 @@ def test_a_second_server_cannot_join_the_port(start: Start) -> None:
     )
     assert second.returncode == 2
     assert f"--port {port}" in second.stderr and "in use" in second.stderr
+
+
+@pytest.mark.parametrize("command", ["mock", "serve"])
+def test_replicas_keep_the_request_head_limits(start: Start, command: str) -> None:
+    """Every worker serves with the single-process server's HTTP protocol and its limits: a
+    request target past 8 KiB gets 414, on whichever process the connection lands."""
+    proc = start(command, "--processes", "2")
+    host, port = proc.url.removeprefix("http://").rsplit(":", 1)
+    statuses = set()
+    for _ in range(8):  # new connections: both processes answer some
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /health?" + b"q" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+            statuses.add(sock.recv(64).split(b" ", 2)[1])
+    assert statuses == {b"414"}
+
+
+@pytest.mark.timeout(150)
+def test_a_load_test_runs_against_replicas_of_both_servers(tmp_path: Path) -> None:
+    """`surgebench run --mock-processes 2 --service-processes 2`: the flags reach the servers,
+    the runner waits for both supervisors, and every request succeeds."""
+    proc = subprocess.run(
+        surgebench_argv(
+            "run", "--duration", "4s", "--users", "6", "--warmup", "1s", "--no-report",
+            "--out", str(tmp_path), "--mock-ttft-ms", "50", "--mock-itl-ms", "10",
+            "--mock-output-tokens", "10", "--mock-processes", "2", "--service-processes", "2",
+        ),
+        capture_output=True, text=True, timeout=130, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    summary = read_summary(run_dir)
+    assert summary.outcomes["ok"] > 0 and summary.requests == summary.outcomes["ok"]
+    config = json.loads((run_dir / "config.json").read_text())
+    for args in (config["mock_args"], config["service_args"]):
+        assert args[args.index("--processes") + 1] == "2"

@@ -50,6 +50,7 @@ def test_service_stream_gives_ttft_itl_thinking_lag_and_breakdown() -> None:
     assert record.thinking_ns == start + 2 * MS
     assert record.itl_ns == [20 * MS, 25 * MS]
     assert record.output_tokens == 3
+    assert record.prompt_tokens == 3
     assert record.client_lag_ns == [1 * MS, 1 * MS, 0]
     assert record.first_token_lag_ns == 1 * MS
     assert record.timings_ms["queue_wait"] == 1.5
@@ -99,7 +100,7 @@ def test_openai_stream_ttft_skips_the_empty_role_chunk_and_uses_usage() -> None:
         (100, b": t=98\n" + openai_chunk("Hi")),
         (120, openai_chunk("")),
         (130, openai_chunk(" there")),
-        (131, b'data: {"choices":[],"usage":{"completion_tokens":7}}\n\n'),
+        (131, b'data: {"choices":[],"usage":{"completion_tokens":7,"prompt_tokens":12}}\n\n'),
         (132, b"data: [DONE]\n\n"),
     ]
     run(tracker, chunks, 133)
@@ -108,6 +109,7 @@ def test_openai_stream_ttft_skips_the_empty_role_chunk_and_uses_usage() -> None:
     assert record.ttft_ns == 100
     assert record.itl_ns == [30]
     assert record.output_tokens == 7
+    assert record.prompt_tokens == 12
     assert record.client_lag_ns == [1, 2]
     assert record.intended_ns == -5
 

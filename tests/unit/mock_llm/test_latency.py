@@ -60,3 +60,14 @@ def test_output_length_modes() -> None:
     assert statistics.median(output_length(s, rng, None)[0] for _ in range(2000)) == (
         pytest.approx(100, rel=0.1)
     )
+
+
+def test_output_length_min_tokens_and_ignore_eos() -> None:
+    rng = random.Random(1)
+    s = settings(output_tokens=50)
+    assert output_length(s, rng, 400, min_tokens=300) == (300, "stop")  # at least 300
+    assert output_length(s, rng, 400, min_tokens=400) == (400, "length")  # ignore_eos
+    assert output_length(s, rng, None, min_tokens=70) == (70, "stop")
+    assert output_length(s, rng, 20, min_tokens=0) == (20, "length")
+    s = settings(output_tokens=100, output_tokens_dist="lognormal", output_tokens_spread=1.0)
+    assert {output_length(s, rng, 37, min_tokens=37) for _ in range(200)} == {(37, "length")}

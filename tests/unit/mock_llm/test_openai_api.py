@@ -40,6 +40,15 @@ def test_content_parts_are_counted() -> None:
     assert r.model == "default" and r.prompt_tokens == 10 + 4
 
 
+def test_min_tokens_and_ignore_eos() -> None:
+    assert chat().min_tokens == 0
+    assert chat(min_tokens=7).min_tokens == 7
+    assert chat(min_tokens=70, max_tokens=20).min_tokens == 20  # the cap wins
+    assert chat(ignore_eos=True, max_tokens=33).min_tokens == 33
+    assert chat(ignore_eos=True).min_tokens == 0  # no cap: the configured length
+    assert chat(ignore_eos=False, max_tokens=33).min_tokens == 0
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -67,6 +76,9 @@ def test_content_parts_are_counted() -> None:
         ({"messages": MSG, "temperature": 3}, "temperature"),
         ({"messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"messages": MSG, "stop": 7}, "stop"),
+        ({"messages": MSG, "min_tokens": -1}, "min_tokens"),
+        ({"messages": MSG, "min_tokens": "5"}, "min_tokens"),
+        ({"messages": MSG, "ignore_eos": 1}, "ignore_eos"),
     ],
 )
 def test_invalid_chat_names_the_field(body: dict[str, Any], param: str) -> None:

@@ -51,7 +51,10 @@ def test_profile_from_env() -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--ttft-ms", "abc"], "--ttft-ms: invalid value 'abc' (allowed: a number >= 0)"),
+        (
+            ["--ttft-ms", "abc"],
+            "--ttft-ms: invalid value 'abc' (allowed: a number >= 0 and <= 3600000)",
+        ),
         (["--ttft-ms", "nan"], "--ttft-ms: invalid value 'nan'"),
         (
             ["--port", "70000"],
@@ -104,3 +107,22 @@ def test_every_field_has_a_flag_and_help() -> None:
 def test_redacted_hides_api_key() -> None:
     s = resolve(["--api-key", "sekret"], env={})
     assert "sekret" not in repr(s.redacted())
+
+
+def test_docs_table_is_the_settings_table() -> None:
+    from pathlib import Path
+
+    from mock_llm.settings import ENV_PREFIX
+    from surgebench.options import settings_table_markdown
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "mock_llm.md"
+    assert settings_table_markdown(MockSettings, ENV_PREFIX) in doc.read_text(encoding="utf-8")
+
+
+def test_every_numeric_setting_has_finite_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    for name, f in FIELDS.items():
+        if type(f.default) in (int, float) and f.metadata["choices"] is None:
+            assert f.metadata["lo"] <= f.default <= f.metadata["hi"] < float("inf"), name
+    assert main(["--max-num-seqs", "99999999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<= 1000000" in err and "Traceback" not in err

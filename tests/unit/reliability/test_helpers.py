@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.integration.reliability.load import LoadReport, Result, percentile
+from surgebench.percentiles import percentile
+from tests.integration.reliability.load import LoadReport, Result
 from tests.integration.reliability.sampling import Sample, Sampler, gauge
 
 

@@ -155,3 +155,39 @@ async def test_semaphore_release_of_granted_wakes_next_even_if_some_gave_up() ->
     assert stays.granted and adm.in_flight == 1 and adm.queue_depth == 0
     stays.release()
     assert adm.in_flight == 0
+
+
+async def test_queue_workers_start_with_load_not_with_the_limit() -> None:
+    """`--workers N` used to start N tasks at once (12-24 GB for the largest N accepted)."""
+    before = len(asyncio.all_tasks())
+    adm = QueueAdmission(workers=10_000, queue_size=0, clock=FakeClock())
+    await adm.start()
+    assert len(asyncio.all_tasks()) - before == 0
+    tickets = [adm.enter() for _ in range(3)]
+    await settle()
+    assert all(t.granted for t in tickets) and adm.in_flight == 3
+    assert len(asyncio.all_tasks()) - before == 3
+    for t in tickets:
+        t.release()
+    await settle()
+    again = [adm.enter() for _ in range(3)]  # idle workers are reused, none added
+    await settle()
+    assert all(t.granted for t in again) and len(asyncio.all_tasks()) - before == 3
+    for t in again:
+        t.release()
+    await adm.stop()
+    assert len(asyncio.all_tasks()) - before == 0
+
+
+async def test_queue_worker_started_for_a_ticket_released_at_once_serves_the_next() -> None:
+    adm = QueueAdmission(workers=1, queue_size=1, clock=FakeClock())
+    await adm.start()
+    first = adm.enter()
+    waiting = adm.enter()
+    first.release()  # before the new worker task has run at all
+    waiter = asyncio.create_task(waiting.wait(5))
+    await settle()
+    await waiter
+    assert waiting.granted and adm.in_flight == 1 and adm.queue_depth == 0
+    waiting.release()
+    await adm.stop()

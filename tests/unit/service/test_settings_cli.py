@@ -61,9 +61,10 @@ def test_bad_env_value_names_the_variable(
 ) -> None:
     monkeypatch.setenv("SURGE_SERVICE_QUEUE_SIZE", "-1")
     assert main([]) == 2
-    assert "SURGE_SERVICE_QUEUE_SIZE: invalid value '-1'; allowed: an integer >= 0" in (
-        capsys.readouterr().err
-    )
+    assert (
+        "SURGE_SERVICE_QUEUE_SIZE (--queue-size): invalid value '-1' "
+        "(allowed: an integer >= 0 and <= 1000000)"
+    ) in capsys.readouterr().err
 
 
 def test_settings_error_is_a_value_error() -> None:
@@ -83,3 +84,30 @@ def test_every_setting_is_in_the_docs_table(doc: str) -> None:
     for f in dataclasses.fields(ServiceSettings):
         if f.metadata["flag"]:
             assert flag_name(f.name) in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--port", "70000"], "an integer >= 0 and <= 65535"),
+        (["--backlog", "1e23"], "an integer >= 1 and <= 65535"),
+        (["--backlog", "100000"], "an integer >= 1 and <= 65535"),
+        (["--max-concurrent", "99999999999999999999999"], "an integer >= 1 and <= 100000"),
+        (["--workers", "10000000"], "an integer >= 0 and <= 100000"),
+        (["--queue-size", "10000000"], "an integer >= 0 and <= 1000000"),
+        (["--timeout-s", "inf"], "a number >= 0.001 and <= 86400"),
+        (["--max-body-bytes", "1e12"], "an integer >= 1 and <= 268435456"),
+    ],
+)
+def test_every_number_has_an_upper_bound_one_line_exit_2(
+    argv: list[str], allowed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"surgebench serve: {argv[0]}: invalid value {argv[1]!r} (allowed: {allowed})\n"
+
+
+def test_every_numeric_setting_has_finite_bounds() -> None:
+    for f in dataclasses.fields(ServiceSettings):
+        if type(f.default) in (int, float) and f.metadata["choices"] is None:
+            assert f.metadata["lo"] <= f.default <= f.metadata["hi"] < float("inf"), f.name
