@@ -15,6 +15,7 @@ from types import FrameType
 from loadtests.runner import RunError, run
 from loadtests.settings import RunSettings, SettingsError, parse_run_args
 from reports.results import Summary
+from reports.verdict import verdict_text
 from surgebench.process import surgebench_argv
 
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str]) -> int:
         return exc.exit_code
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(console_table(result.summary), flush=True)
+    print(verdict_text(result.summary), console_table(result.summary), sep="\n", flush=True)
     if result.interrupted:
         print("(interrupted: the figures cover the part that ran)")
     if settings.report:

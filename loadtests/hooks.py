@@ -28,6 +28,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.fast_reader import reader_record
+from loadtests.phases import phase_plan, phase_starts_ns
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
 from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
@@ -227,12 +228,26 @@ class SurgeState:
             self.totals[record.outcome] = self.totals.get(record.outcome, 0) + 1
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def _origin_ns(self, now_ns: int) -> int:
+        """When the load's schedule started: the master's test start (it runs the shape), sent
+        to the workers as a parsed option inside Locust's spawn message, which a worker applies
+        before its own test_start; a worker starts late by the message's delay."""
+        options = self.environment.parsed_options
+        if self.is_master:
+            options.sb_origin_ns = now_ns
+        elif self.is_worker:
+            return int(getattr(options, "sb_origin_ns", 0) or now_ns)
+        return now_ns
+
     def on_test_start(self) -> None:
         now_ns = time.time_ns()
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         # a new test (the web UI can start several) starts from empty measurements
-        self.recorder = Recorder(slo=self.recorder.slo)
+        self.recorder = Recorder(
+            slo=self.recorder.slo,
+            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), self._origin_ns(now_ns)),
+        )
         self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
         self.distribution.reset()
@@ -357,31 +372,15 @@ def versions() -> dict[str, str]:
 
 
 def progress_line(state: SurgeState, period_s: float) -> str:
-    """``elapsed, users, req/s, TTFT p50/p95, rejections`` over the last period."""
-    from loadtests.recorder import SERIES_DIGITS, new_histogram, stats_from_histogram
+    """The last `period_s` seconds (`loadtests.progress`); workers report every 3 s."""
+    from loadtests.progress import progress_line as line
 
-    rec = state.recorder
-    now_s = int(time.time()) - (3 if state.is_master else 0)  # workers report every 3 s
-    start_s = now_s - int(period_s)
-    ttft = new_histogram(SERIES_DIGITS)
-    requests = 0
-    for second, point in rec.seconds.items():
-        if start_s <= second < now_s:
-            requests += point.requests
-            if point.ttft is not None:
-                ttft.add(point.ttft)
-    stats = stats_from_histogram(ttft)
-    elapsed = (time.time_ns() - state.window.start_ns) / 1e9
-    users = int(state.environment.runner.user_count)
-    rejected = sum(p.rejected for p in rec.seconds.values())
-    errors = sum(p.errors + p.timeout for p in rec.seconds.values())
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f}"
-
-    return (
-        f"[surgebench] t={elapsed:5.0f}s users={users:4d} req/s={requests / period_s:6.1f} "
-        f"ttft p50/p95={ms(stats.p50)}/{ms(stats.p95)} ms rejected={rejected} errors={errors}"
+    return line(
+        state.recorder.seconds,
+        now_s=int(time.time()) - (3 if state.is_master else 0),
+        window_s=period_s,
+        elapsed_s=(time.time_ns() - state.window.start_ns) / 1e9,
+        users=int(state.environment.runner.user_count),
     )
 
 

@@ -9,7 +9,8 @@ percentiles.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ from reports.results import (
     LATENCY_METRICS,
     OTHER_ERROR_OUTCOMES,
     OUTCOMES,
+    PHASE_METRICS,
     LatencyStats,
+    Phase,
 )
 
 HIST_LOWEST_US = HDR_LOWEST_US
@@ -202,16 +205,80 @@ class _Second:
         self.itl: HdrHistogram | None = None
 
 
+PHASE_PARTS: tuple[str, ...] = ("queue_wait", "pool_wait", "upstream_ttft", "relay_overhead")
+"""The TTFT breakdown kept per phase (the service's parts; client lag stays whole-run)."""
+
+
+class _PhaseData:
+    """Counters and full-precision histograms of one phase of the load."""
+
+    __slots__ = ("hists", "outcomes", "output_tokens")
+
+    def __init__(self) -> None:
+        self.hists: dict[str, HdrHistogram] = {}
+        self.outcomes: dict[str, int] = {}
+        self.output_tokens = 0
+
+    def hist(self, name: str) -> HdrHistogram:
+        hist = self.hists.get(name)
+        if hist is None:
+            hist = self.hists[name] = new_histogram()
+        return hist
+
+    def record(self, record: RequestRecord) -> None:
+        outcome = record.outcome
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome == oc.REJECTED:
+            self.hist("rejected_ms").record_value(_us(record.e2e_ns))
+            return
+        if outcome != oc.OK:
+            return
+        self.output_tokens += record.output_tokens
+        self.hist("e2e_ms").record_value(_us(record.e2e_ns))
+        ttft = record.ttft_ns
+        if ttft is not None:
+            self.hist("ttft_ms").record_value(_us(ttft))
+        if record.itl_ns:
+            record_all_ns(self.hist("itl_ms"), record.itl_ns)
+        for part in PHASE_PARTS:
+            value = record.timings_ms.get(part)
+            if value is not None:
+                self.hist(f"breakdown.{part}").record_value(_us(int(value * 1e6)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hists": {n: encode_histogram(h) for n, h in self.hists.items() if h.get_total_count()},
+            "outcomes": dict(self.outcomes),
+            "output_tokens": self.output_tokens,
+        }
+
+    def merge_dict(self, data: Mapping[str, Any]) -> None:
+        for name, text in data.get("hists", {}).items():
+            self.hist(name).decode_and_add(text.encode("ascii"))
+        for key, n in data.get("outcomes", {}).items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + int(n)
+        self.output_tokens += int(data.get("output_tokens", 0))
+
+
 class Recorder:
     """All measurements of one process (or, on the master, of all merged processes).
 
     Requests that *started* before ``measure_from_ns`` (the warm-up) are left out of the
-    statistics but kept in the per-second time series.
+    statistics but kept in the per-second time series. With ``phase_starts_ns`` (the start
+    instants of the load's phases, `loadtests.phases`) each measured request is also filed under
+    the phase in which it started, with its own histograms.
     """
 
-    def __init__(self, *, measure_from_ns: int = 0, slo: Slo | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        measure_from_ns: int = 0,
+        slo: Slo | None = None,
+        phase_starts_ns: Sequence[int] = (),
+    ) -> None:
         self.measure_from_ns = measure_from_ns
         self.slo = slo or Slo()
+        self.phase_starts_ns = tuple(phase_starts_ns)
         self._reset()
 
     def _reset(self) -> None:
@@ -229,6 +296,7 @@ class Recorder:
         self.last_ns: int | None = None
         self.reports = 0
         self.errors: dict[str, int] = {}
+        self.phases: dict[int, _PhaseData] = {}
 
     # -- recording -----------------------------------------------------------------------------
     def hist(self, name: str) -> HdrHistogram:
@@ -273,6 +341,7 @@ class Recorder:
         if record.error and outcome != oc.OK:
             key = f"{outcome}: {record.error}"[:200]
             self.errors[key] = self.errors.get(key, 0) + 1
+        self._phase(self._phase_index(record.start_ns)).record(record)
         if record.client_lag_ns:
             record_all_ns(self.hist("client_lag_ms"), record.client_lag_ns)
         if outcome == oc.REJECTED:
@@ -323,6 +392,15 @@ class Recorder:
     def count_open_loop(self, key: str, n: int = 1) -> None:
         self.open_loop[key] = self.open_loop.get(key, 0) + n
 
+    def _phase_index(self, start_ns: int) -> int:
+        return max(0, bisect.bisect_right(self.phase_starts_ns, start_ns) - 1)
+
+    def _phase(self, index: int) -> _PhaseData:
+        phase = self.phases.get(index)
+        if phase is None:
+            phase = self.phases[index] = _PhaseData()
+        return phase
+
     def _second(self, epoch_s: int) -> _Second:
         second = self.seconds.get(epoch_s)
         if second is None:
@@ -362,6 +440,7 @@ class Recorder:
             "first_ns": self.first_ns,
             "last_ns": self.last_ns,
             "errors": dict(self.errors),
+            "phases": {str(index): phase.to_dict() for index, phase in self.phases.items()},
             "reports": max(self.reports, 1),
         }
 
@@ -406,6 +485,8 @@ class Recorder:
             self.count_open_loop(key, int(n))
         for key, n in data.get("errors", {}).items():
             self.errors[key] = self.errors.get(key, 0) + int(n)
+        for index, phase in data.get("phases", {}).items():
+            self._phase(int(index)).merge_dict(phase)
         first, last = data.get("first_ns"), data.get("last_ns")
         if first is not None:
             self.first_ns = first if self.first_ns is None else min(self.first_ns, first)
@@ -427,3 +508,27 @@ class Recorder:
     def stats(self, name: str) -> LatencyStats:
         hist = self.hists.get(name)
         return LatencyStats() if hist is None else stats_from_histogram(hist)
+
+    def phase_measurements(self) -> dict[int, Phase]:
+        """What was measured in each phase, by phase index (span and label filled in later by
+        `loadtests.phases.phase_results`)."""
+        measured: dict[int, Phase] = {}
+        for index, data in sorted(self.phases.items()):
+            measured[index] = Phase(
+                index=index,
+                kind="",
+                label="",
+                start_s=0.0,
+                end_s=0.0,
+                outcomes={k: int(data.outcomes.get(k, 0)) for k in OUTCOMES},
+                output_tokens=data.output_tokens,
+                latency={
+                    m: stats_from_histogram(data.hists[m]) for m in PHASE_METRICS if m in data.hists
+                },
+                breakdown_ms={
+                    part: stats_from_histogram(data.hists[f"breakdown.{part}"])
+                    for part in PHASE_PARTS
+                    if f"breakdown.{part}" in data.hists
+                },
+            )
+        return measured

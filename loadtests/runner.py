@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from loadtests.effective import describe, expect, fetch_config
+from loadtests.scrape import given_targets, local_targets, scraping
 from loadtests.settings import RunSettings, config_document
 from reports.results import (
     CONFIG_FILE,
@@ -105,6 +106,8 @@ class Servers:
 
     host: str
     effective: dict[str, dict[str, Any] | None]
+    urls: dict[str, str] = field(default_factory=dict)
+    """Base URLs of the servers this run started (``upstream``, ``service``): scraped."""
 
 
 @contextlib.contextmanager
@@ -130,7 +133,7 @@ def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) ->
         effective["mock"] = reported.settings
         say(describe("mock", reported, settings.mock_args))
         if settings.user == "direct":
-            yield Servers(f"{mock.url}/v1", effective)
+            yield Servers(f"{mock.url}/v1", effective, {"upstream": mock.url})
             return
         service_argv = [
             "--port", "0", "--upstream-url", f"{mock.url}/v1", "--stamp", *settings.service_args,
@@ -140,7 +143,7 @@ def servers(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) ->
         reported = expect("service", fetch_config(service.url))
         effective["service"] = reported.settings
         say(describe("service", reported, settings.service_args))
-        yield Servers(service.url, effective)
+        yield Servers(service.url, effective, {"upstream": mock.url, "service": service.url})
 
 
 def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
@@ -218,7 +221,8 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
                 f"{f', shape {settings.shape}' if settings.shape else ''}"
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
-            code = run_locust(settings, run_dir, say)
+            with scraping(local_targets(started.urls) + given_targets(settings.scrape), run_dir):
+                code = run_locust(settings, run_dir, say)
     except KeyboardInterrupt:
         interrupted = True
     summary_path = run_dir / "summary.json"

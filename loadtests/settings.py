@@ -67,6 +67,9 @@ class RunSettings:
     arrival: str = "poisson"
     warmup_s: float = 5.0
     target: str = ""
+    scrape: tuple[str, ...] = ()
+    """Prometheus ``/metrics`` URLs scraped once a second during a ``--target`` run (the runner
+    scrapes the servers it starts by itself)."""
     processes: int = 1
     report: bool = True
     save_baseline: str = ""
@@ -191,6 +194,7 @@ def read_config(path: Path) -> RunSettings:
 
 
 DEFAULTS = RunSettings()
+MAX_SCRAPE = 8
 
 
 def _duration(flag: str, text: str) -> float:
@@ -235,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--warmup", default=None, help=f"left out of the statistics (default "
       f"{dur(d.warmup_s)}, at most 1/4 of the run)")  # fmt: skip
     a("--target", default=d.target, help="test this running deployment; start no servers")
+    a("--scrape", action="append", default=[], metavar="URL", help="with --target: a Prometheus "
+      f"/metrics URL to scrape once a second (repeatable, at most {MAX_SCRAPE})")  # fmt: skip
     a("--processes", type=int, default=d.processes, help="Locust processes (distributed when > 1)")
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
     a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
@@ -402,6 +408,15 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         raise SettingsError(f"--spawn-rate: bad value {ns.spawn_rate}; allowed: a number > 0")
     if ns.target and not re.match(r"^https?://[^\s/]+", ns.target):
         raise SettingsError(f"--target: bad URL {ns.target!r}; allowed: http(s)://HOST[:PORT]")
+    if ns.scrape and not ns.target:
+        raise SettingsError(
+            "--scrape: only with --target (a run that starts its servers scrapes them)"
+        )
+    if len(ns.scrape) > MAX_SCRAPE:
+        raise SettingsError(f"--scrape: {len(ns.scrape)} URLs; allowed: at most {MAX_SCRAPE}")
+    for url in ns.scrape:
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            raise SettingsError(f"--scrape: bad URL {url!r}; allowed: http(s)://HOST[:PORT]/PATH")
     for flag, spec in (("--prompt-words", ns.prompt_words), ("--max-tokens", ns.max_tokens)):
         if spec:
             try:
@@ -451,6 +466,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         arrival=ns.arrival,
         warmup_s=warmup_s,
         target=ns.target.rstrip("/"),
+        scrape=tuple(ns.scrape),
         processes=ns.processes,
         report=not ns.no_report,
         save_baseline=_baseline_name("--save-baseline", ns.save_baseline),

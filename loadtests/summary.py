@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loadtests.phases import PhaseSpan, phase_plan, phase_results
 from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
 from loadtests.settings import DEFAULTS, RunSettings
 from reports.results import LATENCY_METRICS, Summary, TimePoint
@@ -53,6 +54,7 @@ class RunInfo:
     config: dict[str, Any] | None = None
     versions: dict[str, str] | None = None
     effective: dict[str, Any] | None = None
+    phases: tuple[PhaseSpan, ...] = ()
 
 
 def saturation(
@@ -171,6 +173,12 @@ def build_summary(
             if name in LATENCY_METRICS
         },
         timeseries=timeseries(recorder, info.start_epoch_s),
+        phases=phase_results(
+            info.phases,
+            recorder.phase_measurements(),
+            warmup_s=info.warmup_s,
+            end_s=info.duration_s,
+        ),
         config=dict(info.config or {}),
         versions=dict(info.versions or {}),
         effective=dict(info.effective or {}),
@@ -236,6 +244,7 @@ def summarize(
         config=dict(config),
         versions=dict(versions),
         effective=dict(effective) if isinstance(effective, Mapping) else {},
+        phases=tuple(phase_plan(settings)),
     )
     return build_summary(
         recorder, info, measured_s=measured_s, guard=GuardSettings.from_settings(settings)

@@ -63,6 +63,9 @@ class GenRequest:
     stops: list[str]
     min_tokens: int = 0
     """vLLM's ``min_tokens``, or ``max_tokens`` when ``ignore_eos`` is true: no end before it."""
+    continuous_usage: bool = False
+    """``stream_options.continuous_usage_stats`` (with ``include_usage``, as vLLM): running
+    usage in every chunk."""
 
 
 def _type_name(value: object) -> str:
@@ -128,7 +131,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
     if not isinstance(model, str) or not model:
         raise _bad("model", f"'model' must be a non-empty string, got {_type_name(model)}")
     stream = _opt_bool(data, "stream")
-    include_usage = False
+    include_usage = continuous_usage = False
     opts = data.get("stream_options")
     if opts is not None:
         if not isinstance(opts, dict):
@@ -136,6 +139,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
         if not stream:
             raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true")
         include_usage = _opt_bool(opts, "include_usage")
+        continuous_usage = include_usage and _opt_bool(opts, "continuous_usage_stats")
     max_tokens = _opt_int(data, "max_tokens", 1)
     if kind == "chat":
         mct = _opt_int(data, "max_completion_tokens", 1)
@@ -168,6 +172,7 @@ def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, An
         "model": model,
         "stream": stream,
         "include_usage": include_usage,
+        "continuous_usage": continuous_usage,
         "max_tokens": max_tokens,
         "seed": seed,
         "stops": stops,
@@ -243,24 +248,50 @@ def parse_completion(data: dict[str, Any], default_model: str) -> GenRequest:
 
 
 # ---------------------------------------------------------------------- response bytes
+_DIGITS: tuple[bytes, ...] = tuple(str(n).encode() for n in range(1 << 16))
+"""Pre-encoded counts: continuous usage writes two numbers per token without formatting."""
+
+
+_COMPLETION = b',"completion_tokens":'
+
+
+def _digits(n: int) -> bytes:
+    return _DIGITS[n] if n < len(_DIGITS) else str(n).encode()
+
+
 class StreamTemplate:
-    """Pre-encoded pieces of one streamed response."""
+    """Pre-encoded pieces of one streamed response.
+
+    A token event is ``head + token + tail``. With continuous usage (vLLM's
+    ``continuous_usage_stats``) the tail carries the running count: `tail_at` fills a
+    pre-encoded bytes template, no JSON serialisation per token.
+    """
 
     __slots__ = (
+        "_cont_tail",
         "_created",
         "_kind",
         "_model",
         "_response_id",
         "_start",
+        "_tail_usage",
         "_usage_null",
+        "_usage_prefix",
+        "continuous",
         "done",
         "head",
+        "prompt_tokens",
         "tail",
     )
 
     def __init__(self, req: GenRequest, response_id: str, created: int) -> None:
         model = orjson.dumps(req.model)
         usage_null = b',"usage":null' if req.include_usage else b""
+        self.continuous = req.continuous_usage
+        self.prompt_tokens = req.prompt_tokens
+        self._usage_prefix = (
+            b',"usage":{"prompt_tokens":' + str(req.prompt_tokens).encode() + b',"total_tokens":'
+        )
         if req.kind == "chat":
             start = (
                 b'{"id":"chatcmpl-' + response_id.encode() + b'","object":"chat.completion.chunk",'
@@ -268,7 +299,8 @@ class StreamTemplate:
                 b'"system_fingerprint":"fp_mock","choices":[{"index":0,'
             )
             self.head = start + b'"delta":{"content":'
-            self.tail = b'},"logprobs":null,"finish_reason":null}]' + usage_null + b"}"
+            self._tail_usage = b'},"logprobs":null,"finish_reason":null}]'
+            self.tail = self._tail_usage + usage_null + b"}"
         else:
             start = (
                 b'{"id":"cmpl-' + response_id.encode() + b'","object":"text_completion",'
@@ -276,8 +308,10 @@ class StreamTemplate:
                 b'"system_fingerprint":"fp_mock","choices":[{"index":0,'
             )
             self.head = start + b'"text":'
-            self.tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}"
+            self._tail_usage = b',"logprobs":null,"finish_reason":null}]'
+            self.tail = self._tail_usage + usage_null + b"}"
         self.done = b"data: [DONE]\n\n"
+        self._cont_tail = self._tail_usage + self._usage_prefix
         self._start = start
         self._model = model
         self._usage_null = usage_null
@@ -285,17 +319,43 @@ class StreamTemplate:
         self._response_id = response_id
         self._created = created
 
+    def _usage(self, completion_tokens: int) -> bytes:
+        """``,"usage":{...}}`` with a running count (continuous), else the constant ending."""
+        if not self.continuous:
+            return self._usage_null + b"}"
+        return b"".join(
+            (
+                self._usage_prefix,
+                _digits(self.prompt_tokens + completion_tokens),
+                _COMPLETION,
+                _digits(completion_tokens),
+                b"}}",
+            )
+        )
+
+    def tail_at(self, completion_tokens: int) -> bytes:
+        """The tail of the token event that brings the count to `completion_tokens`."""
+        if not self.continuous:
+            return self.tail
+        digits = _DIGITS
+        total = self.prompt_tokens + completion_tokens
+        if total >= len(digits):
+            return self._tail_usage + self._usage(completion_tokens)
+        # one join: each bytes `+` is an allocation (measured: 5 pieces joined ~2x faster)
+        return b"".join(
+            (self._cont_tail, digits[total], _COMPLETION, digits[completion_tokens], b"}}")
+        )
+
     def role_event(self) -> bytes:
         """The first chat event: the assistant role with empty content."""
         return (
             self._start
             + b'"delta":{"role":"assistant","content":"","refusal":null},'
             + b'"logprobs":null,"finish_reason":null}]'
-            + self._usage_null
-            + b"}"
+            + self._usage(0)
         )
 
-    def finish_event(self, finish_reason: str) -> bytes:
+    def finish_event(self, finish_reason: str, completion_tokens: int = 0) -> bytes:
         delta = b'"delta":{},' if self._kind == "chat" else b'"text":"",'
         return (
             self._start
@@ -303,8 +363,7 @@ class StreamTemplate:
             + b'"logprobs":null,"finish_reason":"'
             + finish_reason.encode()
             + b'"}]'
-            + self._usage_null
-            + b"}"
+            + self._usage(completion_tokens)
         )
 
     def usage_event(self, prompt_tokens: int, completion_tokens: int) -> bytes:

@@ -101,8 +101,10 @@ class StreamSink:
         if cut:
             n = self.disconnect_at - start
             done = False
+        tpl = self.tpl
         if n == 1 and start > 0 and not done:
-            event = self.head + enc[table[(self.offset + start) % TABLE_SIZE]] + self.tail
+            tail = self.tail if not tpl.continuous else tpl.tail_at(start + 1) + b"\n\n"
+            event = self.head + enc[table[(self.offset + start) % TABLE_SIZE]] + tail
             if self.stamp:
                 event = b": t=%d\n" % time.time_ns() + event
             conn.transport.write(b"%x\r\n%s\r\n" % (len(event), event))  # type: ignore[union-attr]
@@ -112,11 +114,19 @@ class StreamSink:
             if start == 0 and self.with_role:
                 events.append(self.tpl.role_event())
             head, tail, off = self.tpl.head, self.tpl.tail, self.offset
-            events += [
-                head + enc[table[(off + i) % TABLE_SIZE]] + tail for i in range(start, start + n)
-            ]
+            if tpl.continuous:
+                tails = [tpl.tail_at(i + 1) for i in range(start, start + n)]
+                events += [
+                    head + enc[table[(off + i) % TABLE_SIZE]] + tails[i - start]
+                    for i in range(start, start + n)
+                ]
+            else:
+                events += [
+                    head + enc[table[(off + i) % TABLE_SIZE]] + tail
+                    for i in range(start, start + n)
+                ]
             if done:
-                events.append(self.tpl.finish_event(seq.finish_reason))
+                events.append(tpl.finish_event(seq.finish_reason, start + n))
                 if self.with_usage:
                     events.append(self.tpl.usage_event(self.prompt_tokens, start + n))
             prefix = b": t=%d\ndata: " % time.time_ns() if self.stamp else b"data: "

@@ -24,6 +24,7 @@ class Heading:
 class Paragraph:
     text: str
     style: str = ""  # "", "good", "bad", "note": a coloured box in HTML
+    lines: tuple[str, ...] = ()  # more lines after `text`, each on its own line
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
             lines += ["#" * block.level + " " + block.text, ""]
         elif isinstance(block, Paragraph):
             prefix = {"good": "✅ ", "bad": "⚠️ ", "note": "> "}.get(block.style, "")
-            lines += [prefix + block.text, ""]
+            lines += ["  \n".join([prefix + block.text, *block.lines]), ""]
         elif isinstance(block, Table):
             lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
             aligns = [
@@ -114,10 +115,11 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             level = min(max(block.level, 1), 6)
             body.append(f"<h{level}>{_inline(block.text)}</h{level}>")
         elif isinstance(block, Paragraph):
+            text = "<br>".join(_inline(line) for line in (block.text, *block.lines))
             if block.style:
-                body.append(f'<div class="box {block.style}">{_inline(block.text)}</div>')
+                body.append(f'<div class="box {block.style}">{text}</div>')
             else:
-                body.append(f"<p>{_inline(block.text)}</p>")
+                body.append(f"<p>{text}</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
             rows = []

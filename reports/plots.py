@@ -7,6 +7,7 @@ every figure so that a reader who has never seen surgebench can read them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reports.curves import Curve
 from reports.hdr import Distribution, distribution_of
 from reports.results import BREAKDOWN_PARTS, Summary
+from reports.servermetrics import PLOTTED, ServerSeries
 
 DPI = 100
 OUTCOME_COLORS: dict[str, str] = {
@@ -74,108 +76,283 @@ def _optional(values: Sequence[float | None]) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=float)
 
 
-def _load_axis(ax: Axes, summary: Summary) -> None:
-    """The users curve (closed loop) on a right-hand axis."""
+LEGEND_OUTSIDE: dict[str, object] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.01, 1.0),
+    "fontsize": "small",
+    "borderaxespad": 0.0,
+}
+"""Legends sit right of the plot, never on the data."""
+
+ALIAS_FACTOR = 5
+"""Rates are counted over windows at least this many median request times wide."""
+MIN_BINS = 8
+
+
+@dataclass(frozen=True)
+class RateBins:
+    """Counts of the per-second time series summed over windows of `width_s` seconds."""
+
+    starts_s: np.ndarray
+    widths_s: np.ndarray
+    width_s: int
+    request_s: float | None
+
+    def rate(self, counts: np.ndarray) -> np.ndarray:
+        rates: np.ndarray = counts / self.widths_s
+        return rates
+
+    def axis_note(self) -> str:
+        if self.width_s <= 1:
+            return "per 1 s"
+        about = f"; requests last ~{self.request_s:.2g} s" if self.request_s else ""
+        return f"mean over {self.width_s} s windows{about}"
+
+
+def rate_bins(summary: Summary) -> RateBins:
+    """Windows wide enough that request durations cannot alias into bursts.
+
+    Requests are counted when they *finish*; with closed-loop users whose requests take ~T
+    seconds, 1-second bins beat against T and draw a sawtooth that is not in the service. A
+    window of `ALIAS_FACTOR` x median request time bounds that ripple to ~1/`ALIAS_FACTOR` of
+    the rate, while keeping at least `MIN_BINS` windows in the run."""
+    times = _times(summary)
+    e2e_ms = summary.metric("e2e_ms").p50
+    request_s = e2e_ms / 1000.0 if e2e_ms else None
+    width = max(1, math.ceil(ALIAS_FACTOR * request_s)) if request_s else 1
+    if len(times):
+        width = max(1, min(width, int((times[-1] - times[0] + 1) // MIN_BINS) or 1))
+    if not len(times):
+        return RateBins(np.zeros(0), np.ones(0), width, request_s)
+    first = float(times[0])
+    index = ((times - first) // width).astype(int)
+    count = int(index.max()) + 1
+    starts = first + np.arange(count) * width
+    widths = np.full(count, float(width))
+    widths[-1] = float(times[-1] - starts[-1] + 1)
+    return RateBins(starts, widths, width, request_s)
+
+
+def _binned(summary: Summary, bins: RateBins, values: Sequence[float]) -> np.ndarray:
+    times = _times(summary)
+    index = ((times - bins.starts_s[0]) // bins.width_s).astype(int)
+    return np.bincount(index, weights=np.asarray(values, dtype=float), minlength=len(bins.starts_s))
+
+
+def _step(ax: Axes, bins: RateBins, rates: np.ndarray, **style: object) -> None:
+    """A rate per window, drawn flat over its window."""
+    xs = np.append(bins.starts_s, bins.starts_s[-1] + bins.widths_s[-1])
+    ax.stairs(rates, xs, baseline=None, **style)  # type: ignore[arg-type]
+
+
+def shade_phases(ax: Axes, summary: Summary, label_top: bool = False) -> None:
+    """Warm-up in grey; each phase of a multi-phase run in alternating bands, named on a top
+    axis when `label_top`."""
+    if summary.warmup_s > 0 and summary.timeseries:
+        ax.axvspan(0, summary.warmup_s, color="0.88", zorder=0, linewidth=0)
+    phases = summary.phases
+    if len(phases) < 2:
+        return
+    for phase in phases:
+        if phase.index % 2:
+            ax.axvspan(phase.start_s, phase.end_s, color="#dde7f5", zorder=0, linewidth=0)
+        ax.axvline(phase.start_s, color="#7f96bf", linewidth=0.8, linestyle=":", zorder=1)
+    if label_top:
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(
+            [(p.start_s + p.end_s) / 2 for p in phases],
+            [p.label for p in phases],
+            fontsize="small",
+        )
+        top.tick_params(length=0)
+
+
+def _time_axis(ax: Axes, summary: Summary) -> None:
+    ax.set_xlabel(
+        "time since start (s)"
+        + (f"; grey: {summary.warmup_s:g} s warm-up (not measured)" if summary.warmup_s else "")
+        + ("; bands: phases of the load" if len(summary.phases) > 1 else "")
+    )
+
+
+def _users_panel(ax: Axes, summary: Summary) -> bool:
     users = [p.users for p in summary.timeseries]
     if not any(users):
-        return
-    twin = ax.twinx()
-    twin.step(_times(summary), users, where="post", color="0.55", linestyle="--", label="users")
-    twin.set_ylabel("users (dashed grey)")
-    twin.set_ylim(0, max(users) * 1.3)
-
-
-def _mark_warmup(ax: Axes, summary: Summary) -> None:
-    if summary.warmup_s > 0 and summary.timeseries:
-        ax.axvspan(0, summary.warmup_s, color="0.92", zorder=0, label="warm-up (not measured)")
+        return False
+    ax.step(_times(summary), users, where="post", color="0.35", label="users")
+    ax.set_ylabel("users")
+    ax.set_ylim(0, max(users) * 1.15)
+    ax.grid(alpha=0.3)
+    return True
 
 
 def latency_over_time_figure(summary: Summary) -> Figure | None:
-    """TTFT and ITL p50/p95 per interval, with the users curve."""
+    """TTFT and ITL p50/p95 of the requests that finished in each second, and the users."""
     if not summary.timeseries:
         return None
     points = summary.timeseries
     times = _times(summary)
-    figure = new_figure(9.0, 6.0)
-    axes = figure.subplots(2, 1, sharex=True)
+    has_users = any(p.users for p in points)
+    figure = new_figure(10.0, 7.0 if has_users else 6.0)
+    ratios = [3, 3, 1] if has_users else [1, 1]
+    axes = figure.subplots(len(ratios), 1, sharex=True, height_ratios=ratios)
     rows = (
         ("TTFT", "ttft_p50_ms", "ttft_p95_ms", "time to first token (ms)"),
         ("ITL", "itl_p50_ms", "itl_p95_ms", "inter-token latency (ms)"),
     )
-    for ax, (short, p50, p95, ylabel) in zip(axes, rows, strict=True):
-        _mark_warmup(ax, summary)
-        ax.plot(times, _optional([getattr(p, p50) for p in points]), label=f"{short} p50")
-        ax.plot(times, _optional([getattr(p, p95) for p in points]), label=f"{short} p95")
+    for index, (ax, (short, p50, p95, ylabel)) in enumerate(zip(axes, rows, strict=False)):
+        shade_phases(ax, summary, label_top=index == 0)
+        ax.plot(
+            times, _optional([getattr(p, p95) for p in points]), color="C1", label=f"{short} p95"
+        )
+        ax.plot(
+            times, _optional([getattr(p, p50) for p in points]), color="C0", label=f"{short} p50"
+        )
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small", framealpha=0.85)
-        _load_axis(ax, summary)
-    axes[-1].set_xlabel("time since start (s)")
-    figure.suptitle(f"{summary.name}: latency percentiles per {_interval_s(summary):g} s")
+        ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    if has_users:
+        shade_phases(axes[-1], summary)
+        _users_panel(axes[-1], summary)
+    _time_axis(axes[-1], summary)
+    figure.suptitle(
+        f"{summary.name}: latency percentiles of the requests finishing in each "
+        f"{_interval_s(summary):g} s"
+    )
     return figure
 
 
 def throughput_over_time_figure(summary: Summary) -> Figure | None:
-    """Requests/s (all and ok) and output tokens/s per interval."""
+    """Requests/s by outcome and output tokens/s, over windows that cannot alias."""
     if not summary.timeseries:
         return None
     points = summary.timeseries
-    times = _times(summary)
-    width = _interval_s(summary)
-    figure = new_figure()
-    ax = figure.subplots()
-    _mark_warmup(ax, summary)
-    ax.plot(times, [p.requests / width for p in points], label="requests/s (all outcomes)")
-    ax.plot(times, [p.ok / width for p in points], label="ok requests/s")
-    ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("requests per second")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    twin = ax.twinx()
-    twin.plot(times, [p.output_tokens / width for p in points], color="C2", label="output tokens/s")
-    twin.set_ylabel("output tokens per second (green)")
-    twin.set_ylim(bottom=0)
-    handles = ax.get_legend_handles_labels()
-    twin_handles = twin.get_legend_handles_labels()
-    ax.legend(
-        handles[0] + twin_handles[0],
-        handles[1] + twin_handles[1],
-        loc="upper left",
-        fontsize="small",
+    bins = rate_bins(summary)
+    figure = new_figure(10.0, 6.0)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    shade_phases(top, summary, label_top=True)
+    series = (
+        ("ok", [p.ok for p in points], OUTCOME_COLORS["ok"], "-"),
+        ("rejected", [p.rejected for p in points], OUTCOME_COLORS["rejected"], "--"),
+        ("timeout", [p.timeout for p in points], OUTCOME_COLORS["timeout"], "-."),
+        ("errors", [p.errors for p in points], OUTCOME_COLORS["errors"], ":"),
     )
-    ax.set_title(f"{summary.name}: throughput over time")
+    for label, counts, color, style in series:
+        if label == "ok" or any(counts):
+            rates = bins.rate(_binned(summary, bins, counts))
+            _step(top, bins, rates, color=color, linestyle=style, linewidth=2, label=f"{label}/s")
+    top.set_ylabel("requests/s by outcome")
+    top.set_ylim(bottom=0)
+    top.grid(alpha=0.3)
+    top.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    shade_phases(bottom, summary)
+    tokens = bins.rate(_binned(summary, bins, [p.output_tokens for p in points]))
+    _step(bottom, bins, tokens, color="C0", linewidth=2, label="output tokens/s")
+    bottom.set_ylabel("output tokens/s")
+    bottom.set_ylim(bottom=0)
+    bottom.grid(alpha=0.3)
+    bottom.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    _time_axis(bottom, summary)
+    figure.suptitle(
+        f"{summary.name}: throughput, counted at completion, {bins.axis_note()}", fontsize="medium"
+    )
     return figure
 
 
 def outcomes_over_time_figure(summary: Summary) -> Figure | None:
-    """Stacked outcome classes per interval: ok / rejected / timeout / errors."""
+    """Stacked outcome classes per window: ok / rejected / timeout / errors (the nonzero ones)."""
     if not summary.timeseries:
         return None
     points = summary.timeseries
-    times = _times(summary)
-    width = _interval_s(summary)
-    series = {
-        "ok": [p.ok / width for p in points],
-        "rejected": [p.rejected / width for p in points],
-        "timeout": [p.timeout / width for p in points],
-        "errors": [p.errors / width for p in points],
+    bins = rate_bins(summary)
+    raw = {
+        "ok": [p.ok for p in points],
+        "rejected": [p.rejected for p in points],
+        "timeout": [p.timeout for p in points],
+        "errors": [p.errors for p in points],
     }
-    figure = new_figure()
+    series = {k: bins.rate(_binned(summary, bins, v)) for k, v in raw.items() if any(v)}
+    if not series:
+        series = {"ok": np.zeros(len(bins.starts_s))}
+    figure = new_figure(10.0, 4.5)
     ax = figure.subplots()
-    ax.stackplot(
-        times,
-        *series.values(),
-        labels=list(series),
-        colors=[OUTCOME_COLORS[k] for k in series],
-        step="post",
-    )
-    ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("requests per second, by outcome")
+    shade_phases(ax, summary, label_top=True)
+    xs = np.append(bins.starts_s, bins.starts_s[-1] + bins.widths_s[-1])
+    baseline = np.zeros(len(bins.starts_s))
+    for name, rates in series.items():
+        ax.stairs(
+            baseline + rates,
+            xs,
+            baseline=baseline.copy(),  # type: ignore[arg-type]
+            fill=True,
+            color=OUTCOME_COLORS[name],
+            alpha=0.85,
+            label=name,
+        )
+        baseline = baseline + rates
+    _time_axis(ax, summary)
+    ax.set_ylabel(f"requests/s by outcome\n({bins.axis_note()})")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
     ax.set_title(f"{summary.name}: outcomes over time (rejections are load shedding, not failures)")
+    return figure
+
+
+def server_timeline_figure(summary: Summary, servers: Mapping[str, ServerSeries]) -> Figure | None:
+    """The servers' own gauges (scraped) under the client's TTFT and rejections, one time axis."""
+    groups: dict[str, list[tuple[str, list[float], list[float]]]] = {}
+    for source, label, names in PLOTTED:
+        # the named source first (a run's own servers), then any other (``--scrape`` URLs)
+        found = [(n, servers[source].series(n)) for n in names if source in servers]
+        found += [(n, d.series(n)) for n in names for k, d in servers.items() if k != source]
+        for _name, (times, values) in found:
+            if times:
+                group = (
+                    "KV-cache usage (%)"
+                    if "KV" in label
+                    else ("service: slots and queue" if source == "service" else "LLM: sequences")
+                )
+                if "KV" in label and max(values) <= 1.0:
+                    values = [v * 100.0 for v in values]
+                groups.setdefault(group, []).append((label, times, values))
+                break
+    if not groups or not summary.timeseries:
+        return None
+    panels = list(groups.items())
+    figure = new_figure(10.0, 2.2 * (len(panels) + 2))
+    axes = figure.subplots(len(panels) + 2, 1, sharex=True)
+    client_times = _times(summary)
+    points = summary.timeseries
+    ttft_ax, reject_ax = axes[0], axes[1]
+    shade_phases(ttft_ax, summary, label_top=True)
+    ttft_ax.plot(
+        client_times, _optional([p.ttft_p95_ms for p in points]), color="C1", label="TTFT p95"
+    )
+    ttft_ax.set_ylabel("client TTFT (ms)")
+    shade_phases(reject_ax, summary)
+    reject_ax.step(
+        client_times,
+        [p.rejected for p in points],
+        where="post",
+        color=OUTCOME_COLORS["rejected"],
+        label="rejected/s",
+    )
+    reject_ax.set_ylabel("client\nrejections/s")
+    for ax, (title, lines) in zip(axes[2:], panels, strict=True):
+        shade_phases(ax, summary)
+        for index, (label, xs, ys) in enumerate(lines):
+            ax.step(xs, ys, where="post", color=f"C{index + 2}", linewidth=1.8, label=label)
+        ax.set_ylabel(title.split(": ")[-1] if ": " in title else title)
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    # the scrape runs from server start to Locust's exit: show the test's span only
+    axes[-1].set_xlim(min(0.0, float(client_times[0])) - 1, float(client_times[-1]) + 2)
+    _time_axis(axes[-1], summary)
+    figure.suptitle(f"{summary.name}: the servers' side (scraped /metrics once a second)")
     return figure
 
 
@@ -197,25 +374,58 @@ def latency_cdf_figure(runs: Sequence[Summary]) -> Figure | None:
         return None
     figure = new_figure(4.0 * len(panels) + 1.0, 4.5)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (label, curves) in zip(axes, panels, strict=True):
+    for index, (ax, (label, curves)) in enumerate(zip(axes, panels, strict=True)):
+        low, high = math.inf, 0.0
         for name, distribution in curves:
             values, fractions = distribution.cdf()
             ax.step(values, fractions, where="post", label=name if len(runs) > 1 else label)
+            positive = values[values > 0]
+            if len(positive):
+                low, high = min(low, float(positive.min())), max(high, float(positive.max()))
         for q in (0.5, 0.95, 0.99):
             ax.axhline(q, color="0.7", linewidth=0.8, linestyle=":")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(f"{label} (ms, log scale)")
+        log = readable_x_axis(ax, low, high)
+        ax.set_xlabel(f"{label} (ms{', log scale' if log else ''})")
         ax.set_ylabel("fraction of samples at or below")
         ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.set_title(label)
-        if len(runs) > 1:
-            ax.legend(fontsize="small", loc="lower right")
+        if len(runs) > 1 and index == len(panels) - 1:
+            ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
     figure.suptitle("latency distributions (dotted lines: p50, p95, p99)")
     return figure
+
+
+LOG_MIN_RATIO = 4.0
+"""A value range narrower than this (max/min) is drawn on a linear axis: a log axis over less
+than half a decade shows one or two ticks at best."""
+
+
+def readable_x_axis(ax: Axes, low: float, high: float) -> bool:
+    """Log scale with ticks at powers of ten (over 3.5 decades), 1-2-5 (over 1.5), 1-2-3-5
+    (narrower); linear with ordinary ticks under a `LOG_MIN_RATIO` range. Returns whether it
+    is log."""
+    if not (0 < low < high) or high / low < LOG_MIN_RATIO:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+        return False
+    ax.set_xscale("log")
+    decades = math.log10(high / low)
+    subs = (1.0,) if decades > 3.5 else (1.0, 2.0, 5.0) if decades > 1.5 else (1.0, 2.0, 3.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize="small")
+    return True
+
+
+def _ms_label(value: float) -> str:
+    return (
+        f"{value:.0f} ms"
+        if value >= 10
+        else f"{value:.1f} ms"
+        if value >= 0.1
+        else f"{value:.2f} ms"
+    )
 
 
 def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
@@ -238,7 +448,7 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
             ]
             shift = (2 * index + offset) * bar_height - 0.4 + bar_height / 2
             label = f"{stat}" if len(with_parts) == 1 else f"{run.name} {stat}"
-            ax.barh(
+            bars = ax.barh(
                 positions + shift,
                 values,
                 height=bar_height,
@@ -246,19 +456,27 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
                 alpha=0.55 if stat == "p50" else 0.95,
                 color=f"C{index}",
             )
+            # the value at each bar's end: a 0.4 ms part is invisible as a bar beside 900 ms
+            ax.bar_label(bars, labels=[_ms_label(v) for v in values], padding=3, fontsize="x-small")
     ax.set_yticks(positions, [part.replace("_", " ") for part in parts])
     ax.invert_yaxis()
+    ax.margins(x=0.12)
     ax.set_xlabel("milliseconds")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
     ax.set_title("TTFT breakdown: queue wait, pool wait, upstream TTFT, relay overhead, client lag")
     return figure
 
 
 def run_figures(
-    summary: Summary, out_dir: Path, prefix: str = "", svg: bool = True
+    summary: Summary,
+    out_dir: Path,
+    prefix: str = "",
+    svg: bool = True,
+    servers: Mapping[str, ServerSeries] | None = None,
 ) -> list[SavedFigure]:
-    """All figures of one run that its data supports, saved under `out_dir`."""
+    """All figures of one run that its data supports, saved under `out_dir`; `servers`: the
+    scraped server metrics (`reports.servermetrics`), if any."""
     makers = (
         ("latency_over_time", "TTFT and ITL percentiles over time", latency_over_time_figure),
         ("throughput_over_time", "Throughput over time", throughput_over_time_figure),
@@ -277,6 +495,10 @@ def run_figures(
         saved.append(
             save_figure(breakdown, out_dir, prefix + "ttft_breakdown", "TTFT breakdown", svg)
         )
+    timeline = server_timeline_figure(summary, servers or {})
+    if timeline is not None:
+        title = "The servers' side: scraped metrics beside the client's TTFT and rejections"
+        saved.append(save_figure(timeline, out_dir, prefix + "server_timeline", title, svg))
     from reports.workload_plots import workload_figures  # it draws on this module's helpers
 
     saved += workload_figures(summary, out_dir, prefix, svg)

@@ -4,8 +4,9 @@ One load-test run writes one folder, ``results/<UTC time>-<name>/``, holding ``c
 (every resolved setting), Locust's CSV/HTML, ``summary.json`` (this schema) and the report.
 Everything in `reports/` reads only such folders; `loadtests/` writes them with `write_summary`.
 
-Layout of ``summary.json`` (``schema_version`` 1). Latency metrics sit at the top level so that
-``summary["ttft_ms"]["p50"]`` works from any language::
+Layout of ``summary.json`` (``schema_version`` 2; version 1, the same without ``phases``, still
+reads). Latency metrics sit at the top level so that ``summary["ttft_ms"]["p50"]`` works from any
+language::
 
     schema_version, name, started_at, duration_s, measured_s, warmup_s, target, load_model,
     valid, invalid_reasons, interrupted, saturation{...},
@@ -24,7 +25,23 @@ Layout of ``summary.json`` (``schema_version`` 1). Latency metrics sit at the to
     histograms{metric: base64 HDR histogram in microseconds},
     timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
                 ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
+    phases[{index, kind, label, start_s, end_s, users, rate_per_s, requests, outcomes{...},
+            rejection_rate, requests_per_s, ok_requests_per_s, output_tokens,
+            ttft_ms{...}, itl_ms{...}, e2e_ms{...}, rejected_ms{...},
+            breakdown_ms{queue_wait{...}, pool_wait{...}, upstream_ttft{...},
+                         relay_overhead{...}}}],
     versions{surgebench, python, locust}
+
+``phases``: one entry per phase of the load, in time order: each level of a ``step`` or ``sweep``
+shape, ``before_spike``/``spike``/``after_spike`` of a ``spike`` shape, else one ``whole`` phase.
+``start_s``/``end_s`` count seconds from the start of the test, clipped to the measured window
+(after the warm-up). A request belongs to the phase in which it *started*; each phase's
+percentiles come from its own HDR histograms (merged exactly across load processes). ``users`` is
+the phase's scheduled concurrency (closed loop), ``rate_per_s`` its offered rate (open loop);
+the other is null.
+
+The servers' side of the timeline, when it was scraped, is kept next to ``summary.json`` in
+``server_metrics.jsonl`` (see `reports.servermetrics`).
 """
 
 from __future__ import annotations
@@ -40,7 +57,9 @@ from typing import Any
 
 from surgebench.percentiles import nearest_rank
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+"""Versions `Summary.from_dict` reads (1: no ``phases``)."""
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
 
@@ -92,6 +111,12 @@ BREAKDOWN_PARTS: tuple[str, ...] = (
     "client_lag",
 )
 """Where the time to first token went, from the service's `done` event and the client's lag."""
+
+
+PHASE_METRICS: tuple[str, ...] = ("ttft_ms", "itl_ms", "e2e_ms", "rejected_ms")
+"""Latency distributions kept per phase."""
+
+PHASE_KINDS: tuple[str, ...] = ("whole", "step", "level", "before_spike", "spike", "after_spike")
 
 
 class ResultsError(ValueError):
@@ -171,6 +196,90 @@ class TimePoint:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One phase of the load: a level of a step or sweep, a part of a spike, or the whole run."""
+
+    index: int
+    kind: str
+    label: str
+    start_s: float
+    end_s: float
+    users: int | None = None
+    rate_per_s: float | None = None
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    output_tokens: int = 0
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+    breakdown_ms: dict[str, LatencyStats] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.end_s - self.start_s)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def rejection_rate(self) -> float:
+        return self.outcomes.get("rejected", 0) / self.requests if self.requests else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def ok_requests_per_s(self) -> float:
+        return self.outcomes.get("ok", 0) / self.duration_s if self.duration_s > 0 else 0.0
+
+    def metric(self, name: str) -> LatencyStats:
+        return self.latency.get(name, LatencyStats())
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "index": self.index,
+            "kind": self.kind,
+            "label": self.label,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "users": self.users,
+            "rate_per_s": self.rate_per_s,
+            "requests": self.requests,
+            "outcomes": {k: int(self.outcomes.get(k, 0)) for k in OUTCOMES},
+            "rejection_rate": self.rejection_rate,
+            "requests_per_s": self.requests_per_s,
+            "ok_requests_per_s": self.ok_requests_per_s,
+            "output_tokens": self.output_tokens,
+        }
+        for metric in PHASE_METRICS:
+            data[metric] = asdict(self.latency.get(metric, LatencyStats()))
+        data["breakdown_ms"] = {k: asdict(v) for k, v in self.breakdown_ms.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Phase:
+        users, rate = data.get("users"), data.get("rate_per_s")
+        return cls(
+            index=int(data["index"]),
+            kind=str(data["kind"]),
+            label=str(data["label"]),
+            start_s=float(data["start_s"]),
+            end_s=float(data["end_s"]),
+            users=None if users is None else int(users),
+            rate_per_s=None if rate is None else float(rate),
+            outcomes={k: int(data.get("outcomes", {}).get(k, 0)) for k in OUTCOMES},
+            output_tokens=int(data.get("output_tokens", 0)),
+            latency={
+                m: LatencyStats.from_dict(data[m])
+                for m in PHASE_METRICS
+                if isinstance(data.get(m), Mapping)
+            },
+            breakdown_ms={
+                k: LatencyStats.from_dict(v) for k, v in data.get("breakdown_ms", {}).items()
+            },
+        )
+
+
 @dataclass
 class Summary:
     """Everything a report, a comparison or a capacity search needs from one run."""
@@ -197,6 +306,7 @@ class Summary:
     sessions: dict[str, Any] | None = None
     histograms: dict[str, str] = field(default_factory=dict)
     timeseries: list[TimePoint] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)
@@ -260,6 +370,7 @@ class Summary:
         data["sessions"] = self.sessions
         data["histograms"] = dict(self.histograms)
         data["timeseries"] = [asdict(p) for p in self.timeseries]
+        data["phases"] = [p.to_dict() for p in self.phases]
         data["config"] = self.config
         data["versions"] = dict(self.versions)
         data["effective"] = dict(self.effective)
@@ -268,10 +379,11 @@ class Summary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "summary") -> Summary:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise ResultsError(
                 f"{source}: schema_version {version!r} is not supported (this surgebench reads "
-                f"{SCHEMA_VERSION}); re-run the test or use the surgebench that wrote it"
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); re-run the test or use the "
+                "surgebench that wrote it"
             )
         validate_summary_data(data, source)
         try:
@@ -304,12 +416,34 @@ class Summary:
                 sessions=data.get("sessions"),
                 histograms=dict(data.get("histograms", {})),
                 timeseries=[TimePoint.from_dict(p) for p in data.get("timeseries", [])],
+                phases=[Phase.from_dict(p) for p in data.get("phases", [])],
                 config=dict(data.get("config", {})),
                 versions=dict(data.get("versions", {})),
                 effective=dict(data.get("effective") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsError(f"{source}: malformed summary ({exc!r})") from exc
+
+
+def phases_or_whole_run(summary: Summary) -> list[Phase]:
+    """The run's phases; a summary without any (schema 1) reads as one ``whole`` phase."""
+    if summary.phases:
+        return list(summary.phases)
+    users = max((p.users for p in summary.timeseries), default=0) or None
+    return [
+        Phase(
+            index=0,
+            kind="whole",
+            label=f"{users} users" if users and summary.load_model == "closed" else "whole run",
+            start_s=summary.warmup_s,
+            end_s=summary.warmup_s + summary.measured_s,
+            users=users if summary.load_model == "closed" else None,
+            outcomes=dict(summary.outcomes),
+            output_tokens=summary.output_tokens,
+            latency={m: summary.metric(m) for m in PHASE_METRICS if summary.metric(m).count},
+            breakdown_ms=dict(summary.breakdown_ms),
+        )
+    ]
 
 
 _REQUIRED_NUMBERS = ("duration_s", "measured_s")
@@ -322,7 +456,7 @@ _MAPPINGS = (
     "config",
     "versions",
 )
-_LISTS = ("invalid_reasons", "timeseries")
+_LISTS = ("invalid_reasons", "timeseries", "phases")
 
 
 def validate_summary_data(data: Mapping[str, Any], source: str = "summary") -> None:

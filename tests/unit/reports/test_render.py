@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +46,12 @@ def test_single_run_report_files_and_numbers(
     assert _table_row(markdown, "ITL p99") == ["ITL p99", f"{summary.metric('itl_ms').p99:.1f} ms"]
     assert _table_row(markdown, "rejection rate") == ["rejection rate", f"{20 / 324 * 100:.2f} %"]
     assert _table_row(markdown, "ok requests/s") == ["ok requests/s", "15.00"]
-    # The verdict comes first, right under the title.
-    assert markdown.splitlines()[2].startswith("✅ **demo: valid run.**")
+    # The verdict in words comes first, right under the title.
+    verdict = markdown.splitlines()[2:4]  # one sentence a line
+    assert verdict[0].startswith("✅ 10 users: 6.2 % rejected after a median ")
+    assert verdict[1] == "Run valid."
     html = (run_dir / "report.html").read_text()
-    assert html.index("valid run") < html.index("<table>")
+    assert html.index("Run valid.") < html.index("<table>")
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
     assert "figures/latency_cdf.png" in markdown
@@ -62,9 +65,10 @@ def test_runs_side_by_side(make_run: MakeRun, tmp_path: Path) -> None:
     markdown = (out / "report.md").read_text()
     lines = markdown.splitlines()
     # One verdict per run, first thing under the title; the invalid run says why.
-    assert lines[2].startswith("✅ **first: valid run.**")
-    assert lines[4].startswith("⚠️ **second: INVALID run, do not trust these numbers.**")
-    assert "client lag p99 42.0 ms" in lines[4]
+    assert lines[2].startswith("✅ **first.** 10 users: TTFT p95 ")
+    assert lines[3] == "Run valid."
+    assert lines[5].startswith("⚠️ **second.** 10 users: TTFT p95 ")
+    assert lines[6].startswith("Run INVALID, do not trust these latencies: client lag p99 42.0 ms")
     assert _table_row(markdown, "metric") == ["metric", "first", "second"]
     assert _table_row(markdown, "valid") == ["valid", "yes", "NO"]
     assert (out / "figures" / "run1_ttft_breakdown.png").exists()
@@ -86,3 +90,85 @@ def test_report_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not readable as JSON" in capsys.readouterr().err
     assert report_main([]) == 2
     assert report_main(["--help"]) == 0
+
+
+def test_only_what_applies(make_run: MakeRun) -> None:
+    """No SLO: no goodput rows; closed loop: no rate/arrival settings; zero counts and metrics
+    without samples: no rows; the generator's health in its own short section."""
+    run_dir = make_run(name="plain", requests=100)
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "users": 10,
+                "rate": 0.0,
+                "arrival": "poisson",
+                "slo_ttft_ms": 0.0,
+                "shape": "",
+                "service": {"max_concurrent": 8, "queue": None},
+            }
+        )
+    )
+    assert report_main([str(run_dir), "--no-svg"]) == 0
+    markdown = (run_dir / "report.md").read_text()
+    labels = [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")]
+    for absent in (
+        "goodput SLO",
+        "rejected",
+        "timeout",
+        "errors",
+        "rejection rate",
+        "TTFT p95 from intended start",
+        "rate",
+        "arrival",
+        "slo_ttft_ms",
+        "shape",
+        "service.queue",
+    ):
+        assert absent not in labels, absent
+    assert not any(label.startswith(("generator:", "goodput:")) for label in labels)
+    assert "n/a" not in markdown
+    for present in ("users", "service.max_concurrent", "TTFT p95", "ok"):
+        assert present in labels, present
+
+
+def test_goodput_rows_when_an_slo_was_set(make_run: MakeRun) -> None:
+    run_dir = make_run(name="slo")
+    data = json.loads((run_dir / "summary.json").read_text())
+    data["goodput"] = {
+        "slo": {"ttft_ms": 250.0},
+        "requests": 300,
+        "requests_per_s": 15.0,
+        "fraction_of_ok": 0.75,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(data))
+    assert report_main([str(run_dir), "--no-svg"]) == 0
+    markdown = (run_dir / "report.md").read_text()
+    assert _table_row(markdown, "goodput SLO") == ["goodput SLO", "ttft <= 250 ms"]
+    assert _table_row(markdown, "goodput share of ok") == ["goodput share of ok", "75.0 %"]
+
+
+def test_phases_table_and_schema_1_summary(make_run: MakeRun) -> None:
+    """A schema-1 summary (no phases) still reports; phases, when present, get their table."""
+    run_dir = make_run(name="old")
+    data = json.loads((run_dir / "summary.json").read_text())
+    data["schema_version"] = 1
+    data.pop("phases")
+    (run_dir / "summary.json").write_text(json.dumps(data))
+    assert report_main([str(run_dir), "--no-svg"]) == 0
+    assert "## Phases" not in (run_dir / "report.md").read_text()
+    data["schema_version"] = 2
+    ok = {"ok": 10, "rejected": 0}
+    data["phases"] = [
+        {"index": 0, "kind": "step", "label": "step 1: 4 users", "start_s": 0, "end_s": 10,
+         "users": 4, "outcomes": ok, "ttft_ms": {"count": 10, "p50": 90.0, "p95": 99.0}},
+        {"index": 1, "kind": "step", "label": "step 2: 8 users", "start_s": 10, "end_s": 20,
+         "users": 8, "outcomes": {"ok": 5, "rejected": 5}, "ttft_ms": {"count": 5, "p95": 400.0}},
+    ]  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(data))
+    assert report_main([str(run_dir), "--no-svg"]) == 0
+    markdown = (run_dir / "report.md").read_text()
+    assert "## Phases" in markdown
+    assert _table_row(markdown, "step 2: 8 users")[:6] == [
+        "step 2: 8 users", "10-20 s", "8", "10", "0.5", "50 %",
+    ]  # fmt: skip
+    assert "Step 1: 4 users (0-10 s): TTFT p95 99 ms, nothing rejected." in markdown

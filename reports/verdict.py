@@ -1,0 +1,138 @@
+"""How did the service do? A few sentences computed from a summary: one per phase, then validity.
+
+Pure (no I/O): the report (HTML and Markdown) and the console end of ``surgebench run`` both open
+with `verdict_sentences`, so the two never say different things. Example::
+
+    8 users (5-25 s): TTFT p95 125 ms, nothing rejected.
+    Spike to 24 users (25-40 s): 33 % rejected after a median 2 ms; admitted TTFT p95 1.0 s,
+    95 % of it queue wait.
+    Run valid.
+"""
+
+from __future__ import annotations
+
+from reports.results import Phase, Summary, phases_or_whole_run
+
+PART_NAMES: dict[str, str] = {
+    "queue_wait": "queue wait",
+    "pool_wait": "waiting for an upstream connection",
+    "upstream_ttft": "the upstream LLM's own TTFT",
+    "relay_overhead": "relay overhead in the service",
+}
+"""TTFT parts a sentence may name (client lag is the generator's, not the service's)."""
+
+DOMINANT_SHARE = 0.5
+"""Name the part of the TTFT that takes at least this share of its mean."""
+
+
+def duration_text(ms: float) -> str:
+    """``125 ms``, ``1.0 s``, ``12 s``: three significant figures at most, unit that reads."""
+    if ms == 0:
+        return "0 ms"
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 10_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms / 1000:.0f} s"
+
+
+def percent_text(fraction: float) -> str:
+    """``33 %``, ``0.4 %``, ``0.02 %``: never rounds a nonzero share to 0."""
+    value = fraction * 100.0
+    if value == 0 or value >= 10:
+        return f"{value:.0f} %"
+    if value >= 0.1:
+        return f"{value:.1f} %"
+    return f"{value:.2g} %"
+
+
+def _span(phase: Phase) -> str:
+    return f"{phase.start_s:g}-{phase.end_s:g} s"
+
+
+def _dominant_part(phase: Phase) -> str:
+    """``, 95 % of it queue wait`` when one part dominates the mean TTFT, else empty."""
+    ttft_mean = phase.metric("ttft_ms").mean
+    if not ttft_mean or not phase.breakdown_ms:
+        return ""
+    best, best_mean = "", 0.0
+    for part, stats in phase.breakdown_ms.items():
+        if part in PART_NAMES and stats.mean is not None and stats.mean > best_mean:
+            best, best_mean = part, stats.mean
+    share = best_mean / ttft_mean
+    if not best or share < DOMINANT_SHARE:
+        return ""
+    return f", {percent_text(min(share, 1.0))} of it {PART_NAMES[best]}"
+
+
+def phase_sentence(phase: Phase, *, with_span: bool) -> str:
+    """One sentence on one phase, e.g. ``8 users: TTFT p95 125 ms, nothing rejected.``"""
+    head = phase.label[:1].upper() + phase.label[1:]
+    if with_span:
+        head += f" ({_span(phase)})"
+    requests = phase.requests
+    if requests == 0:
+        return f"{head}: no request was measured."
+    ok = phase.outcomes.get("ok", 0)
+    rejected = phase.outcomes.get("rejected", 0)
+    timeouts = phase.outcomes.get("timeout", 0)
+    errors = sum(
+        n for k, n in phase.outcomes.items() if k not in ("ok", "rejected", "timeout", "cancelled")
+    )
+    clauses: list[str] = []
+    if rejected:
+        to_reject = phase.metric("rejected_ms").p50
+        after = f" after a median {duration_text(to_reject)}" if to_reject is not None else ""
+        clauses.append(f"{percent_text(rejected / requests)} rejected{after}")
+    if timeouts:
+        clauses.append(f"{timeouts} timed out ({percent_text(timeouts / requests)})")
+    if errors:
+        clauses.append(f"{errors} failed with errors ({percent_text(errors / requests)})")
+    ttft = phase.metric("ttft_ms")
+    if ok == 0:
+        latency = "no request succeeded"
+    elif ttft.p95 is None:
+        latency = f"{ok} ok, no TTFT measured"
+    else:
+        admitted = "admitted " if rejected else ""
+        latency = f"{admitted}TTFT p95 {duration_text(ttft.p95)}{_dominant_part(phase)}"
+    if not clauses:
+        return f"{head}: {latency}, nothing rejected."
+    if rejected:  # the shedding first, then what the admitted requests saw
+        return f"{head}: {', '.join(clauses)}; {latency}."
+    return f"{head}: {latency}; {', '.join(clauses)}."
+
+
+def _reasons_text(reasons: list[str]) -> str:
+    """The reasons joined; advice repeated by several (``run with more --processes``) once, last."""
+    parts = [part.strip() for reason in reasons for part in reason.split("; ") if part.strip()]
+    repeated = [p for i, p in enumerate(parts) if parts.count(p) > 1 and parts.index(p) == i]
+    once = [p for p in parts if parts.count(p) == 1]
+    return "; ".join(once + repeated) or "no reason recorded"
+
+
+def validity_sentence(summary: Summary) -> str:
+    if summary.valid:
+        return "Run valid."
+    reasons = _reasons_text(summary.invalid_reasons)
+    return (
+        f"Run INVALID, do not trust these latencies: {reasons}. The load generator, not the "
+        "service, was the bottleneck."
+    )
+
+
+def verdict_sentences(summary: Summary) -> list[str]:
+    """One sentence per phase of the load, then whether the run is valid."""
+    phases = phases_or_whole_run(summary)
+    with_span = len(phases) > 1
+    sentences = [phase_sentence(phase, with_span=with_span) for phase in phases]
+    return [*sentences, validity_sentence(summary)]
+
+
+def verdict_text(summary: Summary) -> str:
+    """The sentences, one a line (the console's first lines)."""
+    return "\n".join(verdict_sentences(summary))

@@ -1,0 +1,124 @@
+"""Figures that cannot mislead: aliasing-free rates, readable log ticks, phases, server panel."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from reports.hdr import encode_samples_ms
+from reports.plots import (
+    latency_cdf_figure,
+    latency_over_time_figure,
+    outcomes_over_time_figure,
+    rate_bins,
+    server_timeline_figure,
+    throughput_over_time_figure,
+)
+from reports.results import LatencyStats, Phase, Summary, TimePoint
+from reports.servermetrics import ServerSeries
+from tests.unit.reports.synthetic import RunSpec, make_summary
+
+
+def closed_loop_in_step(users: int = 8, request_s: float = 0.9, seconds: int = 60) -> Summary:
+    """`users` closed-loop users in step, each finishing a request every `request_s`: the
+    completions per 1 s bin alternate (8, 8, ..., 16), the sawtooth of the issue."""
+    ends = np.arange(1, int(seconds / request_s) + 1) * request_s
+    per_second = np.bincount(np.floor(ends).astype(int), minlength=seconds)[:seconds] * users
+    points = [
+        TimePoint(t_s=float(t), users=users, requests=int(n), ok=int(n), output_tokens=int(n) * 40)
+        for t, n in enumerate(per_second)
+    ]
+    summary = make_summary(RunSpec(users=users, duration_s=seconds))
+    e2e = LatencyStats.from_values([request_s * 1000.0] * 10)
+    return replace(summary, timeseries=points, latency={**summary.latency, "e2e_ms": e2e})
+
+
+def test_rates_are_counted_over_windows_wide_enough_not_to_alias() -> None:
+    summary = closed_loop_in_step()
+    ok = np.asarray([p.ok for p in summary.timeseries], dtype=float)
+    assert ok.max() / ok.min() >= 1.9  # the 1 s sawtooth: 8 vs 16 per second
+    bins = rate_bins(summary)
+    assert bins.width_s == 5 and bins.axis_note() == "mean over 5 s windows; requests last ~0.9 s"
+    counts = np.bincount(
+        (np.arange(len(ok)) // bins.width_s).astype(int), weights=ok, minlength=len(bins.starts_s)
+    )
+    rates = bins.rate(counts)
+    assert rates.max() / rates.min() <= 1.25  # ripple bounded by ~1/5 of the rate
+    figure = throughput_over_time_figure(summary)
+    assert figure is not None
+    assert "mean over 5 s windows" in figure.get_suptitle()  # type: ignore[attr-defined]
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["ok/s"]  # rejected, timeout and errors are absent: no hidden zero lines
+
+
+def test_short_requests_keep_one_second_bins_and_long_ones_keep_eight_windows() -> None:
+    fast = closed_loop_in_step(request_s=0.1)
+    assert rate_bins(fast).width_s == 1 and rate_bins(fast).axis_note() == "per 1 s"
+    slow = closed_loop_in_step(request_s=30.0, seconds=60)
+    assert rate_bins(slow).width_s == 60 // 8
+
+
+def _x_ticks_in_view(summary: Summary, panel: int) -> list[float]:
+    figure = latency_cdf_figure([summary])
+    assert figure is not None
+    figure.canvas.draw()  # type: ignore[attr-defined]
+    ax = figure.axes[panel]
+    low, high = ax.get_xlim()
+    return [t for t in ax.get_xticks() if low <= t <= high]
+
+
+@pytest.mark.parametrize(
+    ("low_ms", "high_ms", "scale"), [(850, 1000, "linear"), (90, 1100, "log"), (0.05, 400, "log")]
+)
+def test_cdf_axes_have_at_least_three_readable_ticks(
+    low_ms: float, high_ms: float, scale: str
+) -> None:
+    samples = np.geomspace(low_ms, high_ms, 500)
+    summary = replace(make_summary(RunSpec()), histograms={"e2e_ms": encode_samples_ms(samples)})
+    ticks = _x_ticks_in_view(summary, 0)
+    assert len(ticks) >= 3, ticks
+    figure = latency_cdf_figure([summary])
+    assert figure is not None and figure.axes[0].get_xscale() == scale
+
+
+def test_phases_are_named_on_every_time_plot_and_servers_get_their_panel() -> None:
+    summary = closed_loop_in_step()
+    phases = [
+        Phase(index=0, kind="before_spike", label="8 users", start_s=0, end_s=25),
+        Phase(index=1, kind="spike", label="spike to 24 users", start_s=25, end_s=40),
+        Phase(index=2, kind="after_spike", label="back to 8 users", start_s=40, end_s=60),
+    ]
+    summary = replace(summary, phases=phases)
+    assert server_timeline_figure(summary, {}) is None
+    series = ServerSeries(
+        times_s=[float(t) for t in range(60)],
+        values=[
+            {"surge_service_in_flight": 8.0, "surge_service_queue_depth": t % 3} for t in range(60)
+        ],
+    )
+    kv = ServerSeries(
+        times_s=[0.0, 1.0],
+        values=[{"vllm:kv_cache_usage_perc": 0.25}, {"vllm:kv_cache_usage_perc": 0.5}],
+    )
+    figure = server_timeline_figure(summary, {"service": series, "upstream": kv})
+    assert figure is not None
+    ylabels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
+    assert ylabels == [
+        "client TTFT (ms)",
+        "client\nrejections/s",
+        "slots and queue",
+        "KV-cache usage (%)",
+    ]
+    (kv_line,) = [x for x in figure.axes[3].get_lines() if "KV" in str(x.get_label())]
+    assert list(kv_line.get_ydata()) == [25.0, 50.0]  # vLLM's fraction shown as a percentage
+    for make in (throughput_over_time_figure, outcomes_over_time_figure, latency_over_time_figure):
+        fig = make(summary)
+        assert fig is not None
+        fig.canvas.draw()  # type: ignore[attr-defined]
+        tops = [child for ax in fig.axes for child in ax.child_axes]  # the phase-name axes
+        top_labels = [t.get_text() for top in tops for t in top.get_xticklabels()]
+        assert top_labels == ["8 users", "spike to 24 users", "back to 8 users"], make
+    fig = server_timeline_figure(summary, {"service": series})
+    assert fig is not None
