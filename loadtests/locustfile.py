@@ -137,7 +137,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         data = conn.request_head("POST", path, STREAM_HEADERS, len(payload)) + payload
         feed = StreamFeed(tracker)
         try:
-            resp = conn.exchange(data, feed)
+            resp = conn.exchange(data, feed.push)
         except Exception as exc:  # connect/read timeout, reset, malformed answer
             if tracker.finished:
                 record = tracker.finish(feed.end_ns or time.time_ns())
@@ -186,7 +186,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 now_ns = time.time_ns()
                 if not chunk:
                     break
-                feed(chunk, now_ns)
+                feed.push(chunk, now_ns)
         except Exception as exc:  # timeout or reset mid-stream
             if tracker.finished:
                 return tracker.finish(feed.end_ns or time.time_ns())

@@ -7,13 +7,21 @@ gives that event's ``sent_ns``, from which the client's own lag is ``t_ns - sent
 
 Arrival time of an event is the arrival time of the line that completed it (the blank line),
 which in practice is the same read as its ``data:`` line.
+
+Two ways to take the events: `SSEParser.feed` returns them as `SSEEvent` objects; a parser built
+with an `EventSink` hands each one straight to it as plain values (`SSEParser.push`), with no
+object or list per event: the Locust users' hot path (one call per event).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 STAMP_PREFIX = b": t="
+
+EventSink = Callable[[str, bytes, int, "int | None"], None]
+"""Takes one dispatched event: ``(event, data, t_ns, sent_ns)``."""
 
 
 @dataclass(slots=True)
@@ -30,28 +38,62 @@ class SSEParser:
     """Incremental SSE parser (WHATWG framing: ``\\n``, ``\\r\\n`` or ``\\r`` line ends).
 
     Use `feed_line` with whole lines (as geventhttpclient's ``readline(b"\\n")`` returns them) or
-    `feed` with arbitrary byte chunks; both return the events completed by that input.
+    `feed` with arbitrary byte chunks; both return the events completed by that input. With a
+    ``sink``, `push` (any chunk) hands each completed event to it instead.
     """
 
-    __slots__ = ("_data", "_event", "_partial", "_pending_cr", "_stamp", "comments")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_out",
+        "_partial",
+        "_pending_cr",
+        "_sink",
+        "_stamp",
+        "comments",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, sink: EventSink | None = None) -> None:
         self._event = ""
         self._data: list[bytes] = []
         self._stamp: int | None = None
         self._partial = b""
         self._pending_cr = False
+        self._out: list[SSEEvent] = []
+        self._sink: EventSink = self._collect if sink is None else sink
         self.comments = 0
         """Comment lines other than send stamps (pings) seen so far."""
 
+    def _collect(self, event: str, data: bytes, t_ns: int, sent_ns: int | None) -> None:
+        self._out.append(SSEEvent(event, data, t_ns, sent_ns))
+
     def feed_line(self, line: bytes, t_ns: int) -> SSEEvent | None:
-        """Process one line (with or without its line end); return the event it completes."""
+        """Process one line (with or without its line end); return the event it completes
+        (a parser built with a sink gives it to the sink and returns None)."""
+        self._line(line, t_ns)
+        out = self._out
+        if out:
+            self._out = []
+            return out[0]
+        return None
+
+    def feed(self, chunk: bytes, t_ns: int) -> list[SSEEvent]:
+        """Process a chunk of bytes split anywhere; return the events it completes (a parser
+        built with a sink gives them to the sink and returns [])."""
+        self.push(chunk, t_ns)
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def _line(self, line: bytes, t_ns: int) -> None:
         if line.endswith(b"\n"):
             line = line[:-1]
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
-            return self._dispatch(t_ns)
+            self._dispatch(t_ns)
+            return
         if line[0] == 0x3A:  # ':' comment
             if line.startswith(STAMP_PREFIX):
                 try:
@@ -60,7 +102,7 @@ class SSEParser:
                     self.comments += 1
             else:
                 self.comments += 1
-            return None
+            return
         name, sep, value = line.partition(b":")
         if sep and value[:1] == b" ":
             value = value[1:]
@@ -69,11 +111,9 @@ class SSEParser:
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         # id:, retry: and unknown fields carry nothing we measure.
-        return None
 
-    def feed(self, chunk: bytes, t_ns: int) -> list[SSEEvent]:
-        """Process a chunk of bytes split anywhere; return the events it completes."""
-        events: list[SSEEvent] = []
+    def push(self, chunk: bytes, t_ns: int) -> None:
+        """Process a chunk of bytes split anywhere; each event it completes goes to the sink."""
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the \n of a \r\n split across chunks
         self._pending_cr = False
@@ -85,13 +125,11 @@ class SSEParser:
             for line in lines:
                 if not line:  # dispatch (as `_dispatch`, inline: one call less per event)
                     if data or self._event:
-                        events.append(
-                            SSEEvent(
-                                self._event or "message",
-                                data[0] if len(data) == 1 else b"\n".join(data),
-                                t_ns,
-                                self._stamp,
-                            )
+                        self._sink(
+                            self._event or "message",
+                            data[0] if len(data) == 1 else b"\n".join(data),
+                            t_ns,
+                            self._stamp,
                         )
                         data = self._data = []
                         self._event = ""
@@ -104,8 +142,8 @@ class SSEParser:
                     except ValueError:
                         self.comments += 1
                 else:
-                    self.feed_line(line, t_ns)  # never dispatches: `data` stays self._data
-            return events
+                    self._line(line, t_ns)  # never dispatches: `data` stays self._data
+            return
         start = 0
         size = len(buf)
         while start < size:
@@ -122,23 +160,16 @@ class SSEParser:
                 end, nxt = cr, cr + 2
             else:
                 end, nxt = cr, cr + 1
-            event = self.feed_line(buf[start:end], t_ns)
-            if event is not None:
-                events.append(event)
+            self._line(buf[start:end], t_ns)
             start = nxt
         self._partial = buf[start:]
-        return events
 
-    def _dispatch(self, t_ns: int) -> SSEEvent | None:
+    def _dispatch(self, t_ns: int) -> None:
         if not self._data and not self._event:
-            return None  # a stray blank line; a pending stamp stays for the next event
-        event = SSEEvent(
-            event=self._event or "message",
-            data=b"\n".join(self._data),
-            t_ns=t_ns,
-            sent_ns=self._stamp,
-        )
+            return  # a stray blank line; a pending stamp stays for the next event
+        data, stamp = self._data, self._stamp
+        event = self._event or "message"
         self._event = ""
         self._data = []
         self._stamp = None
-        return event
+        self._sink(event, data[0] if len(data) == 1 else b"\n".join(data), t_ns, stamp)

@@ -4,7 +4,8 @@ Two wire formats (docs/contracts.md): the service's typed events (``thinking``, 
 ``done``, ``error``) and OpenAI's ``data: {chat.completion.chunk}`` ... ``data: [DONE]``.
 TTFT ends at the first token (service: first ``token`` event; OpenAI: first chunk with
 non-empty ``delta.content``), ITL is every gap between consecutive tokens (vLLM's pooled ITL).
-Locust-free; per token it does a few comparisons and two list appends.
+Locust-free; per token it does a few comparisons and two list appends, in one call per event
+(`StreamTracker.on_sse`, the SSE parser's sink: no object per event).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DONE_DATA = b"[DONE]"
 class StreamTracker:
     """Base: accumulates token times and client lags for one request."""
 
-    __slots__ = ("_last_token_ns", "error", "finished", "outcome", "record")
+    __slots__ = ("_last_token_ns", "end_ns", "error", "finished", "outcome", "record")
 
     def __init__(self, start_ns: int, intended_ns: int | None = None) -> None:
         self.record = RequestRecord(
@@ -30,28 +31,33 @@ class StreamTracker:
         self.finished = False
         self.outcome: str | None = None
         self.error = ""
+        self.end_ns = 0
+        """Arrival of the event that said the stream's last word (0 until then)."""
         self._last_token_ns = 0
 
-    def _token(self, event: SSEEvent) -> None:
+    def _token(self, t_ns: int, sent_ns: int | None) -> None:
         record = self.record
-        t_ns = event.t_ns
         if record.first_token_ns is None:
             record.first_token_ns = t_ns
-            if event.sent_ns is not None:
-                record.first_token_lag_ns = t_ns - event.sent_ns
+            if sent_ns is not None:
+                record.first_token_lag_ns = t_ns - sent_ns
         else:
             record.itl_ns.append(t_ns - self._last_token_ns)
         self._last_token_ns = t_ns
         record.output_tokens += 1
 
+    def _finished(self, t_ns: int) -> None:
+        if not self.finished:
+            self.finished = True
+            self.end_ns = t_ns
+
     def on_event(self, event: SSEEvent) -> bool:
         """Take one event; True once the stream has said its last word."""
-        if event.sent_ns is not None:
-            self.record.client_lag_ns.append(event.t_ns - event.sent_ns)
-        self._handle(event)
+        self.on_sse(event.event, event.data, event.t_ns, event.sent_ns)
         return self.finished
 
-    def _handle(self, event: SSEEvent) -> None:
+    def on_sse(self, event: str, data: bytes, t_ns: int, sent_ns: int | None) -> None:
+        """Take one event as the SSE parser's sink (`loadtests.sse_reader.EventSink`)."""
         raise NotImplementedError
 
     def finish(self, end_ns: int) -> RequestRecord:
@@ -77,44 +83,51 @@ class ServiceStreamTracker(StreamTracker):
 
     __slots__ = ()
 
-    def _handle(self, event: SSEEvent) -> None:
-        kind = event.event
-        if kind == "token":
-            self._token(event)
-        elif kind == "thinking":
+    def on_sse(self, event: str, data: bytes, t_ns: int, sent_ns: int | None) -> None:
+        if sent_ns is not None:
+            self.record.client_lag_ns.append(t_ns - sent_ns)
+        if event == "token":
+            self._token(t_ns, sent_ns)
+        elif event == "thinking":
             if self.record.thinking_ns is None:
-                self.record.thinking_ns = event.t_ns
-        elif kind == "done":
-            self.finished = True
+                self.record.thinking_ns = t_ns
+        elif event == "done":
+            self._finished(t_ns)
             self.outcome = oc.OK
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                return
-            usage = data.get("usage") or {}
-            tokens = usage.get("completion_tokens")
-            if isinstance(tokens, int) and tokens > 0:
-                self.record.output_tokens = tokens
-            prompt = usage.get("prompt_tokens")
-            if isinstance(prompt, int) and not isinstance(prompt, bool):
-                self.record.prompt_tokens = prompt
-            timings = data.get("timings_ms") or {}
-            self.record.timings_ms = {
-                k: float(v) for k, v in timings.items() if isinstance(v, int | float)
-            }
-        elif kind == "error":
-            self.finished = True
-            error_type = ""
-            message = ""
-            try:
-                data = orjson.loads(event.data)
-                error = data.get("error") or {}
-                error_type = str(error.get("type", ""))
-                message = str(error.get("message", ""))
-            except (orjson.JSONDecodeError, AttributeError):
-                message = event.data[:200].decode("utf-8", "replace")
-            self.outcome = oc.classify_error_event(error_type)
-            self.error = f"{error_type or 'error'} event: {message}"[:200]
+            self._done(data)
+        elif event == "error":
+            self._finished(t_ns)
+            self._error(data)
+
+    def _done(self, raw: bytes) -> None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        usage = data.get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        if isinstance(tokens, int) and tokens > 0:
+            self.record.output_tokens = tokens
+        prompt = usage.get("prompt_tokens")
+        if isinstance(prompt, int) and not isinstance(prompt, bool):
+            self.record.prompt_tokens = prompt
+        timings = data.get("timings_ms") or {}
+        self.record.timings_ms = {
+            k: float(v) for k, v in timings.items() if isinstance(v, int | float)
+        }
+
+    def _error(self, raw: bytes) -> None:
+        error_type = ""
+        message = ""
+        try:
+            data = orjson.loads(raw)
+            error = data.get("error") or {}
+            error_type = str(error.get("type", ""))
+            message = str(error.get("message", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = raw[:200].decode("utf-8", "replace")
+        self.outcome = oc.classify_error_event(error_type)
+        self.error = f"{error_type or 'error'} event: {message}"[:200]
 
 
 class OpenAIStreamTracker(StreamTracker):
@@ -122,10 +135,12 @@ class OpenAIStreamTracker(StreamTracker):
 
     __slots__ = ()
 
-    def _handle(self, event: SSEEvent) -> None:
-        data = event.data
+    def on_sse(self, event: str, data: bytes, t_ns: int, sent_ns: int | None) -> None:
+        record = self.record
+        if sent_ns is not None:
+            record.client_lag_ns.append(t_ns - sent_ns)
         if data == DONE_DATA:
-            self.finished = True
+            self._finished(t_ns)
             if self.outcome is None:
                 self.outcome = oc.OK
             return
@@ -143,33 +158,44 @@ class OpenAIStreamTracker(StreamTracker):
         choices = chunk.get("choices")
         if choices:
             delta = choices[0].get("delta") or {}
-            if delta.get("content"):
-                self._token(event)
+            if delta.get("content"):  # a token (`_token`, inline: one call less per token)
+                if record.first_token_ns is None:
+                    record.first_token_ns = t_ns
+                    if sent_ns is not None:
+                        record.first_token_lag_ns = t_ns - sent_ns
+                else:
+                    record.itl_ns.append(t_ns - self._last_token_ns)
+                self._last_token_ns = t_ns
+                record.output_tokens += 1
         usage = chunk.get("usage")
-        if isinstance(usage, dict):
+        if usage and isinstance(usage, dict):
             tokens = usage.get("completion_tokens")
             if isinstance(tokens, int) and tokens > 0:
-                self.record.output_tokens = tokens
+                record.output_tokens = tokens
             prompt = usage.get("prompt_tokens")
             if isinstance(prompt, int) and not isinstance(prompt, bool):
-                self.record.prompt_tokens = prompt
+                record.prompt_tokens = prompt
 
 
 class StreamFeed:
     """One stream's body bytes -> SSE events -> its tracker, as each piece arrives.
 
-    Both readers (fast_reader's and geventhttpclient's) call it with every body piece and its
-    arrival time; `end_ns` is the arrival of the stream's final event (0 until then).
+    Both readers (fast_reader's and geventhttpclient's) call `push` (or the feed itself) with
+    every body piece and its arrival time; the parser hands each event to the tracker's `on_sse`.
+    `end_ns` is the arrival of the stream's final event (0 until then).
     """
 
-    __slots__ = ("end_ns", "parser", "tracker")
+    __slots__ = ("parser", "push", "tracker")
 
     def __init__(self, tracker: StreamTracker) -> None:
-        self.parser = SSEParser()
+        self.parser = SSEParser(tracker.on_sse)
         self.tracker = tracker
-        self.end_ns = 0
+        self.push = self.parser.push
+        """The body sink ``(chunk, arrival_ns)``: the parser's own method, no layer between."""
+
+    @property
+    def end_ns(self) -> int:
+        return self.tracker.end_ns
 
     def __call__(self, chunk: bytes, now_ns: int) -> None:
-        for event in self.parser.feed(chunk, now_ns):
-            if self.tracker.on_event(event) and not self.end_ns:
-                self.end_ns = now_ns
+        self.push(chunk, now_ns)

@@ -79,3 +79,21 @@ def test_openai_data_lines_default_to_message_and_bad_stamps_are_comments() -> N
     events = parser.feed(b": t=notanumber\ndata: [DONE]\n\n", 9)
     assert events[0].event == "message" and events[0].data == b"[DONE]"
     assert events[0].sent_ns is None and parser.comments == 1
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=len(SERVICE_STREAM) - 1), max_size=12),
+    st.booleans(),
+)
+def test_a_sink_gets_the_same_events_as_feed_returns(cuts: list[int], crlf: bool) -> None:
+    stream = SERVICE_STREAM.replace(b"\n", b"\r\n") if crlf else SERVICE_STREAM
+    bounds = [0, *sorted({min(c, len(stream) - 1) for c in cuts}), len(stream)]
+    returned: list[SSEEvent] = []
+    sunk: list[SSEEvent] = []
+    listing, sinking = SSEParser(), SSEParser(lambda *args: sunk.append(SSEEvent(*args)))
+    for a, b in itertools.pairwise(bounds):
+        returned += listing.feed(stream[a:b], b)
+        assert sinking.feed(stream[a:b], b) == []  # a parser with a sink returns nothing
+    assert sunk == returned
+    assert kinds(sunk) == ["thinking", "token", "token", "done"]
+    assert sinking.comments == listing.comments == 1
