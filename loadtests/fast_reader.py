@@ -9,9 +9,12 @@ blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they
 - A streamed 2xx body goes to a sink ``(bytes, arrival_ns)`` piece by piece, in the same call
   as the ``recv`` that brought it, with one ``time.time_ns()`` per arrival. Other bodies are kept
   (bounded) for the caller.
-- Timeouts are the socket's own (``settimeout``): a connect timeout for connect + TLS handshake,
-  a read timeout per ``recv`` (as Locust's FastHttpUser's ``network_timeout``), no timer object
-  per read. They raise ``TimeoutError``, which `loadtests.outcomes` classifies as a timeout.
+- Timeouts: a connect timeout for connect + TLS handshake (the socket's own), then a read
+  timeout on the gaps between arrivals (as Locust's FastHttpUser's ``network_timeout``). Both
+  raise ``TimeoutError``, which `loadtests.outcomes` classifies as a timeout. On gevent's sockets
+  the read timeout is one timer per request (`ReadWatchdog`) that looks at the last arrival when
+  it fires, not gevent's own socket timeout, which starts and stops a timer on every ``recv``
+  that waits (one per event at a few hundred streams); on stdlib sockets it is the socket's own.
 - One connection per user, kept alive between requests. A kept-alive socket that the server
   closed while idle (no byte of the answer read yet) is replaced once, transparently.
 
@@ -28,6 +31,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -180,6 +184,59 @@ class Response:
         self.complete = True
 
 
+class ReadWatchdog:
+    """The read timeout of one gevent connection: one timer per request, not one per ``recv``.
+
+    Armed when a request starts (`arm`), it fires ``timeout_s`` later; if a byte arrived
+    meanwhile (`Response.now_ns`) it re-arms for the rest of the gap since that arrival, else it
+    raises ``TimeoutError("timed out")`` in the waiting greenlet, as gevent's socket timeout does.
+    A stream that keeps arriving costs one timer callback per ``timeout_s``, whatever its events.
+    """
+
+    __slots__ = ("_greenlet", "_loop", "_response", "_since_ns", "_timer", "timeout_s")
+
+    def __init__(self, timeout_s: float) -> None:
+        from gevent import get_hub  # only for gevent's sockets (then gevent is loaded already)
+
+        self.timeout_s = timeout_s
+        self._loop: Any = get_hub().loop
+        self._timer: Any = None
+        self._greenlet: Any = None
+        self._response: Response | None = None
+        self._since_ns = 0
+
+    def arm(self, response: Response) -> None:
+        from gevent import getcurrent
+
+        self._greenlet = getcurrent()
+        self._response = response
+        self._since_ns = time.time_ns()
+        self._start(self.timeout_s)
+
+    def _start(self, after_s: float) -> None:
+        self._timer = self._loop.timer(after_s)
+        self._timer.start(self._expired)
+
+    def disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.close()
+        self._greenlet = self._response = None
+
+    def _expired(self) -> None:
+        response = self._response
+        if self._timer is None or response is None:
+            return
+        self._timer.close()
+        last_ns = max(response.now_ns, self._since_ns)
+        left_s = self.timeout_s - (time.time_ns() - last_ns) / 1e9
+        if left_s > 0.001:
+            self._start(left_s)
+            return
+        self._timer = None
+        self._greenlet.throw(TimeoutError("timed out"))
+
+
 class StaleConnectionError(ConnectionError):
     """A kept-alive connection was closed by the server before any byte of the answer."""
 
@@ -202,7 +259,7 @@ def tls_context(insecure: bool) -> ssl.SSLContext:
 class Connection:
     """One user's keep-alive connection to a `Target` and its request/answer exchange."""
 
-    __slots__ = ("connect_timeout_s", "insecure", "read_timeout_s", "sock", "target")
+    __slots__ = ("connect_timeout_s", "insecure", "read_timeout_s", "sock", "target", "watchdog")
 
     def __init__(
         self,
@@ -217,6 +274,8 @@ class Connection:
         self.read_timeout_s = read_timeout_s
         self.insecure = insecure
         self.sock: socket.socket | None = None
+        self.watchdog: ReadWatchdog | None = None
+        """Set on gevent's sockets (then the socket itself has no read timeout)."""
 
     def request_head(
         self, method: str, path: str, headers: Mapping[str, str], length: int
@@ -245,7 +304,12 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if target.tls:
                 sock = tls_context(self.insecure).wrap_socket(sock, server_hostname=target.host)
-            sock.settimeout(self.read_timeout_s)
+            if type(sock).__module__.startswith("gevent."):
+                sock.settimeout(None)
+                if self.watchdog is None:
+                    self.watchdog = ReadWatchdog(self.read_timeout_s)
+            else:
+                sock.settimeout(self.read_timeout_s)
         except BaseException:
             sock.close()
             raise
@@ -279,6 +343,9 @@ class Connection:
         response = Response(sink)
         parser = httptools.HttpResponseParser(response)
         response._parser = parser
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.arm(response)
         try:
             try:
                 sock.sendall(data)
@@ -311,4 +378,6 @@ class Connection:
                 self.close()
             return response
         finally:
+            if watchdog is not None:
+                watchdog.disarm()
             response._parser = None  # no reference cycle between the parser and its callbacks

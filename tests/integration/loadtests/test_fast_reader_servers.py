@@ -137,6 +137,60 @@ def test_read_timeout_and_refused_connection_are_classified(start: Start) -> Non
     assert oc.classify_exception(refusal.value) == oc.ERROR
 
 
+GEVENT_READ = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, time
+from loadtests import outcomes as oc
+from loadtests.fast_reader import Connection, reader_choice
+from loadtests.stream import OpenAIStreamTracker, StreamFeed
+url, read_timeout_s, tokens = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+target, _ = reader_choice(url, environ={})
+conn = Connection(target, connect_timeout_s=5.0, read_timeout_s=read_timeout_s)
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                   "stream": True, "max_tokens": tokens}).encode()
+data = conn.request_head("POST", "/chat/completions", {}, len(body)) + body
+out = []
+for _ in range(2):
+    tracker = OpenAIStreamTracker(time.time_ns())
+    feed = StreamFeed(tracker)
+    start = time.monotonic()
+    try:
+        conn.exchange(data, feed.push)
+        outcome = tracker.finish(feed.end_ns).outcome
+    except Exception as exc:
+        outcome = oc.classify_exception(exc) + " " + type(exc).__name__ + ": " + str(exc)
+    out.append({"outcome": outcome, "tokens": tracker.record.output_tokens,
+                "s": time.monotonic() - start, "watchdog": conn.watchdog is not None})
+print(json.dumps(out))
+"""
+
+
+def gevent_read(url: str, read_timeout_s: float, tokens: int) -> list[dict[str, object]]:
+    """Two streams read by the fast reader on gevent's sockets, in a monkey-patched process."""
+    argv = [sys.executable, "-c", GEVENT_READ, url, str(read_timeout_s), str(tokens)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    result: list[dict[str, object]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_on_gevent_the_read_timeout_is_on_the_gaps_not_the_whole_stream(start: Start) -> None:
+    """One timer per request (not gevent's timer per recv): a stream slower in total than the
+    read timeout, with every gap shorter, is read whole, twice on one connection."""
+    mock = start("mock", "--ttft-ms", "100", "--itl-ms", "60", "--output-tokens", "8")
+    runs = gevent_read(mock.url + "/v1", 0.25, 8)
+    assert [r["outcome"] for r in runs] == [oc.OK, oc.OK], runs
+    assert all(r["tokens"] == 8 and r["watchdog"] for r in runs), runs
+    assert all(float(str(r["s"])) > 0.25 for r in runs), runs  # longer than the read timeout
+
+
+def test_on_gevent_a_silent_server_times_out_as_a_read_timeout(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "3000", "--itl-ms", "5")
+    runs = gevent_read(mock.url + "/v1", 0.3, 3)
+    for run in runs:  # the second request on a fresh connection, timed out the same way
+        assert str(run["outcome"]) == f"{oc.TIMEOUT} TimeoutError: timed out", runs
+        assert 0.29 < float(str(run["s"])) < 2.5, runs
+
+
 SSE_PIECES = [
     b": t=1\n",
     b'data: {"choices":[{"delta":{"content":"tls"}}]}\n',
