@@ -243,12 +243,19 @@ NOT_SETTINGS = frozenset({"explicit", "config_version"})
 """Bookkeeping in config.json (which flags were given, its format), not settings of the run."""
 UNSET_WHEN_ZERO = ("rate", "slo_", "reject_wait_s", "think_s", "spawn_rate")
 """Settings whose zero means "off": a zero is left out rather than shown as ``0.0``."""
+TRACE_ONLY = "trace_"
+"""Settings that mean something only when a trace is replayed (``trace`` set)."""
+SESSION_ONLY = "session_"
+"""Settings that mean something only for the agent-session user (``user = "session"``)."""
 
 
 def applicable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without what does not apply: empty values, zeros that mean "off", and the arrival
-    process of a closed-loop run."""
+    """`config` without what does not apply: empty values, zeros that mean "off", the arrival
+    process of a closed-loop run, trace settings without a trace and session settings for
+    another user."""
     open_loop = bool(config.get("rate"))
+    replaying = bool(config.get("trace"))
+    sessions = config.get("user") == "session"
     kept: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict):
@@ -261,6 +268,10 @@ def applicable_config(config: dict[str, Any]) -> dict[str, Any]:
         if (key in OPEN_LOOP_ONLY and not open_loop) or key in NOT_SETTINGS:
             continue
         if key.startswith(UNSET_WHEN_ZERO) and value in (0, 0.0, False):
+            continue
+        if (key.startswith(TRACE_ONLY) and not replaying) or (
+            key.startswith(SESSION_ONLY) and not sessions
+        ):
             continue
         kept[key] = value
     return kept

@@ -131,6 +131,18 @@ def test_only_what_applies(make_run: MakeRun) -> None:
         assert present in labels, present
 
 
+def test_trace_and_session_settings_only_where_they_apply() -> None:
+    from reports.render import applicable_config
+
+    plain = {"user": "stream", "trace": "", "trace_speedup": 1.0, "session_turns": "uniform:2:6"}
+    assert applicable_config(plain) == {"user": "stream"}
+    replay = {"user": "direct", "trace": "conv.csv", "trace_speedup": 2.0, "session_turns": "2"}
+    kept = {"user": "direct", "trace": "conv.csv", "trace_speedup": 2.0}
+    assert applicable_config(replay) == kept
+    sessions = {"user": "session", "trace_start_s": 5.0, "session_turns": "uniform:2:6"}
+    assert applicable_config(sessions) == {"user": "session", "session_turns": "uniform:2:6"}
+
+
 def test_goodput_rows_when_an_slo_was_set(make_run: MakeRun) -> None:
     run_dir = make_run(name="slo")
     data = json.loads((run_dir / "summary.json").read_text())
