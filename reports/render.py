@@ -21,6 +21,7 @@ from reports.results import (
     CONFIG_FILE,
     OTHER_ERROR_OUTCOMES,
     Summary,
+    effective_highlights,
     phases_or_whole_run,
     read_summary,
 )
@@ -233,8 +234,26 @@ def config_table(run_dir: Path, summary: Summary) -> Table | None:
         except (OSError, json.JSONDecodeError):
             config = summary.config
     rows: list[list[str]] = []
-    _flatten("", applicable_config(config) if isinstance(config, dict) else config, rows)
-    return Table(["setting", "value"], rows[:80], align_right_from=99) if rows else None
+    effective = None
+    if isinstance(config, dict):
+        effective = config.get("effective")
+        config = applicable_config({k: v for k, v in config.items() if k != "effective"})
+    _flatten("", config, rows)
+    if isinstance(effective, dict):
+        for component, settings in effective.items():
+            if not isinstance(settings, dict):
+                rows.append([f"{component} (reported)", "not reported"])
+                continue
+            _flatten(f"{component} (reported)", effective_highlights(component, settings), rows)
+            rows.append([f"{component} (reported)", f"{len(settings)} settings in config.json"])
+    if len(rows) > MAX_CONFIG_ROWS:
+        rest = len(rows) - MAX_CONFIG_ROWS + 1
+        rows = [*rows[: MAX_CONFIG_ROWS - 1], ["...", f"{rest} more settings in config.json"]]
+    return Table(["setting", "value"], rows, align_right_from=99) if rows else None
+
+
+MAX_CONFIG_ROWS = 80
+"""The configuration table's length; the rest is named, never cut silently."""
 
 
 OPEN_LOOP_ONLY = frozenset({"arrival"})
