@@ -96,6 +96,17 @@ def test_two_processes_merge_to_the_sum_of_their_workers(surge_run: RunCommand) 
     assert int(row.split(",")[2]) == run.summary.requests  # Locust's own count agrees
 
 
+def test_strict_invalid_run_exits_3(surge_run: RunCommand) -> None:
+    # a CPU limit of 0 % cannot be met: the guard marks the run invalid, --strict exits 3
+    run = surge_run(
+        "--user", "direct", "--duration", "3s", "--users", "2", "--warmup", "0s", "--strict",
+        "--max-cpu-percent", "0", "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    assert run.code == 3, run.output
+    assert run.summary is not None and not run.summary.valid
+    assert "--strict: the run is invalid" in run.output
+
+
 def test_bad_passthrough_flag_exits_2(surge_run: RunCommand) -> None:
     run = surge_run("--duration", "3s", "--mock-ttft-ms", "fast")
     assert run.code == 2, run.output
