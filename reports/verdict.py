@@ -125,6 +125,32 @@ def validity_sentence(summary: Summary) -> str:
     )
 
 
+TRANSIENT_PREFIXES = ("load generator saturated:", "Locust reported")
+"""Invalid reasons a stall can cause and a rerun can clear (client lag, event-loop lag, the CPU
+guard); a missing worker report or open-loop drops are not in this list."""
+
+
+def transient_invalid(summary: Summary) -> bool:
+    """Invalid only for reasons a rerun may clear (see `TRANSIENT_PREFIXES`)."""
+    reasons = summary.invalid_reasons
+    return (
+        not summary.valid
+        and bool(reasons)
+        and all(reason.startswith(TRANSIENT_PREFIXES) for reason in reasons)
+    )
+
+
+def short_invalid_text(summary: Summary) -> str:
+    """The invalid reasons' figures, short: ``client lag p99 16.2 ms, CPU of one process ...``."""
+    parts: list[str] = []
+    for reason in summary.invalid_reasons:
+        text = reason
+        for prefix in TRANSIENT_PREFIXES[:1]:
+            text = text.removeprefix(prefix).strip()
+        parts.append(text.split(" > ")[0].split("; ")[0].strip())
+    return ", ".join(p for p in parts if p) or "no reason recorded"
+
+
 def verdict_sentences(summary: Summary) -> list[str]:
     """One sentence per phase of the load, then whether the run is valid."""
     phases = phases_or_whole_run(summary)
