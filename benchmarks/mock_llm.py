@@ -74,6 +74,14 @@ def tree_cpu_s(pid: int) -> tuple[float, float]:
     return used, waited
 
 
+# The peer dies with its shim however the shim dies (Linux parent-death signal; the shim itself
+# gets one from ServerProcess, and its SIGTERM handler stops the peer).
+PDEATH_SHIM = (
+    "import ctypes\n"
+    "def die_with_parent():\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)\n"
+)
+
 # The peer's own shutdown can hang with thousands of open connections: SIGKILL after 5 s.
 STOP_SHIM = (
     "import signal\n"
@@ -103,10 +111,11 @@ def start_guidellm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProc
     # guidellm prints Sanic's log, not our 'listening on' line: a shim prints it once
     # /health answers.
     shim = (
-        "import subprocess,sys,time,urllib.request\n"
+        PDEATH_SHIM + "import subprocess,sys,time,urllib.request\n"
         f"p=subprocess.Popen([{str(exe)!r},'mock-server','--host','127.0.0.1','--port','{port}',"
         f"'--workers','1','--ttft-ms','{args.ttft_ms}','--itl-ms','{args.itl_ms}',"
-        f"'--output-tokens','{args.tokens}'],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n"
+        f"'--output-tokens','{args.tokens}'],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL,"
+        "preexec_fn=die_with_parent)\n"
         "for _ in range(600):\n"
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/health',timeout=1); break\n"
@@ -131,9 +140,10 @@ def start_mockllm(port: int, args: argparse.Namespace, tmp: Path) -> ServerProce
         f"settings:\n  lag_enabled: true\n  lag_factor: {1000.0 / (10 * args.itl_ms):g}\n"
     )
     shim = (
-        "import subprocess,sys,time,urllib.request,signal\n"
+        PDEATH_SHIM + "import subprocess,sys,time,urllib.request,signal\n"
         f"p=subprocess.Popen([{str(exe)!r},'mockllm.server:app','--host','127.0.0.1','--port',"
-        f"'{port}','--log-level','warning'],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\n"
+        f"'{port}','--log-level','warning'],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL,"
+        "preexec_fn=die_with_parent)\n"
         "for _ in range(600):\n"
         "    try:\n"
         f"        urllib.request.urlopen('http://127.0.0.1:{port}/docs',timeout=1); break\n"
