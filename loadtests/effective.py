@@ -15,16 +15,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from reports.results import effective_highlights
+
 CONFIG_PATH = "/config"
 COMPONENTS = ("mock", "service")
 MAX_BYTES = 1_000_000
 TIMEOUT_S = 5.0
-SHOWN = {
-    "service": ("admission", "max_concurrent", "workers", "queue_size", "queue_timeout_s",
-                "timeout_s", "upstream_max_connections", "agent_steps"),
-    "mock": ("mode", "ttft_ms", "itl_ms", "output_tokens", "max_concurrent", "seed"),
-}  # fmt: skip
-"""The settings the console line shows (all of them are in config.json)."""
 
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -85,7 +81,7 @@ def describe(component: str, reported: Reported, started_with: tuple[str, ...] =
         flags = f"; started with: {' '.join(started_with)}" if started_with else ""
         return f"{component} effective configuration: not reported ({reported.problem}){flags}"
     settings = reported.settings
-    shown = [f"{k}={settings[k]}" for k in SHOWN.get(component, ()) if k in settings]
+    shown = [f"{k}={v}" for k, v in effective_highlights(component, settings).items()]
     rest = len(settings) - len(shown)
     more = f" (+{rest} more in config.json)" if rest > 0 else ""
     return f"{component} effective configuration: {' '.join(shown) or '-'}{more}"

@@ -21,6 +21,7 @@ from reports.results import (
     CONFIG_FILE,
     OTHER_ERROR_OUTCOMES,
     Summary,
+    effective_highlights,
     phases_or_whole_run,
     read_summary,
 )
@@ -233,8 +234,26 @@ def config_table(run_dir: Path, summary: Summary) -> Table | None:
         except (OSError, json.JSONDecodeError):
             config = summary.config
     rows: list[list[str]] = []
-    _flatten("", applicable_config(config) if isinstance(config, dict) else config, rows)
-    return Table(["setting", "value"], rows[:80], align_right_from=99) if rows else None
+    effective = None
+    if isinstance(config, dict):
+        effective = config.get("effective")
+        config = applicable_config({k: v for k, v in config.items() if k != "effective"})
+    _flatten("", config, rows)
+    if isinstance(effective, dict):
+        for component, settings in effective.items():
+            if not isinstance(settings, dict):
+                rows.append([f"{component} (reported)", "not reported"])
+                continue
+            _flatten(f"{component} (reported)", effective_highlights(component, settings), rows)
+            rows.append([f"{component} (reported)", f"{len(settings)} settings in config.json"])
+    if len(rows) > MAX_CONFIG_ROWS:
+        rest = len(rows) - MAX_CONFIG_ROWS + 1
+        rows = [*rows[: MAX_CONFIG_ROWS - 1], ["...", f"{rest} more settings in config.json"]]
+    return Table(["setting", "value"], rows, align_right_from=99) if rows else None
+
+
+MAX_CONFIG_ROWS = 80
+"""The configuration table's length; the rest is named, never cut silently."""
 
 
 OPEN_LOOP_ONLY = frozenset({"arrival"})
@@ -243,12 +262,19 @@ NOT_SETTINGS = frozenset({"explicit", "config_version"})
 """Bookkeeping in config.json (which flags were given, its format), not settings of the run."""
 UNSET_WHEN_ZERO = ("rate", "slo_", "reject_wait_s", "think_s", "spawn_rate")
 """Settings whose zero means "off": a zero is left out rather than shown as ``0.0``."""
+TRACE_ONLY = "trace_"
+"""Settings that mean something only when a trace is replayed (``trace`` set)."""
+SESSION_ONLY = "session_"
+"""Settings that mean something only for the agent-session user (``user = "session"``)."""
 
 
 def applicable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without what does not apply: empty values, zeros that mean "off", and the arrival
-    process of a closed-loop run."""
+    """`config` without what does not apply: empty values, zeros that mean "off", the arrival
+    process of a closed-loop run, trace settings without a trace and session settings for
+    another user."""
     open_loop = bool(config.get("rate"))
+    replaying = bool(config.get("trace"))
+    sessions = config.get("user") == "session"
     kept: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict):
@@ -261,6 +287,10 @@ def applicable_config(config: dict[str, Any]) -> dict[str, Any]:
         if (key in OPEN_LOOP_ONLY and not open_loop) or key in NOT_SETTINGS:
             continue
         if key.startswith(UNSET_WHEN_ZERO) and value in (0, 0.0, False):
+            continue
+        if (key.startswith(TRACE_ONLY) and not replaying) or (
+            key.startswith(SESSION_ONLY) and not sessions
+        ):
             continue
         kept[key] = value
     return kept

@@ -126,6 +126,26 @@ class ResultsError(ValueError):
     """A results folder or summary that cannot be read; the message says which file and why."""
 
 
+EFFECTIVE_SHOWN: dict[str, tuple[str, ...]] = {
+    "service": ("admission", "max_concurrent", "workers", "queue_size", "queue_timeout_s",
+                "timeout_s", "upstream_max_connections", "agent_steps", "processes"),
+    "mock": ("mode", "ttft_ms", "itl_ms", "output_tokens", "max_num_seqs", "step_base_ms",
+             "step_per_seq_ms", "seed", "processes"),
+}  # fmt: skip
+"""Of each server's effective settings (``effective`` in config.json and summary.json, as the
+server's ``GET /config`` reported them), the ones the console and the report show; all of them
+stay in config.json."""
+
+
+def effective_highlights(component: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The shown subset of one server's effective settings; the mock's engine-step settings only
+    in engine mode."""
+    keys = EFFECTIVE_SHOWN.get(component, ())
+    if component == "mock" and settings.get("mode") != "engine":
+        keys = tuple(k for k in keys if not k.startswith(("step_", "max_num_seqs")))
+    return {k: settings[k] for k in keys if k in settings}
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Distribution of one latency metric, in milliseconds."""

@@ -99,12 +99,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results", help="parent of the run")
     parser.add_argument("--png", type=Path, help="where to write (default RUN_DIR/report.png)")
     args = parser.parse_args()
-    run_dir = args.run_dir or real_run(args.duration, args.out)
-    subprocess.run(
-        [str(ROOT / ".venv/bin/surgebench"), "report", str(run_dir)], check=True, cwd=ROOT
-    )
+    if args.run_dir is not None and not (args.run_dir / "summary.json").is_file():
+        parser.error(f"--run-dir: {str(args.run_dir)!r} has no summary.json; allowed: a run folder")
+    run_dir = (args.run_dir or real_run(args.duration, args.out)).resolve()
+    report = subprocess.run([str(ROOT / ".venv/bin/surgebench"), "report", str(run_dir)], cwd=ROOT)
+    if report.returncode != 0:
+        return report.returncode
     started = time.monotonic()
-    png = screenshot(run_dir / "report.html", args.png or run_dir / "report.png")
+    png = screenshot(run_dir / "report.html", (args.png or run_dir / "report.png").resolve())
     print(f"screenshot: {png}")
     print(json.dumps({"png": str(png), "render_s": round(time.monotonic() - started, 1)}))
     return 0

@@ -131,6 +131,49 @@ def test_only_what_applies(make_run: MakeRun) -> None:
         assert present in labels, present
 
 
+def test_trace_and_session_settings_only_where_they_apply() -> None:
+    from reports.render import applicable_config
+
+    plain = {"user": "stream", "trace": "", "trace_speedup": 1.0, "session_turns": "uniform:2:6"}
+    assert applicable_config(plain) == {"user": "stream"}
+    replay = {"user": "direct", "trace": "conv.csv", "trace_speedup": 2.0, "session_turns": "2"}
+    kept = {"user": "direct", "trace": "conv.csv", "trace_speedup": 2.0}
+    assert applicable_config(replay) == kept
+    sessions = {"user": "session", "trace_start_s": 5.0, "session_turns": "uniform:2:6"}
+    assert applicable_config(sessions) == {"user": "session", "session_turns": "uniform:2:6"}
+
+
+def test_config_table_shows_reported_highlights_and_names_what_it_leaves_out(
+    make_run: MakeRun,
+) -> None:
+    from reports.render import MAX_CONFIG_ROWS, config_table
+    from reports.results import read_summary
+
+    run_dir = make_run(name="effective")
+    mock = {"mode": "hosted", "ttft_ms": 100.0, "step_base_ms": 10.0, "port": 1, "seed": 0}
+    config = {
+        "users": 10,
+        "effective": {"mock": mock, "service": None},
+        "many": {f"k{i}": i + 1 for i in range(100)},
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    table = config_table(run_dir, read_summary(run_dir))
+    assert table is not None
+    rows = {row[0]: row[1] for row in table.rows}
+    assert len(table.rows) == MAX_CONFIG_ROWS
+    assert rows["..."] == f"{1 + 100 + 5 - MAX_CONFIG_ROWS + 1} more settings in config.json"
+    config["many"] = {}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    table = config_table(run_dir, read_summary(run_dir))
+    assert table is not None
+    rows = {row[0]: row[1] for row in table.rows}
+    assert rows["mock (reported).ttft_ms"] == "100.0"
+    assert "mock (reported).step_base_ms" not in rows  # engine-only, hosted mode
+    assert "mock (reported).port" not in rows
+    assert rows["mock (reported)"] == "5 settings in config.json"
+    assert rows["service (reported)"] == "not reported"
+
+
 def test_goodput_rows_when_an_slo_was_set(make_run: MakeRun) -> None:
     run_dir = make_run(name="slo")
     data = json.loads((run_dir / "summary.json").read_text())
