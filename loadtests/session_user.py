@@ -5,7 +5,8 @@ Imported only by the locustfile, which builds the user class on its shared base 
 Locust reporting stay in one place. Each turn is one request in every per-request metric (TTFT,
 ITL, outcomes); the session as a whole goes into the process's `SessionTally`
 (summary.json's ``sessions`` block). The plan (turns, think times, sizes) comes from
-`loadtests.sessions`.
+`loadtests.sessions`, including whether a turn asks the service for agent mode
+(``agent_steps`` in its body).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def session_user_class(base: type[Any]) -> type[Any]:
             for turn in plan:
                 if turn.think_s > 0:
                     gevent.sleep(turn.think_s)
-                body = {"question": conv.ask(turn.user_tokens), "max_tokens": turn.max_tokens}
+                body = turn.body(conv.ask(turn.user_tokens))
                 tracker = ServiceStreamTracker(
                     time.time_ns(), self._intended if turn.number == 1 else None
                 )
@@ -66,7 +67,11 @@ def session_user_class(base: type[Any]) -> type[Any]:
                 ttft = record.ttft_ns
                 final_ttft_ms = None if ttft is None else ttft / 1e6
                 tally.record_turn(
-                    record.timings_ms, final_ttft_ms, turn.number, record.prompt_tokens
+                    record.timings_ms,
+                    final_ttft_ms,
+                    turn.number,
+                    record.prompt_tokens,
+                    agent=turn.is_agent or "tool" in record.timings_ms,
                 )
                 # usage counts every LLM call of the turn (agent mode); the answer is the last
                 # call's, capped by max_tokens

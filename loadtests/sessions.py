@@ -3,8 +3,11 @@
 Locust-free. A session is N turns (N drawn from a length spec); before every turn but the first
 the user thinks (a drawn pause); each turn sends the whole conversation so far plus a new user
 message as the service's ``question``, so the prompt grows turn by turn (and with it the
-engine's prefill cost). The service answers each turn in its configured mode: plain relay, or
-its agent mode (``--agent-steps K``: K upstream calls with simulated tool calls between them).
+engine's prefill cost). With ``agent_share`` 0 the service answers each turn in its configured
+mode (plain relay, or its agent mode ``--agent-steps K``: K upstream calls with simulated tool
+calls between them); with ``agent_share`` P > 0 each turn is drawn to be an agent turn with
+probability P and says so in its body (``agent_steps``: ``agent_steps`` for an agent turn, 1 for
+a plain one), from an RNG of its own, so the sizes and pauses drawn do not depend on P.
 
 The history carries sizes, not meaning: every message is made of three-letter words (one token
 each by the mock's rule, `loadtests.trace.PROMPT_WORDS`) and an answer is carried into the
@@ -32,6 +35,9 @@ from loadtests.trace import CHAT_MESSAGE_OVERHEAD_TOKENS, PROMPT_WORDS
 MAX_TURNS = 1000
 """Most turns one session may have (a drawn count above it is clipped)."""
 MAX_THINK_S = 3600.0
+MAX_AGENT_STEPS = 1000
+"""Most LLM calls an agent turn may ask for (the service refuses more than its
+``--agent-steps-limit``, 16 by default)."""
 
 
 class SessionSpecError(ValueError):
@@ -42,13 +48,16 @@ class SessionSpecError(ValueError):
 class SessionSettings:
     """How sessions are drawn. Length specs as in `loadtests.prompts.LengthSpec`
     (``N``, ``uniform:LO:HI``, ``normal:MEAN:STD``, ``lognormal:MEDIAN:SIGMA``); ``think_ms``
-    may also be ``0`` (no pause)."""
+    may also be ``0`` (no pause). ``agent_share``: the probability that a turn is an agent turn
+    (0: every turn in the service's own mode); ``agent_steps``: the LLM calls of an agent turn."""
 
     turns: str = "uniform:2:6"
     think_ms: str = "uniform:500:2000"
     user_tokens: str = "uniform:8:64"
     answer_tokens: str = "uniform:32:128"
     max_history_tokens: int = 3800
+    agent_share: float = 0.0
+    agent_steps: int = 3
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -59,6 +68,13 @@ class SessionSettings:
         if not 1 <= self.max_history_tokens <= 10_000_000:
             raise SessionSpecError(
                 f"max_history_tokens: {self.max_history_tokens}; allowed: 1 to 10000000"
+            )
+        if not 0.0 <= self.agent_share <= 1.0:  # NaN fails too
+            raise SessionSpecError(f"agent_share: {self.agent_share}; allowed: 0 to 1")
+        if not 2 <= self.agent_steps <= MAX_AGENT_STEPS:
+            raise SessionSpecError(
+                f"agent_steps: {self.agent_steps}; allowed: 2 to {MAX_AGENT_STEPS} (LLM calls of "
+                "an agent turn: plan, tool steps, answer)"
             )
 
 
@@ -74,13 +90,26 @@ def _spec(name: str, text: str) -> LengthSpec:
 
 @dataclass(frozen=True)
 class TurnPlan:
-    """One turn: its number (1-based), the pause before it, the new user message's size and
-    the answer's cap (sent as ``max_tokens``)."""
+    """One turn: its number (1-based), the pause before it, the new user message's size, the
+    answer's cap (sent as ``max_tokens``) and the LLM calls asked for (sent as ``agent_steps``;
+    None: not sent, the service's own mode)."""
 
     number: int
     think_s: float
     user_tokens: int
     max_tokens: int
+    agent_steps: int | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.agent_steps is not None and self.agent_steps > 1
+
+    def body(self, question: str) -> dict[str, Any]:
+        """The ``/chat/stream`` body of this turn."""
+        body: dict[str, Any] = {"question": question, "max_tokens": self.max_tokens}
+        if self.agent_steps is not None:
+            body["agent_steps"] = self.agent_steps
+        return body
 
 
 class SessionPlanner:
@@ -89,6 +118,7 @@ class SessionPlanner:
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
         self._rng = random.Random(f"sessions:{settings.seed}")
+        self._agent_rng = random.Random(f"session-agent:{settings.seed}")
         self._turns = _spec("turns", settings.turns)
         self._think = (
             None if settings.think_ms.strip() == "0" else _spec("think_ms", settings.think_ms)
@@ -99,13 +129,17 @@ class SessionPlanner:
     def plan(self) -> list[TurnPlan]:
         rng = self._rng
         n = min(MAX_TURNS, self._turns.sample(rng))
+        share = self.settings.agent_share
         turns: list[TurnPlan] = []
         for number in range(1, n + 1):
             think_s = 0.0
             if number > 1 and self._think is not None:
                 think_s = min(MAX_THINK_S, self._think.sample(rng) / 1000.0)
+            steps: int | None = None
+            if share > 0.0:
+                steps = self.settings.agent_steps if self._agent_rng.random() < share else 1
             turns.append(
-                TurnPlan(number, think_s, self._user.sample(rng), self._answer.sample(rng))
+                TurnPlan(number, think_s, self._user.sample(rng), self._answer.sample(rng), steps)
             )
         return turns
 
@@ -157,7 +191,7 @@ TURN_TIMINGS = ("total", "queue_wait", "upstream_ttft", "tool")
 class SessionTally:
     """Per-session and per-turn measurements; mergeable across Locust workers."""
 
-    COUNTERS = ("started", "completed", "failed", "turns_completed", "history_drops")
+    COUNTERS = ("started", "completed", "failed", "turns_completed", "agent_turns", "history_drops")
 
     def __init__(self) -> None:
         self._reset()
@@ -182,10 +216,14 @@ class SessionTally:
         ttft_ms: float | None,
         number: int = 1,
         prompt_tokens: int | None = None,
+        agent: bool = False,
     ) -> None:
-        """A turn that completed: its TTFT seen by the client, the service's timings, and the
-        prompt tokens the service reported for it (all of its LLM calls)."""
+        """A turn that completed: its TTFT seen by the client, the service's timings, the
+        prompt tokens the service reported for it (all of its LLM calls), and whether it asked
+        for agent mode (its TTFT is then also kept apart, as ``agent_turn_ttft_ms``)."""
         self.counts["turns_completed"] += 1
+        if agent:
+            self.counts["agent_turns"] += 1
         if prompt_tokens is not None:
             key = str(min(number, MAX_TURNS))
             entry = self.prompt_by_turn.setdefault(key, [0, 0])
@@ -193,6 +231,8 @@ class SessionTally:
             entry[1] += prompt_tokens
         if ttft_ms is not None:
             self._record_ms("turn_ttft_ms", ttft_ms)
+            if agent:
+                self._record_ms("agent_turn_ttft_ms", ttft_ms)
         for part in TURN_TIMINGS:
             value = timings_ms.get(part)
             if value is not None:
@@ -281,6 +321,7 @@ class SessionTally:
             "completed": c["completed"],
             "failed": c["failed"],
             "turns_completed": c["turns_completed"],
+            "agent_turns": c["agent_turns"],
             "history_drops": c["history_drops"],
             "failed_at_turn": dict(sorted(self.failed_at_turn.items(), key=lambda kv: int(kv[0]))),
             "failed_by_outcome": dict(sorted(self.failed_by_outcome.items())),

@@ -115,6 +115,8 @@ class RunSettings:
     session_user_tokens: str = "uniform:8:64"
     session_answer_tokens: str = "uniform:32:128"
     session_max_history_tokens: int = 3800
+    session_agent_share: float = 0.0
+    session_agent_steps: int = 3
 
     @property
     def user_class(self) -> str:
@@ -312,6 +314,12 @@ def add_workload_arguments(p: argparse.ArgumentParser, d: RunSettings) -> None:
     a("--session-max-history-tokens", type=int, default=d.session_max_history_tokens,
       help="session user: history bound; the oldest messages are dropped past it "
       f"(default {d.session_max_history_tokens})")  # fmt: skip
+    a("--session-agent-share", type=float, default=d.session_agent_share, help="session user: "
+      "probability that a turn asks the service for agent mode, drawn per turn from --seed "
+      f"(0: every turn in the service's own mode; default {d.session_agent_share:g})")  # fmt: skip
+    a("--session-agent-steps", type=int, default=d.session_agent_steps, help="session user: LLM "
+      "calls of an agent turn, sent as agent_steps (plan, tool steps, answer; default "
+      f"{d.session_agent_steps})")  # fmt: skip
 
 
 def workload_fields(
@@ -328,7 +336,10 @@ def workload_fields(
         "session_user_tokens": ns.session_user_tokens,
         "session_answer_tokens": ns.session_answer_tokens,
         "session_max_history_tokens": ns.session_max_history_tokens,
+        "session_agent_share": ns.session_agent_share,
+        "session_agent_steps": ns.session_agent_steps,
     }
+    check_bounds(fields)
     try:
         SessionSettings(**{k.removeprefix("session_"): v for k, v in fields.items()})
     except SessionSpecError as exc:
@@ -541,6 +552,8 @@ RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
     "trace_speedup": ("--trace-speedup", 0, 10_000),
     "trace_start_s": ("--trace-start (in s)", 0, 31_536_000),
     "session_max_history_tokens": ("--session-max-history-tokens", 0, 10_000_000),
+    "session_agent_share": ("--session-agent-share", 0, 1),
+    "session_agent_steps": ("--session-agent-steps", 2, 1000),
 }
 
 

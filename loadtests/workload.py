@@ -36,6 +36,8 @@ def session_settings(settings: RunSettings) -> SessionSettings:
         user_tokens=settings.session_user_tokens,
         answer_tokens=settings.session_answer_tokens,
         max_history_tokens=settings.session_max_history_tokens,
+        agent_share=settings.session_agent_share,
+        agent_steps=settings.session_agent_steps,
         seed=settings.seed,
     )
 

@@ -152,6 +152,10 @@ def workload_rows(runs: Sequence[Summary]) -> list[list[str]]:
                                 for k in ("p50", "p99"))),
             ("sessions: time in service per turn p50 (ms)",
              lambda s: _ms((s.get("turn_total_ms") or {}).get("p50"))),
+            ("sessions: agent turns", lambda s: s.get("agent_turns", 0)),
+            ("sessions: agent-turn TTFT p50 / p99 (ms)",
+             lambda s: "/".join(_ms((s.get("agent_turn_ttft_ms") or {}).get(k))
+                                for k in ("p50", "p99"))),
             ("sessions: prompt tokens by turn", lambda s: s.get("prompt_tokens_by_turn")),
         ]  # fmt: skip
         rows += [[label] + [str(read(r.sessions)) if r.sessions else "n/a" for r in runs]

@@ -1,9 +1,11 @@
 """The work of one admitted request: K LLM calls (agent mode) or one (plain relay), with deadlines.
 
-Agent mode (`--agent-steps K`, K > 1) imitates a tool-using agent: call 1 plans, calls 2..K-1
-read a tool result and decide, call K answers; after each non-final call a simulated tool runs
-for `--tool-latency-ms`. Only the answer is relayed as tokens; each call is announced by a
-`thinking` event. All calls go through the same pool and the same slot.
+Agent mode (`--agent-steps K`, K > 1, or a request's own ``agent_steps``) imitates a tool-using
+agent: call 1 plans, calls 2..K-1 read a tool result and decide, call K answers; after each
+non-final call a simulated tool runs for a drawn latency (`ToolLatency`: `--tool-latency-ms`,
+lognormal around it with `--tool-latency-sigma`, seeded by `--seed`). Only the answer is relayed
+as tokens; each call is announced by a `thinking` event. All calls go through the same pool and
+the same slot.
 
 Deadlines share one `asyncio.timeout` scope, moved forward as the request progresses: the
 TTFT deadline while a call waits for its first token, the idle deadline between tokens, and the
@@ -13,6 +15,7 @@ total deadline (from arrival) whenever it is nearer. `RequestTimeout.stage` says
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -37,9 +40,11 @@ class Timings:
     upstream_ttft_s: float = 0.0
     tool_s: float = 0.0
     calls: int = 0
+    steps: int = 0
+    """LLM calls the request was to make (set when its work starts); > 1: agent mode."""
 
-    def as_ms(self, now: float, agent: bool) -> dict[str, float]:
-        """The breakdown of the time to first token, plus the total.
+    def as_ms(self, now: float) -> dict[str, float]:
+        """The breakdown of the time to first token, plus the total (and ``tool`` in agent mode).
 
         queue_wait + pool_wait + upstream_ttft (+ tool) + relay_overhead = time to first token
         (or to the end, when no token was sent). relay_overhead is the service's own share:
@@ -60,7 +65,7 @@ class Timings:
             "ttft": round(ttft * 1000, 3),
             "total": round((end - self.t_arrival) * 1000, 3),
         }
-        if agent:
+        if self.steps > 1:
             out["tool"] = round(self.tool_s * 1000, 3)
         return out
 
@@ -74,6 +79,38 @@ def step_name(index: int, steps: int) -> str:
     return "plan" if index == 0 else "tool"
 
 
+MAX_TOOL_LATENCY_MS = 3_600_000.0
+"""Longest single tool latency drawn (a lognormal tail is clipped here; the request's total
+timeout ends the wait sooner anyway)."""
+
+
+class ToolLatency:
+    """Seeded draws of one simulated tool call's latency, in seconds.
+
+    ``median_ms x LogNormal(0, sigma)``: ``median_ms`` is the median of the draws, and with
+    ``sigma`` 0 every draw is exactly ``median_ms``. One RNG per process (seeded with ``seed``),
+    drawn once per tool call in the order the calls finish their LLM step, so a process started
+    with the same seed draws the same sequence.
+    """
+
+    def __init__(self, median_ms: float, sigma: float, seed: int) -> None:
+        if not (0.0 <= median_ms <= MAX_TOOL_LATENCY_MS and 0.0 <= sigma <= 5.0):
+            raise ValueError(f"tool latency {median_ms} ms, sigma {sigma}: out of range")
+        self.median_ms = median_ms
+        self.sigma = sigma
+        self._rng = random.Random(f"tool-latency:{seed}")
+
+    @classmethod
+    def from_settings(cls, s: ServiceSettings) -> ToolLatency:
+        return cls(s.tool_latency_ms, s.tool_latency_sigma, s.seed)
+
+    def draw_s(self) -> float:
+        ms = self.median_ms
+        if self.sigma > 0.0 and ms > 0.0:
+            ms = min(MAX_TOOL_LATENCY_MS, ms * self._rng.lognormvariate(0.0, self.sigma))
+        return ms / 1000.0
+
+
 class Agent:
     """Runs the upstream calls of one request against its deadlines."""
 
@@ -83,6 +120,7 @@ class Agent:
         self.settings = settings
         self.upstream = upstream
         self.clock = clock
+        self.tool_latency = ToolLatency.from_settings(settings)
 
     async def run(
         self,
@@ -91,9 +129,13 @@ class Agent:
         timings: Timings,
         on_tokens: TokenSink,
         on_step: StepSink | None = None,
+        steps: int | None = None,
     ) -> Usage:
-        """Make the calls; relay the answer's tokens through `on_tokens`. Raises on failure."""
+        """Make the calls (``steps``, or the service's ``--agent-steps`` when None); relay the
+        answer's tokens through `on_tokens`. Raises on failure."""
         s = self.settings
+        steps = s.agent_steps if steps is None else steps
+        timings.steps = steps
         loop = asyncio.get_running_loop()
         remaining = s.timeout_s - (self.clock() - timings.t_arrival)
         total_at = loop.time() + remaining
@@ -113,7 +155,6 @@ class Agent:
                         stage = "total"
 
                 messages: list[dict[str, str]] = [{"role": "user", "content": question}]
-                steps = s.agent_steps
                 for index in range(steps):
                     final = index == steps - 1
                     if on_step is not None and steps > 1:
@@ -146,10 +187,11 @@ class Agent:
                         timings.upstream_ttft_s += t_end - timing.connected_at
                         messages.append({"role": "assistant", "content": "".join(pieces)})
                         messages.append({"role": "user", "content": "tool result: ok"})
-                        if s.tool_latency_ms > 0:
+                        tool_s = self.tool_latency.draw_s()
+                        if tool_s > 0:
                             arm("total", s.timeout_s)
                             t0 = self.clock()
-                            await asyncio.sleep(s.tool_latency_ms / 1000)
+                            await asyncio.sleep(tool_s)
                             timings.tool_s += self.clock() - t0
         except TimeoutError:
             raise RequestTimeout(self._timeout_message(stage), stage) from None

@@ -300,7 +300,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
         ticket = runtime.admit()
         outcome = Outcome()
         try:
-            work = answer(runtime, ticket, timings, req.question, req.max_tokens)
+            work = answer(runtime, ticket, timings, req.question, req.max_tokens, req.agent_steps)
             text, usage = await _run_until_disconnect(request.receive, work, ticket.release)
         except ClientGone:
             outcome = Outcome("cancelled")
@@ -326,7 +326,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             "request_id": rid,
             "answer": text,
             "usage": usage.as_dict(),
-            "timings_ms": timings.as_ms(runtime.clock(), settings.agent_steps > 1),
+            "timings_ms": timings.as_ms(runtime.clock()),
         }
         return json_response(200, payload, rid)
 
@@ -349,7 +349,9 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
             ticket: Ticket | None = None
             try:
                 ticket = runtime.admit()
-                text, usage = await answer(runtime, ticket, timings, question, req.max_tokens)
+                text, usage = await answer(
+                    runtime, ticket, timings, question, req.max_tokens, req.agent_steps
+                )
             except asyncio.CancelledError:
                 outcome = Outcome("cancelled")
                 raise
@@ -367,7 +369,7 @@ def create_app(settings: ServiceSettings, metrics: ServiceMetrics | None = None)
                 "request_id": item_id,
                 "answer": text,
                 "usage": usage.as_dict(),
-                "timings_ms": timings.as_ms(runtime.clock(), settings.agent_steps > 1),
+                "timings_ms": timings.as_ms(runtime.clock()),
             }
 
         async def all_items() -> list[dict[str, Any]]:
@@ -469,6 +471,7 @@ class _StreamEndpoint(Response):
             self.req.question,
             self.req.max_tokens,
             self.raw_send,
+            self.req.agent_steps,
         )
         await relay(scope, receive, send)
 

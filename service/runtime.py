@@ -207,6 +207,7 @@ class RelayStream:
         question: str,
         max_tokens: int | None,
         raw_send: Send | None,
+        agent_steps: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.ticket = ticket
@@ -215,6 +216,7 @@ class RelayStream:
         self.question = question
         self.max_tokens = max_tokens
         self.raw_send = raw_send
+        self.agent_steps = agent_steps
         self.tokens = 0
         self._finished = False
 
@@ -240,7 +242,12 @@ class RelayStream:
             async def work() -> Usage:
                 await rt.wait_for_slot(self.ticket, self.timings)
                 return await rt.agent.run(
-                    self.question, self.max_tokens, self.timings, on_tokens, on_step
+                    self.question,
+                    self.max_tokens,
+                    self.timings,
+                    on_tokens,
+                    on_step,
+                    self.agent_steps,
                 )
 
             usage = await run_until_disconnect(receive, work(), self.ticket.release)
@@ -248,7 +255,7 @@ class RelayStream:
             done = {
                 "request_id": self.request_id,
                 "usage": usage.as_dict(),
-                "timings_ms": self.timings.as_ms(rt.clock(), rt.settings.agent_steps > 1),
+                "timings_ms": self.timings.as_ms(rt.clock()),
             }
             await self._last_event(send, "done", done)
         except ClientGone:
@@ -312,6 +319,7 @@ async def answer(
     timings: Timings,
     question: str,
     max_tokens: int | None,
+    agent_steps: int | None = None,
 ) -> tuple[str, Usage]:
     """The non-streaming flow: wait for a slot, collect the answer. Caller releases the ticket."""
     pieces: list[str] = []
@@ -320,5 +328,5 @@ async def answer(
         pieces.extend(tokens)
 
     await runtime.wait_for_slot(ticket, timings)
-    usage = await runtime.agent.run(question, max_tokens, timings, on_tokens)
+    usage = await runtime.agent.run(question, max_tokens, timings, on_tokens, None, agent_steps)
     return "".join(pieces), usage

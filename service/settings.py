@@ -153,8 +153,24 @@ class ServiceSettings:
         max=1000,
     )
     tool_latency_ms: float = _opt(
-        50.0, "simulated tool latency per agent tool step", min=0, max=3_600_000.0
+        50.0,
+        "simulated tool latency per agent tool step (the median when --tool-latency-sigma > 0)",
+        min=0,
+        max=3_600_000.0,
     )
+    tool_latency_sigma: float = _opt(
+        0.0,
+        "lognormal sigma of each tool step's latency around --tool-latency-ms (0: fixed)",
+        min=0,
+        max=5.0,
+    )
+    agent_steps_limit: int = _opt(
+        16,
+        "largest agent_steps a request body may ask for (LLM calls of that request)",
+        min=1,
+        max=1000,
+    )
+    seed: int = _opt(0, "seed of the tool latency draws", min=0, max=2**63 - 1)
     stamp: bool = _opt(False, "send a `: t=<time_ns>` comment line before each event")
     auth_token: str = _opt(
         "", "require `Authorization: Bearer TOKEN` on /chat* (empty: no auth)", secret=True

@@ -30,6 +30,12 @@ class ChatRequest(BaseModel):
 
     question: StrictStr = Field(description="the user's question", min_length=1)
     max_tokens: StrictInt | None = Field(default=None, ge=1, description="cap on answer tokens")
+    agent_steps: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="LLM calls for this request (1: a plain answer; K>1: plan, K-2 tool steps, "
+        "answer); absent: the service's --agent-steps",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -39,6 +45,9 @@ class BatchRequest(BaseModel):
 
     questions: list[StrictStr] = Field(min_length=1, description="questions answered concurrently")
     max_tokens: StrictInt | None = Field(default=None, ge=1)
+    agent_steps: StrictInt | None = Field(
+        default=None, ge=1, description="LLM calls for every question (as in /chat)"
+    )
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,17 @@ class Limits:
     max_question_chars: int
     max_tokens_limit: int
     batch_max_items: int
+    agent_steps_limit: int
 
     @classmethod
     def from_settings(cls, s: ServiceSettings) -> Limits:
-        return cls(s.max_body_bytes, s.max_question_chars, s.max_tokens_limit, s.batch_max_items)
+        return cls(
+            s.max_body_bytes,
+            s.max_question_chars,
+            s.max_tokens_limit,
+            s.batch_max_items,
+            s.agent_steps_limit,
+        )
 
 
 async def read_body(
@@ -149,6 +165,7 @@ def parse_chat(body: bytes, limits: Limits) -> ChatRequest:
         raise RequestError(422, "invalid_request", message) from None
     _check_question(req.question, limits, "question")
     _check_max_tokens(req.max_tokens, limits)
+    _check_agent_steps(req.agent_steps, limits)
     return req
 
 
@@ -167,6 +184,7 @@ def parse_batch(body: bytes, limits: Limits) -> BatchRequest:
     for i, q in enumerate(req.questions):
         _check_question(q, limits, f"questions.{i}")
     _check_max_tokens(req.max_tokens, limits)
+    _check_agent_steps(req.agent_steps, limits)
     return req
 
 
@@ -183,6 +201,15 @@ def _check_max_tokens(max_tokens: int | None, limits: Limits) -> None:
     if max_tokens is not None and max_tokens > limits.max_tokens_limit:
         raise RequestError(
             422, "invalid_request", f"max_tokens: at most {limits.max_tokens_limit} allowed"
+        )
+
+
+def _check_agent_steps(agent_steps: int | None, limits: Limits) -> None:
+    if agent_steps is not None and agent_steps > limits.agent_steps_limit:
+        raise RequestError(
+            422,
+            "invalid_request",
+            f"agent_steps: at most {limits.agent_steps_limit} allowed (--agent-steps-limit)",
         )
 
 

@@ -95,6 +95,35 @@ def test_agent_sessions_grow_their_prompt_and_are_reported(surge_run: RunCommand
     assert sessions["session_duration_ms"]["p50"] > 0
 
 
+def test_sessions_choose_agent_turns_per_turn(surge_run: RunCommand) -> None:
+    # a plain service; half the turns ask for agent mode (3 calls, 2 tool calls with drawn
+    # latencies), the others for a plain answer
+    run = surge_run(
+        "--user", "session", "--users", "3", "--duration", "6s", "--warmup", "0s",
+        "--session-turns", "4", "--session-think-ms", "0", "--session-user-tokens", "20",
+        "--session-answer-tokens", "10", "--session-agent-share", "0.5",
+        "--session-agent-steps", "3", *FAST_MOCK, "--mock-output-tokens-dist", "max_tokens",
+        "--service-tool-latency-ms", "5", "--service-tool-latency-sigma", "0.5",
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.summary is not None
+    assert run.summary.effective["service"]["tool_latency_sigma"] == 0.5
+    assert run.summary.effective["service"]["agent_steps"] == 1
+    sessions = run.summary.sessions
+    assert sessions is not None, run.output
+    assert sessions["completed"] >= 3 and sessions["failed"] == 0, sessions
+    turns, agent = sessions["turns_completed"], sessions["agent_turns"]
+    assert 0 < agent < turns, sessions
+    # only the agent turns ran tools; their answers came after two more LLM calls and two tools
+    assert sessions["turn_tool_ms"]["count"] == agent
+    assert sessions["turn_tool_ms"]["p50"] > 0
+    assert sessions["agent_turn_ttft_ms"]["count"] == agent
+    # each agent turn's first answer token comes after its tools: TTFT >= tool time, turn by
+    # turn, so the medians are ordered too (HdrHistogram keeps 3 significant digits)
+    tool_p50 = sessions["turn_tool_ms"]["p50"]
+    assert sessions["agent_turn_ttft_ms"]["p50"] >= tool_p50 * 0.999
+
+
 def test_session_option_errors_exit_2(surge_run: RunCommand) -> None:
     run = surge_run("--user", "session", "--session-turns", "many", "--duration", "5s")
     assert run.code == 2 and "--session-turns" in run.output, run.output

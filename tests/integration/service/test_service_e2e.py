@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.agent import ToolLatency
 from surgebench.process import ServerProcess
 from tests.integration.conftest import Start
 
@@ -240,3 +241,43 @@ def test_upstream_429_retries_are_bounded_and_counted(start: Start) -> None:
     assert metric(url, "surge_service_upstream_retries_total") == 2
     assert metric(url, "surge_service_upstream_errors_total", '{kind="status"}') == 3
     assert metric(url, "surge_service_in_flight") == 0
+
+
+def test_agent_steps_per_request_and_drawn_tool_latency(start: Start) -> None:
+    mock = start("mock", "--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4")
+    url = serve(start, mock.url, "--agent-steps", "3", "--agent-steps-limit", "4",
+                "--tool-latency-ms", "20", "--tool-latency-sigma", "0.5",
+                "--seed", "3")  # fmt: skip
+    # the service's own mode: 3 LLM calls, 2 tool calls waiting the seeded draws
+    resp = httpx.post(url + "/chat/stream", json=Q, timeout=10)
+    events = parse_sse(resp.text)
+    assert [d["step"] for e, d in events if e == "thinking"] == [
+        "admitted",
+        "plan",
+        "tool",
+        "answer",
+    ]
+    done = events[-1][1]
+    assert done["usage"]["completion_tokens"] == 3 * 4
+    t = done["timings_ms"]
+    draws = ToolLatency(20.0, 0.5, seed=3)
+    expected_ms = draws.draw_s() * 1000 + draws.draw_s() * 1000
+    assert expected_ms * 0.99 <= t["tool"] <= expected_ms + 500  # slack: a busy machine
+    assert t["ttft"] >= t["tool"] + t["upstream_ttft"]
+    # the same service answers plainly when a request asks for one call
+    resp = httpx.post(url + "/chat/stream", json={**Q, "agent_steps": 1}, timeout=10)
+    events = parse_sse(resp.text)
+    assert [e for e, _ in events] == ["thinking"] + ["token"] * 4 + ["done"]
+    assert events[-1][1]["usage"]["completion_tokens"] == 4
+    assert "tool" not in events[-1][1]["timings_ms"]
+    answer = httpx.post(url + "/chat", json={"question": "q", "agent_steps": 2}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2 * 4
+    assert answer.json()["timings_ms"]["tool"] > 0
+    # out of bounds or not an integer: a 422 JSON error before admission, for every endpoint
+    for path, body in [("/chat/stream", Q), ("/chat", Q), ("/chat/batch", {"questions": ["a"]})]:
+        for value in (0, 5, "3", 2.5, True):
+            bad = httpx.post(url + path, json={**body, "agent_steps": value}, timeout=10)
+            assert bad.status_code == 422, (path, value, bad.text)
+            error = bad.json()["error"]
+            assert error["type"] == "invalid_request" and error["message"].startswith("agent_steps")
+    assert metric(url, "surge_service_requests_total", '{endpoint="stream",outcome="ok"}') == 2

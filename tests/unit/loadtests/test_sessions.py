@@ -46,11 +46,42 @@ def test_no_think_time() -> None:
         ({"user_tokens": "uniform:9:1"}, "user_tokens"),
         ({"answer_tokens": "lognormal:1"}, "answer_tokens"),
         ({"max_history_tokens": 0}, "max_history_tokens"),
+        ({"agent_share": 1.01}, "agent_share"),
+        ({"agent_share": float("nan")}, "agent_share"),
+        ({"agent_steps": 1}, "agent_steps"),
+        ({"agent_steps": 1001}, "agent_steps"),
     ],
 )
 def test_bad_settings_name_the_option(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(SessionSpecError, match=f"^{name}:"):
         SessionSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_without_an_agent_share_turns_leave_the_mode_to_the_service() -> None:
+    plan = SessionPlanner(SessionSettings(turns="20")).plan()
+    assert all(t.agent_steps is None and not t.is_agent for t in plan)
+    assert plan[0].body("q") == {"question": "q", "max_tokens": plan[0].max_tokens}
+
+
+@pytest.mark.parametrize("share", [0.3, 1.0])
+def test_agent_turns_are_drawn_per_turn_with_the_share(share: float) -> None:
+    settings = SessionSettings(turns="uniform:2:6", agent_share=share, agent_steps=4, seed=5)
+    first = SessionPlanner(settings).plan()
+    planner = SessionPlanner(settings)
+    turns = [t for _ in range(400) for t in planner.plan()]
+    assert first == turns[: len(first)]  # seeded
+    assert {t.agent_steps for t in turns} <= {1, 4}
+    agent = sum(t.is_agent for t in turns)
+    assert agent / len(turns) == pytest.approx(share, abs=0.05)
+    for t in turns:
+        body = t.body("hi")
+        assert body["agent_steps"] == (4 if t.is_agent else 1)
+    # the sizes and pauses drawn do not depend on the share: same seed, same sessions
+    plain = SessionPlanner(SessionSettings(turns="uniform:2:6", seed=5))
+    plain_turns = [t for _ in range(400) for t in plain.plan()]
+    assert [(t.think_s, t.user_tokens, t.max_tokens) for t in plain_turns] == [
+        (t.think_s, t.user_tokens, t.max_tokens) for t in turns
+    ]
 
 
 def test_history_grows_turn_by_turn() -> None:
@@ -109,3 +140,18 @@ def test_tally_block_and_merge() -> None:
     assert block["turn_tool_ms"]["count"] == 1
     assert block["turns_per_session"]["p50"] == pytest.approx(2.0, rel=1e-3)
     assert block["prompt_tokens_by_turn"] == {"1": 25.0, "2": 90.0}
+    assert block["agent_turns"] == 0 and "agent_turn_ttft_ms" not in block
+
+
+def test_agent_turns_are_counted_and_their_ttft_kept_apart() -> None:
+    a, master = SessionTally(), SessionTally()
+    a.record_turn({"total": 300.0, "tool": 40.0}, 250.0, 1, 30, agent=True)
+    a.record_turn({"total": 100.0}, 60.0, 2, 60)
+    a.record_session(turns_planned=2, turns_completed=2, duration_s=0.5, final_ttft_ms=60.0)
+    master.merge_dict(a.drain())
+    block = master.block()
+    assert block is not None
+    assert block["agent_turns"] == 1 and block["turns_completed"] == 2
+    assert block["agent_turn_ttft_ms"]["count"] == 1
+    assert block["agent_turn_ttft_ms"]["p50"] == pytest.approx(250.0, rel=1e-3)
+    assert block["turn_ttft_ms"]["count"] == 2

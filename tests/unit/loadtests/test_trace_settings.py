@@ -52,6 +52,16 @@ def test_session_flags_round_trip() -> None:
     assert RunSettings.from_dict(s.to_dict()) == s
 
 
+def test_session_agent_flags_round_trip() -> None:
+    d = parse_run_args(["--user", "session"])
+    assert (d.session_agent_share, d.session_agent_steps) == (0.0, 3)
+    s = parse_run_args(
+        ["--user", "session", "--session-agent-share", "0.25", "--session-agent-steps", "5"]
+    )
+    assert (s.session_agent_share, s.session_agent_steps) == (0.25, 5)
+    assert RunSettings.from_dict(s.to_dict()) == s
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -64,6 +74,11 @@ def test_session_flags_round_trip() -> None:
         (["--session-turns", "0"], "--session-turns"),
         (["--session-think-ms", "uniform:5:1"], "--session-think-ms"),
         (["--session-max-history-tokens", "0"], "--session-max-history-tokens"),
+        (["--session-agent-share", "1.5"], "--session-agent-share: invalid value 1.5"),
+        (["--session-agent-share", "nan"], "--session-agent-share"),
+        (["--session-agent-share", "-0.1"], "--session-agent-share"),
+        (["--session-agent-steps", "1"], "--session-agent-steps: invalid value 1"),
+        (["--session-agent-steps", "1001"], "--session-agent-steps"),
     ],
 )
 def test_bad_flags_name_themselves(argv: list[str], needle: str) -> None:

@@ -66,7 +66,8 @@ def test_summary_table_rows_for_trace_and_sessions() -> None:
 
     tally = SessionTally()
     tally.record_turn({"total": 100.0}, 40.0, 1, 30)
-    tally.record_session(turns_planned=1, turns_completed=1, duration_s=0.2, final_ttft_ms=40.0)
+    tally.record_turn({"total": 300.0, "tool": 200.0}, 250.0, 2, 60, agent=True)
+    tally.record_session(turns_planned=2, turns_completed=2, duration_s=0.5, final_ttft_ms=250.0)
     plain = make_summary(RunSpec())
     both = replace(plain, trace=trace_block(), sessions=tally.block())
     assert workload_rows([plain]) == []
@@ -75,6 +76,8 @@ def test_summary_table_rows_for_trace_and_sessions() -> None:
     sent = both.trace["sent"] if both.trace else 0
     assert rows["trace: sent / late / dropped"][1] == f"{sent} / 0 / 0"
     assert rows["sessions: completed / failed"] == ["n/a", "1 / 0"]
-    assert rows["sessions: prompt tokens by turn"] == ["n/a", "{'1': 30.0}"]
+    assert rows["sessions: prompt tokens by turn"] == ["n/a", "{'1': 30.0, '2': 60.0}"]
+    assert rows["sessions: agent turns"] == ["n/a", "1"]
+    assert rows["sessions: agent-turn TTFT p50 / p99 (ms)"][1].startswith("250")
     labels = [row[0] for row in summary_table([plain, both]).rows]
     assert "trace: rows in window" in labels and "sessions: turns completed" in labels

@@ -14,7 +14,11 @@ from service.sse import decode_stream, encode_event, encode_token, encode_tokens
 from service.validation import Limits, parse_batch, parse_chat, request_id
 
 LIMITS = Limits(
-    max_body_bytes=65536, max_question_chars=200, max_tokens_limit=100, batch_max_items=4
+    max_body_bytes=65536,
+    max_question_chars=200,
+    max_tokens_limit=100,
+    batch_max_items=4,
+    agent_steps_limit=8,
 )
 
 
@@ -61,7 +65,7 @@ json_values = st.recursive(
 
 @given(
     st.dictionaries(
-        st.sampled_from(["question", "max_tokens", "other"]) | st.text(max_size=5),
+        st.sampled_from(["question", "max_tokens", "agent_steps", "other"]) | st.text(max_size=5),
         json_values,
         max_size=4,
     )
@@ -79,6 +83,31 @@ def test_chat_validator_accepts_or_rejects_with_4xx(body: dict[str, Any]) -> Non
         assert result.question == body["question"]
         mt = body.get("max_tokens")
         assert result.max_tokens == mt and (mt is None or 1 <= mt <= LIMITS.max_tokens_limit)
+        steps = body.get("agent_steps")
+        assert result.agent_steps == steps
+        assert steps is None or 1 <= steps <= LIMITS.agent_steps_limit
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), (1, 1), (8, 8), (0, 422), (9, 422), (-1, 422), (2.0, 422), (True, 422),
+     ("3", 422)],
+)  # fmt: skip
+def test_agent_steps_is_bounded_by_the_limit(value: object, expected: int | None) -> None:
+    body: dict[str, Any] = {"question": "q"}
+    if value is not None:
+        body["agent_steps"] = value
+    for parse, payload in (
+        (parse_chat, body),
+        (parse_batch, {"questions": ["q"], **{k: v for k, v in body.items() if k != "question"}}),
+    ):
+        raw = json.dumps(payload).encode()
+        if expected == 422:
+            with pytest.raises(RequestError) as info:
+                parse(raw, LIMITS)  # type: ignore[operator]
+            assert info.value.status == 422 and "agent_steps" in info.value.message
+        else:
+            assert parse(raw, LIMITS).agent_steps == expected  # type: ignore[operator]
 
 
 @given(st.binary(max_size=200))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import respx
@@ -279,3 +281,56 @@ async def test_agent_mode_marks_steps_and_relays_only_the_answer() -> None:
     done = events[-1][1]
     assert done["usage"] == {"prompt_tokens": 9, "completion_tokens": 6}
     assert done["timings_ms"]["tool"] >= 2 * 1.0 * 0.9
+
+
+@pytest.mark.parametrize(
+    ("service_steps", "body_steps", "calls", "steps"),
+    [
+        (3, 1, 1, ["admitted"]),  # a plain answer from a service in agent mode
+        (1, 3, 3, ["admitted", "plan", "tool", "answer"]),  # agent mode on a plain service
+        (2, None, 2, ["admitted", "plan", "answer"]),  # absent: the service's own mode
+    ],
+)
+async def test_a_request_chooses_its_own_agent_steps(
+    service_steps: int, body_steps: int | None, calls: int, steps: list[str]
+) -> None:
+    app = make_app(agent_steps=service_steps, tool_latency_ms=1)
+    body: dict[str, object] = {"question": "hello"}
+    if body_steps is not None:
+        body["agent_steps"] = body_steps
+    with respx.mock(using="httpx") as mock:
+        route = mock.post(COMPLETIONS).mock(
+            side_effect=lambda req: stream_response(sse_chunk("t"), USAGE, DONE)
+        )
+        async with running(app):
+            call = await request(app, "POST", "/chat/stream", body)
+            plain = await request(app, "POST", "/chat", body)
+            batch = await request(app, "POST", "/chat/batch", {**body, "questions": ["a", "b"]})
+    events = call.events()
+    assert [d.get("step") for e, d in events if e == "thinking"] == steps
+    assert route.call_count == calls * 4  # stream + chat + two batch questions
+    for timings in (
+        events[-1][1]["timings_ms"],
+        json.loads(plain.body)["timings_ms"],
+        *(r["timings_ms"] for r in json.loads(batch.body)["results"]),
+    ):
+        assert ("tool" in timings) == (calls > 1)
+        if calls > 1:
+            assert timings["tool"] >= (calls - 1) * 1.0 * 0.9
+
+
+async def test_agent_steps_over_the_limit_is_refused_before_admission() -> None:
+    app = make_app(agent_steps_limit=4)
+    with respx.mock(using="httpx", assert_all_called=False) as mock:
+        route = mock.post(COMPLETIONS).mock(return_value=stream_response(sse_chunk("t"), DONE))
+        async with running(app):
+            calls = [
+                await request(app, "POST", path, {"question": "q", "agent_steps": value})
+                for path in ("/chat/stream", "/chat")
+                for value in (5, 0, "2")
+            ]
+    assert route.call_count == 0
+    for call in calls:
+        assert call.status == 422
+        error = json.loads(call.body)["error"]
+        assert error["type"] == "invalid_request" and error["message"].startswith("agent_steps")
