@@ -96,7 +96,21 @@ def main(argv: Sequence[str]) -> int:
     code = 130 if result.interrupted else 0
     if not result.interrupted:
         code = _baselines(settings, result.run_dir)
+    code = exit_code(settings, result.summary, code)
     print(f"results: {result.run_dir}", flush=True)
+    return code
+
+
+INVALID_EXIT = 3
+"""`--strict`: the run was invalid (its figures include the load generator's own delay)."""
+
+
+def exit_code(settings: RunSettings, summary: Summary, code: int) -> int:
+    """The run's exit code: `--strict` turns an invalid run into 3, ahead of the baseline gate
+    (1: a regression measured by a distorted instrument is no evidence); 130 (Ctrl-C) stays."""
+    if settings.strict and not summary.valid and code != 130:
+        print(f"surgebench run: --strict: the run is invalid; exit {INVALID_EXIT}", file=sys.stderr)
+        return INVALID_EXIT
     return code
 
 

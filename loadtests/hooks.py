@@ -28,6 +28,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.fast_reader import reader_record
+from loadtests.health import REPORT_KEY as HEALTH_KEY
+from loadtests.health import HealthSampler, merge_points
 from loadtests.phases import phase_plan, phase_starts_ns
 from loadtests.prompts import PromptSource
 from loadtests.recorder import Recorder, RequestRecord, Slo
@@ -82,6 +84,7 @@ class Samplers:
         state = self.state
         if not state.is_master:
             self.greenlets += [gevent.spawn(self._loop_lag), gevent.spawn(self._cpu)]
+            self.greenlets.append(gevent.spawn(self._health))
         if not state.is_worker:
             self.greenlets.append(gevent.spawn(self._users))
             if state.settings.progress_s > 0:
@@ -102,6 +105,7 @@ class Samplers:
             gevent.sleep(LOOP_TICK_S)
             lag = time.perf_counter_ns() - before - tick_ns
             recorder = self.state.recorder
+            self.state.health.loop_lag(max(0, lag) / 1e6)
             if time.time_ns() >= recorder.measure_from_ns:
                 recorder.record_loop_lag_ns(max(0, lag))
 
@@ -114,6 +118,18 @@ class Samplers:
             recorder = self.state.recorder
             if time.time_ns() >= recorder.measure_from_ns:
                 recorder.record_cpu(percent)
+
+    def _health(self) -> None:
+        """Once a second, off the per-token path: the generator's CPU, lag and run-queue wait,
+        and the machine's contention (`loadtests.health`)."""
+        health = self.state.health
+        before = time.perf_counter()
+        while True:
+            gevent.sleep(1.0)
+            now = time.perf_counter()
+            hist = self.state.recorder.hists.get("client_lag_ms")
+            health.sample(int(time.time()) - 1, now - before, hist)
+            before = now
 
     def _users(self) -> None:
         runner = self.state.environment.runner
@@ -143,12 +159,17 @@ class Distribution:
     def drain(self) -> dict[str, Any]:
         """Worker: this process's measurements since the last report (then forgotten here)."""
         self.state.drain_arrivals()
-        return {**self.state.recorder.drain(), WORKLOAD_KEY: self.state.workload.drain()}
+        return {
+            **self.state.recorder.drain(),
+            WORKLOAD_KEY: self.state.workload.drain(),
+            HEALTH_KEY: self.state.health.drain(),
+        }
 
     def merge(self, client_id: str, data: dict[str, Any]) -> None:
         self.workers_reported.add(client_id)
         self.state.recorder.merge_dict(data)
         self.state.workload.merge(data.get(WORKLOAD_KEY))
+        merge_points(self.state.health.points, data.get(HEALTH_KEY))
 
     def collect_final_reports(self) -> None:
         """Master, as the test stops: have every worker finish its in-flight requests and send
@@ -209,6 +230,7 @@ class SurgeState:
         self.written: Path | None = None
         self.totals: dict[str, int] = {}
         """Outcomes this process measured (never drained): a worker's own account of its share."""
+        self.health = new_health_sampler()
         self.samplers = Samplers(self)
         self.distribution = Distribution(self)
         self.workload = Workload(settings, self.worker_index)
@@ -250,6 +272,7 @@ class SurgeState:
         )
         self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
+        self.health = new_health_sampler()
         self.distribution.reset()
         self.written = None
         self.workload = Workload(self.settings, self.worker_index)
@@ -295,6 +318,12 @@ class SurgeState:
                 self.recorder.count_open_loop(key, n)
 
 
+def new_health_sampler() -> HealthSampler:
+    process = psutil.Process()
+    process.cpu_percent(None)
+    return HealthSampler(cpu_percent=lambda: float(process.cpu_percent(None)))
+
+
 def slo_of(settings: RunSettings) -> Slo:
     return Slo(
         ttft_ms=settings.slo_ttft_ms or None,
@@ -322,6 +351,7 @@ def write_summary_once(state: SurgeState) -> Path | None:
         workers_reported=len(state.distribution.workers_reported),
         config=state.config,
         versions=versions(),
+        health=state.health.points,
     )
     summary.trace, summary.sessions = (state.workload.blocks()[k] for k in ("trace", "sessions"))
     summary.config["generator"] = reader_record(

@@ -214,6 +214,8 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         with servers(settings, run_dir, say) as started:
             settings = replace(settings, host=started.host)
             write_config(run_dir, config_document(settings, started.effective))
+            if settings.processes_reason:
+                say(settings.processes_reason)
             say(
                 f"locust: {settings.user_class} x {settings.users} users"
                 f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.arrivals import ARRIVAL_KINDS
+from loadtests.process_count import mock_itl_ms, plan_processes, usable_cores
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
 from surgebench.options import OptionError, check_range
@@ -70,7 +71,11 @@ class RunSettings:
     scrape: tuple[str, ...] = ()
     """Prometheus ``/metrics`` URLs scraped once a second during a ``--target`` run (the runner
     scrapes the servers it starts by itself)."""
-    processes: int = 1
+    processes: int = 0
+    """Locust processes; 0 is ``--processes auto`` (the default), which `parse_run_args`
+    resolves with `loadtests.process_count.plan_processes` (so a parsed run has >= 1)."""
+    processes_reason: str = ""
+    """How many processes and why (``--processes auto``), printed when the run starts."""
     report: bool = True
     save_baseline: str = ""
     compare_baseline: str = ""
@@ -93,6 +98,9 @@ class RunSettings:
     max_client_lag_ms: float = 5.0
     max_loop_lag_ms: float = 5.0
     max_cpu_percent: float = 85.0
+    strict: bool = False
+    """Exit 3 when the run is invalid (the CI gate: figures a saturated generator distorted are
+    not trusted)."""
     mock_args: tuple[str, ...] = ()
     service_args: tuple[str, ...] = ()
     explicit: frozenset[str] = field(default_factory=frozenset)
@@ -243,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--target", default=d.target, help="test this running deployment; start no servers")
     a("--scrape", action="append", default=[], metavar="URL", help="with --target: a Prometheus "
       f"/metrics URL to scrape once a second (repeatable, at most {MAX_SCRAPE})")  # fmt: skip
-    a("--processes", type=int, default=d.processes, help="Locust processes (distributed when > 1)")
+    a("--processes", default="auto", help="Locust processes (distributed when > 1); auto: as "
+      "many as the load needs at ~250 streams per process, at most the cores left after the "
+      "local servers (default auto)")  # fmt: skip
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
     a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
     a("--compare-baseline", default="", metavar="NAME", help="gate this run on baseline NAME")
@@ -273,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
       f"lag p99 limit (default {d.max_loop_lag_ms:g})")  # fmt: skip
     a("--max-cpu-percent", type=float, default=d.max_cpu_percent, help="validity: generator "
       f"CPU limit (default {d.max_cpu_percent:g})")  # fmt: skip
+    a("--strict", action="store_true", help="exit 3 when the run is invalid (the load "
+      "generator's own lag or CPU distorted the figures); for CI")  # fmt: skip
     add_workload_arguments(p, d)
     return p
 
@@ -411,8 +423,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         )
     if ns.users is not None and ns.users < 1:
         raise SettingsError(f"--users: bad value {ns.users}; allowed: an integer >= 1")
-    if ns.processes < 1:
-        raise SettingsError(f"--processes: bad value {ns.processes}; allowed: an integer >= 1")
+    ns.processes = _processes_flag(ns.processes)
     if ns.rate is not None and ns.rate <= 0:
         raise SettingsError(f"--rate: bad value {ns.rate}; allowed: a number > 0")
     if ns.spawn_rate is not None and ns.spawn_rate <= 0:
@@ -466,6 +477,11 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     )
     if demo and not ns.target and ns.user != "direct":
         service = [*DEMO_SERVICE, *service]
+    mock_args = (*DEFAULT_MOCK, *mock)
+    processes, processes_reason = ns.processes, ""
+    if processes == 0:
+        plan = plan_processes(users, usable_cores(), not ns.target, mock_itl_ms(mock_args))
+        processes, processes_reason = plan.processes, plan.reason
     settings = RunSettings(
         name=ns.name,
         out=Path(ns.out),
@@ -478,7 +494,8 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         warmup_s=warmup_s,
         target=ns.target.rstrip("/"),
         scrape=tuple(ns.scrape),
-        processes=ns.processes,
+        processes=processes,
+        processes_reason=processes_reason,
         report=not ns.no_report,
         save_baseline=_baseline_name("--save-baseline", ns.save_baseline),
         compare_baseline=_baseline_name("--compare-baseline", ns.compare_baseline),
@@ -501,7 +518,8 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         max_client_lag_ms=ns.max_client_lag_ms,
         max_loop_lag_ms=ns.max_loop_lag_ms,
         max_cpu_percent=ns.max_cpu_percent,
-        mock_args=(*DEFAULT_MOCK, *mock),
+        strict=ns.strict,
+        mock_args=mock_args,
         service_args=tuple(service),
         explicit=explicit,
         demo=demo,
@@ -516,7 +534,7 @@ RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
     "users": ("--users", 1, 100_000),
     "spawn_rate": ("--spawn-rate", 0, 100_000),
     "rate": ("--rate", 0, 10_000),
-    "processes": ("--processes", 1, 256),
+    "processes": ("--processes (0 = auto)", 1, 256),
     "seed": ("--seed", 0, 2**63 - 1),
     "slo_ttft_ms": ("--slo-ttft-ms", 0, 3_600_000),
     "slo_tpot_ms": ("--slo-tpot-ms", 0, 3_600_000),
@@ -548,6 +566,19 @@ def check_bounds(values: dict[str, object]) -> None:
                 check_range(flag, value, lo, hi)
             except OptionError as exc:
                 raise SettingsError(str(exc)) from None
+
+
+def _processes_flag(text: str) -> int:
+    """``--processes``: ``auto`` (0) or an integer >= 1."""
+    if text == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"--processes: bad value {text!r}; allowed: auto or an integer >= 1")
+    return value
 
 
 def _baseline_name(flag: str, name: str) -> str:

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loadtests.health import max_of, mean_of, series
 from loadtests.phases import PhaseSpan, phase_plan, phase_results
 from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
 from loadtests.settings import DEFAULTS, RunSettings
 from reports.results import LATENCY_METRICS, Summary, TimePoint
+from reports.verdict import guard_advice
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,13 @@ class RunInfo:
 
 
 def saturation(
-    recorder: Recorder, guard: GuardSettings, info: RunInfo
+    recorder: Recorder,
+    guard: GuardSettings,
+    info: RunInfo,
+    health: list[dict[str, float | None]] | None = None,
 ) -> tuple[dict[str, float | None], list[str]]:
-    """The generator-health figures and the reasons (if any) to call the run invalid."""
+    """The generator-health figures and the reasons (if any) to call the run invalid; the
+    advice names the cause when the per-second `health` series tells it (`guard_advice`)."""
     lag = recorder.stats("client_lag_ms")
     loop = recorder.stats(LOOP_LAG)
     cpu_mean = recorder.cpu_sum / recorder.cpu_samples if recorder.cpu_samples else None
@@ -76,16 +82,23 @@ def saturation(
         "processes": float(info.processes),
         "workers_reported": float(info.workers_reported),
     }
-    advice = "run with more --processes or fewer --users (or a lower --rate)"
+    measured = [p for p in health or [] if (p.get("t_s") or 0.0) >= info.warmup_s]
+    figures.update(
+        runqueue_wait_mean_percent=mean_of(measured, "runqueue_wait_percent"),
+        others_cpu_mean_percent=mean_of(measured, "others_cpu_percent"),
+        steal_mean_percent=mean_of(measured, "steal_percent"),
+        psi_cpu_some_avg10_max=max_of(measured, "psi_cpu_some_avg10"),
+    )
+    cause, advice = guard_advice(figures, info.processes, guard.max_cpu_percent)
     reasons: list[str] = []
     if lag.p99 is not None and lag.p99 > guard.max_client_lag_p99_ms:
         reasons.append(
-            f"load generator saturated: client lag p99 {lag.p99:.1f} ms > "
+            f"load generator {cause}: client lag p99 {lag.p99:.1f} ms > "
             f"{guard.max_client_lag_p99_ms:g} ms (tokens were read late); {advice}"
         )
     if loop.p99 is not None and loop.p99 > guard.max_loop_lag_p99_ms:
         reasons.append(
-            f"load generator saturated: event-loop lag p99 {loop.p99:.1f} ms > "
+            f"load generator {cause}: event-loop lag p99 {loop.p99:.1f} ms > "
             f"{guard.max_loop_lag_p99_ms:g} ms; {advice}"
         )
     if recorder.cpu_samples and recorder.cpu_max > guard.max_cpu_percent:
@@ -148,10 +161,17 @@ def timeseries(recorder: Recorder, start_epoch_s: float) -> list[TimePoint]:
 
 
 def build_summary(
-    recorder: Recorder, info: RunInfo, *, measured_s: float, guard: GuardSettings | None = None
+    recorder: Recorder,
+    info: RunInfo,
+    *,
+    measured_s: float,
+    guard: GuardSettings | None = None,
+    health: Mapping[int, Mapping[str, float | None]] | None = None,
 ) -> Summary:
-    """The run's `Summary` (histograms included, so reports can recompute any percentile)."""
-    figures, reasons = saturation(recorder, guard or GuardSettings(), info)
+    """The run's `Summary` (histograms included, so reports can recompute any percentile);
+    `health`: the generator's per-second points by epoch second (`loadtests.health`)."""
+    health_series = series(health or {}, info.start_epoch_s)
+    figures, reasons = saturation(recorder, guard or GuardSettings(), info, health_series)
     summary = Summary(
         name=info.name,
         started_at=info.started_at,
@@ -173,6 +193,7 @@ def build_summary(
             if name in LATENCY_METRICS
         },
         timeseries=timeseries(recorder, info.start_epoch_s),
+        health=health_series,
         phases=phase_results(
             info.phases,
             recorder.phase_measurements(),
@@ -222,6 +243,7 @@ def summarize(
     workers_reported: int,
     config: Mapping[str, Any],
     versions: Mapping[str, str],
+    health: Mapping[int, Mapping[str, float | None]] | None = None,
 ) -> Summary:
     """The run's summary from what was measured and the run's configuration (pure).
 
@@ -247,5 +269,9 @@ def summarize(
         phases=tuple(phase_plan(settings)),
     )
     return build_summary(
-        recorder, info, measured_s=measured_s, guard=GuardSettings.from_settings(settings)
+        recorder,
+        info,
+        measured_s=measured_s,
+        guard=GuardSettings.from_settings(settings),
+        health=health,
     )

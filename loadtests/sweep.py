@@ -12,6 +12,7 @@ into DIR. The config file's format is in `loadtests.sweep_plan` and docs/loadtes
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -30,10 +31,11 @@ from loadtests.sweep_plan import (
     plan_seconds,
 )
 from reports.errors import SloError
-from reports.results import SUMMARY_FILE, ResultsError
+from reports.results import SUMMARY_FILE, ResultsError, read_summary
 from reports.slo import parse_slo
 from reports.sweep_report import write_sweep_report
-from reports.sweeps import SweepManifest, read_manifest, write_manifest
+from reports.sweeps import SweepCell, SweepManifest, read_manifest, write_manifest
+from reports.verdict import short_invalid_text, transient_invalid
 from surgebench.process import child_popen_options
 
 __all__ = ["CellOutcome", "CellRunner", "Progress", "SweepConfigError", "main", "run_sweep"]
@@ -151,7 +153,14 @@ def run_sweep(
         check_same_plan(read_manifest(sweep_dir), fresh, sweep_dir)
     manifest = fresh
     progress = Progress(len(manifest.cells), stream or sys.stderr, clock)
+    before = (
+        {c.id: c for c in read_manifest(sweep_dir).cells}
+        if (sweep_dir / "sweep.json").exists()
+        else {}
+    )
     for cell in manifest.cells:
+        if cell.id in before:  # a resumed sweep keeps each cell's rerun history
+            cell.attempts, cell.reruns = before[cell.id].attempts, before[cell.id].reruns
         run_dir = cell_dir(sweep_dir, cell.id)
         if (run_dir / SUMMARY_FILE).exists():
             cell.status, cell.run_dir = "done", _relative(run_dir, sweep_dir)
@@ -167,9 +176,14 @@ def run_sweep(
         load = format_value(cell.load)
         progress.note(f"running {cell.id}: {cell.configuration} at {load} {unit}")
         run_dir = cell_dir(sweep_dir, cell.id)
-        outcome = runner(
-            cell_argv(plan, cell, run_dir), sweep_dir / "logs" / f"{cell.id}.log", timeout_s
-        )
+        while True:
+            log = (
+                f"{cell.id}.log" if cell.attempts == 1 else f"{cell.id}.attempt{cell.attempts}.log"
+            )
+            outcome = runner(cell_argv(plan, cell, run_dir), sweep_dir / "logs" / log, timeout_s)
+            if not _rerun_if_transient(plan, cell, run_dir, progress):
+                break
+            write_manifest(sweep_dir, manifest)
         progress.ran += 1
         progress.done += 1
         if (run_dir / SUMMARY_FILE).exists():  # an interrupted run still wrote its figures
@@ -181,6 +195,34 @@ def run_sweep(
         write_manifest(sweep_dir, manifest)
     progress.note("all cells finished")
     return manifest
+
+
+def _rerun_if_transient(
+    plan: SweepPlan, cell: SweepCell, run_dir: Path, progress: Progress
+) -> bool:
+    """True when the cell's run was invalid for a transient cause and may be rerun: its folder
+    is moved aside to ``runs/<cell>.attempt<N>`` (kept for inspection) and the reason noted."""
+    path = run_dir / SUMMARY_FILE
+    if cell.attempts > plan.retries_invalid or not path.exists():
+        return False
+    try:
+        summary = read_summary(run_dir)
+    except ResultsError:
+        return False
+    if not transient_invalid(summary):
+        return False
+    reason = short_invalid_text(summary)
+    aside = run_dir.with_name(f"{cell.id}.attempt{cell.attempts}")
+    if aside.exists():
+        shutil.rmtree(aside)
+    run_dir.rename(aside)
+    cell.reruns.append(reason)
+    progress.note(
+        f"{cell.id} invalid ({reason}): rerun {cell.attempts} of {plan.retries_invalid} "
+        f"(attempt kept in {aside.name})"
+    )
+    cell.attempts += 1
+    return True
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,6 +12,7 @@ Config file (TOML or JSON)::
     load_kind = "users"        # or "rate" (open loop, requests/s)
     loads = [10, 20, 40]
     slo = "ttft_p95<800ms,rejections<1%"   # optional, for the report
+    retries_invalid = 1        # optional: reruns of a cell invalid for a transient cause (0-5)
     [run]                      # optional: extra `surgebench run` flags for every cell
     spawn-rate = 100
     [mock]                     # fixed mock settings -> --mock-KEY VALUE
@@ -55,12 +56,15 @@ TOP_LEVEL_KEYS = (
     "load_kind",
     "loads",
     "slo",
+    "retries_invalid",
     "run",
     "mock",
     "service",
     "matrix",
     "configurations",
 )
+DEFAULT_RETRIES_INVALID = 1
+MAX_RETRIES_INVALID = 5
 _FLAG_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 Scalar = str | int | float | bool
 
@@ -93,6 +97,9 @@ class SweepPlan:
     slo: str
     run_flags: dict[str, Scalar]
     configurations: list[Configuration]
+    retries_invalid: int = DEFAULT_RETRIES_INVALID
+    """Reruns of a cell whose run was invalid for a transient cause (client lag, event-loop lag,
+    the CPU guard: `reports.verdict.transient_invalid`); never for a failed run or errors."""
 
     def cells(self) -> list[SweepCell]:
         return [
@@ -210,6 +217,16 @@ def parse_plan(data: Mapping[str, Any], source: str = "config") -> SweepPlan:
             parse_slo(slo)
         except SloError as exc:
             raise SweepConfigError(f"{source}: slo: {exc}") from exc
+    retries = data.get("retries_invalid", DEFAULT_RETRIES_INVALID)
+    if (
+        not isinstance(retries, int)
+        or isinstance(retries, bool)
+        or not 0 <= retries <= MAX_RETRIES_INVALID
+    ):
+        raise SweepConfigError(
+            f"{source}: retries_invalid = {retries!r} is not valid; allowed: an integer from 0 "
+            f"to {MAX_RETRIES_INVALID}"
+        )
     run_flags = _flags("run", data.get("run"))
     reserved = {"name", "out", "duration", "warmup", "users", "rate", "no-report"}
     clash = reserved & set(run_flags) - ({"users"} if load_kind == "rate" else set())
@@ -254,6 +271,7 @@ def parse_plan(data: Mapping[str, Any], source: str = "config") -> SweepPlan:
         slo,
         run_flags,
         configurations,
+        retries,
     )
 
 
@@ -315,6 +333,7 @@ def new_manifest(plan: SweepPlan) -> SweepManifest:
         cells=plan.cells(),
         duration=plan.duration,
         slo=plan.slo,
+        extra={"retries_invalid": plan.retries_invalid},
     )
 
 

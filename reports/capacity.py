@@ -3,6 +3,9 @@ each latency curve, a ranking, and the recommended configuration in one sentence
 
 "Holds load L" means every tested load up to and including L met every SLO term (and, unless
 asked otherwise, the run was valid): a pass above a failure is treated as luck, not capacity.
+A cell invalid for a transient cause (the generator's lag or CPU; the sweep reruns such cells a
+bounded number of times) is *untrusted*: it stops the chain like a failure, but the answer says
+"holds at least L", claims no ratio from it, and names every such cell.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from reports.curves import Curve
 from reports.metrics import METRICS, format_value
 from reports.results import Summary
 from reports.slo import Slo
+from reports.verdict import short_invalid_text, transient_invalid
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class PointCheck:
     passed: bool
     reasons: list[str]  # why it failed: broken terms, invalid run
     in_flight: float | None  # Little's law: throughput x latency
+    untrusted: bool = False
+    """Invalid for a transient cause (generator lag or CPU), even after its reruns: the cell
+    says nothing about the service, so it is neither a pass nor an SLO failure."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,11 @@ class ConfigurationCapacity:
         if self.max_load is None:
             return None
         return next(p for p in self.points if p.load == self.max_load)
+
+    @property
+    def limit_untrusted(self) -> bool:
+        """Its limit is where a cell could not be trusted, so it holds *at least* `max_load`."""
+        return self.first_failure is not None and self.first_failure.untrusted
 
     @property
     def peak_ok_rps(self) -> float:
@@ -96,18 +108,26 @@ def knee(loads: Sequence[float], latencies: Sequence[float | None]) -> float | N
     return float(xs[index])
 
 
-def judge_point(load: float, summary: Summary, slo: Slo, include_invalid: bool) -> PointCheck:
+def judge_point(
+    load: float, summary: Summary, slo: Slo, include_invalid: bool, attempts: int = 1
+) -> PointCheck:
+    in_flight = littles_law_in_flight(summary)
+    if not include_invalid and transient_invalid(summary):
+        reruns = attempts - 1
+        after = f"after {reruns} rerun{'s' if reruns != 1 else ''}" if reruns else "(not rerun)"
+        why = f"invalid {after} ({short_invalid_text(summary)})"
+        return PointCheck(load, summary, False, [why], in_flight, untrusted=True)
     reasons = [term.describe(summary) for term in slo.broken(summary)]
     if not summary.valid and not include_invalid:
         why = "; ".join(summary.invalid_reasons) or "no reason given"
         reasons.append(f"run invalid ({why})")
-    return PointCheck(load, summary, not reasons, reasons, littles_law_in_flight(summary))
+    return PointCheck(load, summary, not reasons, reasons, in_flight)
 
 
 def capacity_of(curve: Curve, slo: Slo, include_invalid: bool = False) -> ConfigurationCapacity:
     points = [
-        judge_point(load, run, slo, include_invalid)
-        for load, run in zip(curve.loads, curve.runs, strict=True)
+        judge_point(load, run, slo, include_invalid, curve.attempts_at(index))
+        for index, (load, run) in enumerate(zip(curve.loads, curve.runs, strict=True))
     ]
     max_load: float | None = None
     first_failure: PointCheck | None = None
@@ -152,12 +172,39 @@ def bottleneck_hint(summary: Summary) -> str:
     return f" (largest TTFT part there: {name.replace('_', ' ')} p95 {p95:.0f} ms: {meaning})"
 
 
+def untrusted_sentence(ranking: Sequence[ConfigurationCapacity], unit: str) -> str:
+    """Every cell the answer could not trust, named: `` Could not trust 1 cell: C @ 8 users:
+    invalid after 2 reruns (client lag p99 16.2 ms). ...``; empty when there is none."""
+    cells = [
+        f"{c.configuration} @ {_num(p.load)} {unit}: {'; '.join(p.reasons)}"
+        for c in ranking
+        for p in c.points
+        if p.untrusted
+    ]
+    if not cells:
+        return ""
+    return (
+        f" Could not trust {len(cells)} cell{'s' if len(cells) != 1 else ''} (the load "
+        f"generator, not the service, was the bottleneck there): {'; '.join(cells)}. Rerun "
+        "them on a quieter machine or with more --processes before relying on these limits."
+    )
+
+
 def recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> str:
-    """One sentence with the numbers: which configuration, how much load, why."""
+    """One sentence with the numbers: which configuration, how much load, why; then every cell
+    that could not be trusted."""
     if not ranking:
         return "No finished runs in this sweep: nothing to recommend."
+    return _recommend(ranking, slo, unit) + untrusted_sentence(ranking, unit)
+
+
+def _recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> str:
     best = ranking[0]
     at = best.at_max
+    if at is None and all(c.limit_untrusted for c in ranking):
+        return (
+            "No answer: at the lowest tested load every configuration's cell could not be trusted."
+        )
     if at is None:
         lowest = min((p.load for c in ranking for p in c.points), default=0.0)
         closest = min(ranking, key=lambda c: len(c.points[0].reasons) if c.points else 99)
@@ -176,8 +223,19 @@ def recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> 
     ]
     runner_up = ranking[1] if len(ranking) > 1 else None
     if runner_up is not None:
-        if runner_up.max_load is None:
+        if runner_up.max_load is None and runner_up.limit_untrusted:
+            parts.append(
+                f", while {runner_up.configuration} could not be judged (its lowest cell could "
+                "not be trusted)"
+            )
+        elif runner_up.max_load is None:
             parts.append(f", while {runner_up.configuration} fails the SLO at every tested load")
+        elif runner_up.max_load < at.load and runner_up.limit_untrusted:
+            parts.append(
+                f", while the next best, {runner_up.configuration}, holds at least "
+                f"{_num(runner_up.max_load)} {unit} (its next cell could not be trusted, so "
+                "no ratio is claimed)"
+            )
         elif runner_up.max_load < at.load:
             parts.append(
                 f", {at.load / runner_up.max_load:.1f}x the {_num(runner_up.max_load)} {unit} "
@@ -191,7 +249,13 @@ def recommend(ranking: Sequence[ConfigurationCapacity], slo: Slo, unit: str) -> 
                 f"({at.summary.ok_requests_per_s:.1f} vs "
                 f"{runner_at.summary.ok_requests_per_s:.1f} req/s) or lower TTFT p95"
             )
-    if best.first_failure is not None:
+    if best.first_failure is not None and best.first_failure.untrusted:
+        parts.append(
+            f"; at {_num(best.first_failure.load)} {unit} its cell could not be trusted "
+            f"({'; '.join(best.first_failure.reasons)}), so it holds at least "
+            f"{_num(at.load)} {unit}"
+        )
+    elif best.first_failure is not None:
         parts.append(
             f"; at {_num(best.first_failure.load)} {unit} it breaks the SLO: "
             + "; ".join(best.first_failure.reasons)
@@ -243,7 +307,10 @@ def ranking_rows(result: CapacityResult) -> Rows:
         at = capacity.at_max
         failure = capacity.first_failure
         failure_text = (
-            f"{_num(failure.load)}: {'; '.join(failure.reasons)}" if failure else "none tested"
+            f"{_num(failure.load)}: {'untrusted: ' if failure.untrusted else ''}"
+            f"{'; '.join(failure.reasons)}"
+            if failure
+            else "none tested"
         )
         body.append(
             [

@@ -299,6 +299,10 @@ def _capacity(args: argparse.Namespace) -> int:
                     "knee_load": c.knee_load,
                     "first_failure_load": c.first_failure.load if c.first_failure else None,
                     "first_failure_reasons": c.first_failure.reasons if c.first_failure else [],
+                    "limit_untrusted": c.limit_untrusted,
+                    "untrusted": [
+                        {"load": p.load, "reasons": p.reasons} for p in c.points if p.untrusted
+                    ],
                 }
                 for c in result.ranking
             ],

@@ -468,6 +468,48 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
     return figure
 
 
+def generator_health_figure(summary: Summary) -> Figure | None:
+    """The load generator per second: its lag (client lag p99, event-loop lag) against the
+    validity limits, and its CPU beside the machine's contention (other processes' CPU, the
+    generator's run-queue wait, CPU pressure), so one sees when a run went bad and why."""
+    points = summary.health
+    if not points:
+        return None
+    times = np.asarray([float(p.get("t_s") or 0.0) for p in points], dtype=float)
+    figure = new_figure(10.0, 6.5)
+    lag_ax, cpu_ax = figure.subplots(2, 1, sharex=True)
+    shade_phases(lag_ax, summary, label_top=True)
+    shade_phases(cpu_ax, summary)
+    for name, label, color in (
+        ("client_lag_p99_ms", "client lag p99", "C3"),
+        ("loop_lag_max_ms", "event-loop lag (max)", "C4"),
+    ):
+        lag_ax.plot(times, _optional([p.get(name) for p in points]), color=color, label=label)
+    limit = summary.config.get("max_client_lag_ms")
+    if isinstance(limit, int | float) and limit > 0:
+        lag_ax.axhline(limit, color="C3", linestyle="--", linewidth=1, label=f"limit {limit:g} ms")
+    lag_ax.set_ylabel("generator lag (ms)")
+    lag_ax.set_ylim(bottom=0)
+    lag_ax.grid(alpha=0.3)
+    lag_ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    for name, label, color in (
+        ("cpu_percent", "generator CPU (% of a core, busiest process)", "C0"),
+        ("others_cpu_percent", "other processes' CPU (% of all cores)", "C1"),
+        ("runqueue_wait_percent", "generator run-queue wait (% of time)", "C2"),
+        ("psi_cpu_some_avg10", "CPU pressure (PSI some avg10 %)", "0.5"),
+    ):
+        values = [p.get(name) for p in points]
+        if any(v is not None for v in values):
+            cpu_ax.plot(times, _optional(values), color=color, label=label)
+    cpu_ax.set_ylabel("percent")
+    cpu_ax.set_ylim(bottom=0)
+    cpu_ax.grid(alpha=0.3)
+    cpu_ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
+    _time_axis(cpu_ax, summary)
+    figure.suptitle(f"{summary.name}: generator health over time")
+    return figure
+
+
 def run_figures(
     summary: Summary,
     out_dir: Path,
@@ -481,6 +523,7 @@ def run_figures(
         ("latency_over_time", "TTFT and ITL percentiles over time", latency_over_time_figure),
         ("throughput_over_time", "Throughput over time", throughput_over_time_figure),
         ("outcomes_over_time", "Outcomes over time", outcomes_over_time_figure),
+        ("generator_health", "Generator health over time", generator_health_figure),
     )
     saved: list[SavedFigure] = []
     for stem, title, make in makers:

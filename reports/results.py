@@ -25,6 +25,9 @@ language::
     histograms{metric: base64 HDR histogram in microseconds},
     timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
                 ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
+    health[{t_s, client_lag_p99_ms, loop_lag_max_ms, cpu_percent, cpu_sum_percent,
+            runqueue_wait_percent, machine_busy_percent, others_cpu_percent, steal_percent,
+            psi_cpu_some_avg10, cores}] (the load generator per second; loadtests/health.py),
     phases[{index, kind, label, start_s, end_s, users, rate_per_s, requests, outcomes{...},
             rejection_rate, requests_per_s, ok_requests_per_s, output_tokens,
             ttft_ms{...}, itl_ms{...}, e2e_ms{...}, rejected_ms{...},
@@ -327,6 +330,8 @@ class Summary:
     histograms: dict[str, str] = field(default_factory=dict)
     timeseries: list[TimePoint] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
+    health: list[dict[str, float | None]] = field(default_factory=list)
+    """The load generator's health per second (`loadtests.health`): lag, CPU, contention."""
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)
@@ -391,6 +396,7 @@ class Summary:
         data["histograms"] = dict(self.histograms)
         data["timeseries"] = [asdict(p) for p in self.timeseries]
         data["phases"] = [p.to_dict() for p in self.phases]
+        data["health"] = [dict(p) for p in self.health]
         data["config"] = self.config
         data["versions"] = dict(self.versions)
         data["effective"] = dict(self.effective)
@@ -437,6 +443,7 @@ class Summary:
                 histograms=dict(data.get("histograms", {})),
                 timeseries=[TimePoint.from_dict(p) for p in data.get("timeseries", [])],
                 phases=[Phase.from_dict(p) for p in data.get("phases", [])],
+                health=[dict(p) for p in data.get("health", []) if isinstance(p, Mapping)],
                 config=dict(data.get("config", {})),
                 versions=dict(data.get("versions", {})),
                 effective=dict(data.get("effective") or {}),
@@ -476,7 +483,7 @@ _MAPPINGS = (
     "config",
     "versions",
 )
-_LISTS = ("invalid_reasons", "timeseries", "phases")
+_LISTS = ("invalid_reasons", "timeseries", "phases", "health")
 
 
 def validate_summary_data(data: Mapping[str, Any], source: str = "summary") -> None:

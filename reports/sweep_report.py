@@ -130,10 +130,30 @@ def write_sweep_report(
                 + (
                     "they were used anyway (--include-invalid)."
                     if include_invalid
-                    else "they count as SLO failures. Rerun them with fewer users or more "
+                    else "those invalid for the generator's lag or CPU are untrusted (named in "
+                    "the answer, each configuration holds *at least* the load below them), any "
+                    "other counts as an SLO failure. Rerun them with fewer users or more "
                     "load-generator processes, or pass --include-invalid to use them anyway."
                 ),
                 "bad",
+            )
+        )
+    rerun = [cell for cell in manifest.cells if cell.attempts > 1]
+    retries = manifest.extra.get("retries_invalid")
+    if rerun:
+        blocks.append(
+            Paragraph(
+                f"{len(rerun)} cell(s) were rerun after a result invalid for a transient cause "
+                f"(client lag, event-loop lag or CPU of the load generator; up to "
+                f"{retries if retries is not None else '?'} rerun(s) per cell, "
+                "`retries_invalid` in the sweep config): "
+                + "; ".join(
+                    f"{cell.id} ({cell.configuration} @ {cell.load:g}): "
+                    f"{cell.attempts - 1} rerun(s) after {', '.join(cell.reruns)}"
+                    for cell in rerun
+                )
+                + ". The figures are those of each cell's last run; earlier attempts are kept "
+                "in runs/<cell>.attempt<N>/."
             )
         )
     blocks += [
@@ -180,7 +200,9 @@ def write_sweep_report(
                     cell.id,
                     cell.configuration,
                     f"{cell.load:g}",
-                    cell.status + (f" ({cell.error})" if cell.error else ""),
+                    cell.status
+                    + (f" ({cell.error})" if cell.error else "")
+                    + (f", {cell.attempts} attempts" if cell.attempts > 1 else ""),
                     _relative(resolve_run_dir(sweep_dir, cell), sweep_dir),
                 ]
                 for cell in manifest.cells

@@ -8,7 +8,12 @@
      "loads": [10, 20],
      "cells": [{"id": "c00-l00", "configuration": "max_concurrent=8", "load": 10,
                 "status": "done" | "pending" | "failed", "run_dir": "runs/c00-l00/<run>" | null,
-                "error": "..." | null}]}
+                "error": "..." | null, "attempts": 1,
+                "reruns": ["client lag p99 16.2 ms"]}]}
+
+``attempts`` and ``reruns``: a cell invalid for a transient cause (client lag, event-loop lag,
+the CPU guard) is rerun up to the plan's ``retries_invalid`` times; each discarded attempt's
+folder is kept as ``runs/<cell>.attempt<N>``.
 
 ``run_dir`` is relative to the sweep folder when it lies inside it.
 """
@@ -38,6 +43,10 @@ class SweepCell:
     status: str = "pending"
     run_dir: str | None = None
     error: str | None = None
+    attempts: int = 1
+    """Runs of this cell: 1, plus one per rerun after a transiently invalid result."""
+    reruns: list[str] = field(default_factory=list)
+    """Why each discarded attempt was rerun (its short invalid reasons), in order."""
 
 
 @dataclass
@@ -136,7 +145,7 @@ def resolve_run_dir(sweep_dir: Path, cell: SweepCell) -> Path | None:
 
 def load_curves(sweep_dir: Path, manifest: SweepManifest) -> list[Curve]:
     """Per configuration (in manifest order) the finished cells' summaries, by ascending load."""
-    by_configuration: dict[str, list[tuple[float, Summary]]] = {
+    by_configuration: dict[str, list[tuple[float, Summary, int]]] = {
         str(c["name"]): [] for c in manifest.configurations
     }
     for cell in manifest.cells:
@@ -144,11 +153,15 @@ def load_curves(sweep_dir: Path, manifest: SweepManifest) -> list[Curve]:
         if cell.status != "done" or run_dir is None:
             continue
         summary = read_summary(run_dir)
-        by_configuration.setdefault(cell.configuration, []).append((cell.load, summary))
+        by_configuration.setdefault(cell.configuration, []).append(
+            (cell.load, summary, cell.attempts)
+        )
     curves: list[Curve] = []
     for name, points in by_configuration.items():
         if not points:
             continue
         points.sort(key=lambda p: p[0])
-        curves.append(Curve(name, [p[0] for p in points], [p[1] for p in points]))
+        curves.append(
+            Curve(name, [p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+        )
     return curves

@@ -11,6 +11,9 @@ with `verdict_sentences`, so the two never say different things. Example::
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from reports.results import Phase, Summary, phases_or_whole_run
 
 PART_NAMES: dict[str, str] = {
@@ -123,6 +126,90 @@ def validity_sentence(summary: Summary) -> str:
         f"Run INVALID, do not trust these latencies: {reasons}. The load generator, not the "
         "service, was the bottleneck."
     )
+
+
+GENERIC_ADVICE = "run with more --processes or fewer --users (or a lower --rate)"
+BUSY_RUNQUEUE_PERCENT = 10.0
+"""The generator waited for a CPU at least this share of the time: another process had it."""
+BUSY_STEAL_PERCENT = 5.0
+BUSY_PSI_PERCENT = 20.0
+SATURATED_CPU_MEAN_PERCENT = 60.0
+"""A process's mean CPU (of one core) from which its lag grows (docs/loadtests.md)."""
+TARGET_CPU_PERCENT = 50.0
+"""`--processes N` advice: enough processes for each to run at about this CPU."""
+
+
+def guard_advice(
+    figures: Mapping[str, float | None], processes: int, max_cpu_percent: float
+) -> tuple[str, str]:
+    """Why the generator lagged, and what to do: ``("delayed", "the machine was busy: ...")``
+    when other processes held the CPU (its run-queue wait, steal, CPU pressure), ``("saturated",
+    "the generator saturated ...: use --processes N")`` when its own CPU ran out, both when both;
+    the generic advice when the figures cannot tell (no /proc, or neither)."""
+
+    def num(name: str) -> float:
+        value = figures.get(name)
+        return float(value) if value is not None else 0.0
+
+    wait, steal, psi = (
+        num("runqueue_wait_mean_percent"),
+        num("steal_mean_percent"),
+        num("psi_cpu_some_avg10_max"),
+    )
+    cpu_mean, cpu_max = num("cpu_mean_percent"), num("cpu_max_percent")
+    busy = wait >= BUSY_RUNQUEUE_PERCENT or steal >= BUSY_STEAL_PERCENT or psi >= BUSY_PSI_PERCENT
+    saturated = cpu_mean >= SATURATED_CPU_MEAN_PERCENT or cpu_max > max_cpu_percent
+    needed = max(processes + 1, math.ceil(processes * cpu_mean / TARGET_CPU_PERCENT))
+    evidence = [f"it waited for a CPU {wait:.0f} % of the time"]
+    if steal >= 1:
+        evidence.append(f"steal {steal:.0f} %")
+    if psi:
+        evidence.append(f"CPU pressure (PSI some avg10) up to {psi:.0f} %")
+    busy_text = (
+        f"the machine was busy: other processes took {num('others_cpu_mean_percent'):.0f} % of "
+        f"the CPU while the generator used {cpu_mean:.0f} % of a core ({', '.join(evidence)})"
+    )
+    if busy and saturated:
+        return (
+            "saturated",
+            f"{busy_text}, and the generator saturated: use --processes {needed} on a quieter "
+            "machine",
+        )
+    if busy:
+        return "delayed", f"{busy_text}; rerun on a quieter machine (more --processes won't help)"
+    if saturated:
+        return (
+            "saturated",
+            f"the generator saturated (CPU {cpu_mean:.0f} % of a core on average, "
+            f"{cpu_max:.0f} % at most): use --processes {needed}",
+        )
+    return "saturated", GENERIC_ADVICE
+
+
+TRANSIENT_PREFIXES = ("load generator saturated:", "load generator delayed:", "Locust reported")
+"""Invalid reasons a stall can cause and a rerun can clear (client lag, event-loop lag, the CPU
+guard); a missing worker report or open-loop drops are not in this list."""
+
+
+def transient_invalid(summary: Summary) -> bool:
+    """Invalid only for reasons a rerun may clear (see `TRANSIENT_PREFIXES`)."""
+    reasons = summary.invalid_reasons
+    return (
+        not summary.valid
+        and bool(reasons)
+        and all(reason.startswith(TRANSIENT_PREFIXES) for reason in reasons)
+    )
+
+
+def short_invalid_text(summary: Summary) -> str:
+    """The invalid reasons' figures, short: ``client lag p99 16.2 ms, CPU of one process ...``."""
+    parts: list[str] = []
+    for reason in summary.invalid_reasons:
+        text = reason
+        for prefix in TRANSIENT_PREFIXES[:2]:
+            text = text.removeprefix(prefix).strip()
+        parts.append(text.split(" > ")[0].split("; ")[0].strip())
+    return ", ".join(p for p in parts if p) or "no reason recorded"
 
 
 def verdict_sentences(summary: Summary) -> list[str]:

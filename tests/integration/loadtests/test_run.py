@@ -28,6 +28,12 @@ def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> Non
     assert s.metric("client_lag_ms").count > 0  # the mock's send stamps were read
     assert s.config["generator"] == {"reader": "fast"}
     assert s.timeseries and sum(p.requests for p in s.timeseries) >= s.requests
+    # the generator's health per second, from /proc and its own samplers
+    assert len(s.health) >= 3, s.health
+    assert all(p["cpu_percent"] is not None for p in s.health)
+    assert any(p["runqueue_wait_percent"] is not None for p in s.health)
+    assert any(p["client_lag_p99_ms"] is not None for p in s.health)
+    assert s.saturation["runqueue_wait_mean_percent"] is not None
     for name in ("locust_stats.csv", "locust.html", "config.json"):
         assert (run.run_dir / name).exists(), name
     rows = {
@@ -91,9 +97,24 @@ def test_two_processes_merge_to_the_sum_of_their_workers(surge_run: RunCommand) 
     assert all(sum(w.values()) > 0 for w in workers)
     assert run.summary.outcomes == total
     assert run.summary.saturation["workers_reported"] == 2
+    # both workers' health points reached the master: their CPU adds up per second
+    assert run.summary.health and all(
+        (p["cpu_sum_percent"] or 0) >= (p["cpu_percent"] or 0) for p in run.summary.health
+    )
     locust_rows = (run.run_dir / "locust_stats.csv").read_text().splitlines()
     row = next(r for r in locust_rows if r.startswith("POST,/chat/completions,"))
     assert int(row.split(",")[2]) == run.summary.requests  # Locust's own count agrees
+
+
+def test_strict_invalid_run_exits_3(surge_run: RunCommand) -> None:
+    # a CPU limit of 0 % cannot be met: the guard marks the run invalid, --strict exits 3
+    run = surge_run(
+        "--user", "direct", "--duration", "3s", "--users", "2", "--warmup", "0s", "--strict",
+        "--max-cpu-percent", "0", "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    assert run.code == 3, run.output
+    assert run.summary is not None and not run.summary.valid
+    assert "--strict: the run is invalid" in run.output
 
 
 def test_bad_passthrough_flag_exits_2(surge_run: RunCommand) -> None:

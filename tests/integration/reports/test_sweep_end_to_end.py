@@ -83,3 +83,41 @@ def test_tiny_sweep_ranks_configurations_and_answers_capacity(
     assert data["recommendation"].startswith(f"Use {data['recommended']}: it holds")
     # A limit of four never holds less load than a limit of one against the same mock.
     assert (held["max-concurrent=4"] or 0) >= (held["max-concurrent=1"] or 0)
+
+
+STALLED = """
+name = "stalled"
+duration = "2s"
+warmup = "0s"
+loads = [2]
+retries_invalid = 1
+slo = "ttft_p95<1000ms"
+[run]
+max-cpu-percent = 0
+[mock]
+ttft-ms = 20
+output-tokens = 5
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_cell_invalid_for_the_cpu_guard_is_rerun_then_named_untrusted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CPU limit of 0 % cannot be met: the real run is invalid for a transient cause (the CPU
+    guard) every time, so the sweep reruns it once (no more) and the answer names the cell."""
+    config = tmp_path / "stalled.toml"
+    config.write_text(STALLED)
+    out = tmp_path / "sweep"
+    assert sweep_main([str(config), "--out", str(out), "--no-svg"]) == 0
+    (cell,) = read_manifest(out).cells
+    assert (cell.status, cell.attempts) == ("done", 2)
+    # the CPU guard, and on a busy machine client or loop lag too: all transient causes
+    assert len(cell.reruns) == 1 and cell.reruns[0]
+    assert (out / "runs" / "c00-l00.attempt1" / "summary.json").exists()
+    assert (out / "runs" / "c00-l00" / "summary.json").exists()
+    printed = capsys.readouterr().out
+    assert "Could not trust 1 cell" in printed
+    assert "default @ 2 users: invalid after 1 rerun (" in printed
+    assert "1 cell(s) were rerun" in (out / "report.md").read_text()

@@ -93,6 +93,7 @@ def test_every_flag_default_is_the_settings_default() -> None:
         "max_client_lag_ms",
         "max_loop_lag_ms",
         "max_cpu_percent",
+        "strict",
         "prompt_words",
         "model",
         "seed",
@@ -214,3 +215,24 @@ def test_prompts_are_seeded_and_files_are_checked(tmp_path: Path) -> None:
     bad.write_text('{"question": "ok"}\n{"max_tokens": 2}\n')
     with pytest.raises(PromptSpecError, match="line 2"):
         PromptSource(file=bad)
+
+
+def test_strict_turns_an_invalid_run_into_exit_3_and_keeps_ctrl_c(tmp_path: Path) -> None:
+    from loadtests.cli import INVALID_EXIT, exit_code
+    from tests.unit.reports.synthetic import RunSpec, make_summary
+
+    strict = parse_run_args(["--users", "2", "--strict"])
+    assert strict.strict and not parse_run_args(["--users", "2"]).strict
+    assert read_config_round_trip(strict, tmp_path).strict
+    invalid, valid = make_summary(RunSpec(valid=False)), make_summary(RunSpec())
+    assert exit_code(strict, invalid, 0) == INVALID_EXIT == 3
+    assert exit_code(strict, invalid, 1) == 3  # ahead of a baseline regression
+    assert exit_code(strict, invalid, 130) == 130
+    assert exit_code(strict, valid, 0) == 0 and exit_code(strict, valid, 1) == 1
+    assert exit_code(replace(strict, strict=False), invalid, 0) == 0
+
+
+def read_config_round_trip(settings: RunSettings, tmp_path: Path) -> RunSettings:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_document(settings, {})))
+    return read_config(path)

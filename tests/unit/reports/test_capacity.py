@@ -138,3 +138,63 @@ def test_recommendation_names_the_bottleneck_at_the_first_failure() -> None:
         "(largest TTFT part there: queue wait p95 1200 ms: requests waited in the service's "
         "admission queue)."
     )
+
+
+LAG = "load generator saturated: client lag p99 16.2 ms > 5 ms (tokens were read late); advice"
+
+
+def stalled(ttft_p95: float, ok: int) -> Summary:
+    run = point(ttft_p95, ok)
+    run.valid, run.invalid_reasons = False, [LAG]
+    return run
+
+
+def test_a_transient_stall_is_named_and_not_taken_for_a_failure() -> None:
+    # the sweep of the issue: max-concurrent=8 @ 8 users was invalid for client lag only
+    loads = [4.0, 8.0, 16.0, 32.0]
+    eight = Curve(
+        "max-concurrent=8",
+        loads,
+        [point(150, 40), stalled(206, 80), point(600, 160), point(2000, 100)],
+        attempts=[1, 3, 1, 1],
+    )
+    many = Curve(
+        "max-concurrent=24",
+        loads,
+        [point(150, 40), point(160, 80), point(300, 160), point(2000, 100)],
+    )
+    result = find_capacity([eight, many], parse_slo(SLO), "users")
+    best, second = result.ranking
+    assert (best.configuration, best.max_load) == ("max-concurrent=24", 16.0)
+    assert second.max_load == 4.0 and second.limit_untrusted
+    assert second.first_failure is not None and second.first_failure.untrusted
+    sentence = result.recommendation
+    assert "4.0x" not in sentence and "x the" not in sentence  # no ratio from an untrusted cell
+    assert "the next best, max-concurrent=8, holds at least 4 users" in sentence
+    assert (
+        "Could not trust 1 cell (the load generator, not the service, was the bottleneck "
+        "there): max-concurrent=8 @ 8 users: invalid after 2 reruns (client lag p99 16.2 ms)."
+    ) in sentence
+    markdown = capacity_markdown(result, "users")
+    assert "| 8: untrusted: invalid after 2 reruns (client lag p99 16.2 ms) |" in markdown
+
+
+def test_the_best_configuration_stopped_by_an_untrusted_cell_holds_at_least() -> None:
+    curve = Curve("c", [10.0, 20.0], [point(100, 10), stalled(100, 10)])
+    sentence = find_capacity([curve], parse_slo(SLO), "users").recommendation
+    assert "at 20 users its cell could not be trusted (invalid (not rerun) (client lag p99 " in (
+        sentence
+    )
+    assert "so it holds at least 10 users" in sentence and "breaks the SLO" not in sentence
+    # --include-invalid: the figures are used as they are
+    assert find_capacity([curve], parse_slo(SLO), "users", True).ranking[0].max_load == 20.0
+
+
+def test_other_invalid_causes_still_count_as_failures() -> None:
+    run = point(100, 10)
+    run.valid = False
+    run.invalid_reasons = [LAG, "only 1 of 2 load processes sent their measurements"]
+    curve = Curve("c", [10.0, 20.0], [point(100, 10), run])
+    capacity = find_capacity([curve], parse_slo(SLO), "users").ranking[0]
+    assert capacity.first_failure is not None and not capacity.first_failure.untrusted
+    assert "Could not trust" not in find_capacity([curve], parse_slo(SLO), "users").recommendation

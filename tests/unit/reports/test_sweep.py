@@ -305,3 +305,85 @@ def test_json_config_and_rate_loads(tmp_path: Path, capsys: pytest.CaptureFixtur
         "--duration 3s --no-report --rate 2.5 --users 50 --arrival poisson "
         "--service-admission none"
     )
+
+
+class StallingRun(FakeRun):
+    """A fake `surgebench run` whose named cell is invalid for `stalls` attempts (its reason
+    given by `reason`), then valid."""
+
+    def __init__(self, cell: str, stalls: int, reason: str) -> None:
+        super().__init__()
+        self.cell, self.stalls, self.reason = cell, stalls, reason
+        self.logs: list[str] = []
+
+    def __call__(self, args: list[str], log_path: Path, timeout_s: float) -> CellOutcome:
+        outcome = super().__call__(args, log_path, timeout_s)
+        self.logs.append(log_path.name)
+        if _flag(args, "--name").endswith(self.cell) and self.stalls > 0:
+            self.stalls -= 1
+            run_dir = Path(_flag(args, "--run-dir"))
+            data = json.loads((run_dir / "summary.json").read_text())
+            data["valid"], data["invalid_reasons"] = False, [self.reason]
+            (run_dir / "summary.json").write_text(json.dumps(data))
+        return outcome
+
+
+LAG_REASON = (
+    "load generator saturated: client lag p99 16.2 ms > 5 ms (tokens were read late); run "
+    "with more --processes or fewer --users (or a lower --rate)"
+)
+
+
+def test_a_transiently_invalid_cell_is_rerun_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, out = _write_config(tmp_path), tmp_path / "sweep"
+    fake = StallingRun("c00-l01", stalls=1, reason=LAG_REASON)
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=fake) == 0
+    assert len(fake.calls) == 7  # six cells, one rerun
+    assert "c00-l01.attempt2.log" in fake.logs
+    cell = next(c for c in read_manifest(out).cells if c.id == "c00-l01")
+    assert (cell.attempts, cell.reruns) == (2, ["client lag p99 16.2 ms"])
+    assert (out / "runs" / "c00-l01.attempt1" / "summary.json").exists()  # kept
+    assert "c00-l01 invalid (client lag p99 16.2 ms): rerun 1 of 1" in capsys.readouterr().err
+    markdown = (out / "report.md").read_text()
+    assert "1 cell(s) were rerun after a result invalid for a transient cause" in markdown
+    assert "up to 1 rerun(s) per cell" in markdown
+    assert "c00-l01 (max-concurrent=4 @ 8): 1 rerun(s) after client lag p99 16.2 ms" in markdown
+    assert "Could not trust" not in markdown  # the rerun was valid
+
+
+def test_reruns_are_bounded_and_the_answer_names_the_untrusted_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write_config(
+        tmp_path, CONFIG.replace('name = "demo"', 'name = "demo"\nretries_invalid = 2')
+    )
+    out = tmp_path / "sweep"
+    fake = StallingRun("c00-l00", stalls=99, reason=LAG_REASON)
+    assert main([str(config), "--out", str(out), "--no-svg"], runner=fake) == 0
+    assert len(fake.calls) == 8  # six cells, two reruns, no more
+    cell = next(c for c in read_manifest(out).cells if c.id == "c00-l00")
+    assert cell.attempts == 3 and cell.status == "done"
+    stdout = capsys.readouterr().out
+    assert "max-concurrent=4 @ 4 users: invalid after 2 reruns (client lag p99 16.2 ms)" in stdout
+    answer = tmp_path / "capacity.json"
+    capacity_main([str(out), "--slo", "ttft_p95<300ms", "--json", str(answer)])
+    data = json.loads(answer.read_text())
+    four = next(c for c in data["configurations"] if c["configuration"] == "max-concurrent=4")
+    assert four["limit_untrusted"] is True and four["untrusted"][0]["load"] == 4.0
+
+
+def test_a_cell_invalid_for_another_cause_is_not_rerun(tmp_path: Path) -> None:
+    config, out = _write_config(tmp_path), tmp_path / "sweep"
+    reason = "only 1 of 2 load processes sent their measurements; counts are incomplete"
+    fake = StallingRun("c00-l00", stalls=99, reason=reason)
+    assert main([str(config), "--out", str(out), "--no-report"], runner=fake) == 0
+    assert len(fake.calls) == 6
+    assert next(c for c in read_manifest(out).cells if c.id == "c00-l00").attempts == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "6", "1.5", "true", '"2"'])
+def test_retries_invalid_is_bounded(value: str, tmp_path: Path) -> None:
+    with pytest.raises(SweepConfigError, match=r"retries_invalid = .* integer from 0 to 5"):
+        parse_plan({"duration": "5s", "loads": [1], "retries_invalid": json.loads(value)})
