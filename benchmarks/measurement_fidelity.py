@@ -50,7 +50,11 @@ from loadtests.settings import RunSettings, config_document  # noqa: E402
 from loadtests.sse_reader import SSEParser  # noqa: E402
 from loadtests.stream import OpenAIStreamTracker  # noqa: E402
 from reports.results import LatencyStats, read_summary, write_config  # noqa: E402
-from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
+from surgebench.process import (  # noqa: E402
+    ServerProcess,
+    child_popen_options,
+    surgebench_argv,
+)
 
 TTFT_MS = 100.0
 ITL_MS = 20.0
@@ -125,7 +129,10 @@ def run_ours(
         ]  # fmt: skip
         if processes > 1:
             argv += ["--processes", str(processes)]
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            **child_popen_options(),
+        )  # fmt: skip
         cpu, events_per_s = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0, url)
         proc.wait(timeout=duration + 60)
         s = read_summary(Path(out))
@@ -149,7 +156,10 @@ def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
             "-u", str(streams), "-r", str(streams), "-t", f"{duration:g}s", "-H", f"{url}/v1",
             "--stop-timeout", "3",
         ]  # fmt: skip
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            **child_popen_options(),
+        )  # fmt: skip
         cpu, events_per_s = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0, url)
         proc.wait(timeout=duration + 60)
         data = json.loads(Path(f"{out}/naive.json").read_text())
@@ -222,7 +232,7 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         path = f"{out}/a.json"
         argv = [*taskset("1"), sys.executable, __file__, "--asyncio-worker", url, str(streams),
                 f"{measure_s:g}", path]  # fmt: skip
-        proc = subprocess.Popen(argv)
+        proc = subprocess.Popen(argv, **child_popen_options())
         cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
         proc.wait(timeout=WARMUP_S + measure_s + 60)
         data = json.loads(Path(path).read_text())
