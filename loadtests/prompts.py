@@ -40,6 +40,8 @@ WORDS = [
 ]
 
 LENGTH_KINDS = ("fixed", "uniform", "normal", "lognormal")
+MAX_LENGTH = 1_000_000
+"""The largest length (words or tokens) a spec may name: a prompt is built in memory."""
 
 
 class PromptSpecError(ValueError):
@@ -57,18 +59,24 @@ class LengthSpec:
         parts = str(text).split(":")
         try:
             if len(parts) == 1:
-                return cls("fixed", float(int(parts[0])))
-            kind, *nums = parts
-            if kind not in LENGTH_KINDS[1:] or len(nums) != 2:
-                raise ValueError
-            spec = cls(kind, float(nums[0]), float(nums[1]))
+                kind = "fixed"
+                spec = cls(kind, float(int(parts[0])))
+            else:
+                kind, *nums = parts
+                if kind not in LENGTH_KINDS[1:] or len(nums) != 2:
+                    raise ValueError
+                spec = cls(kind, float(nums[0]), float(nums[1]))
         except ValueError:
             raise PromptSpecError(
                 f"bad length {text!r}; allowed: N, uniform:LO:HI, normal:MEAN:STD, "
                 "lognormal:MEDIAN:SIGMA"
             ) from None
+        if not (math.isfinite(spec.a) and math.isfinite(spec.b)):
+            raise PromptSpecError(f"bad length {text!r}: values must be finite numbers")
         if spec.a <= 0 or spec.b < 0 or (kind == "uniform" and spec.b < spec.a):
             raise PromptSpecError(f"bad length {text!r}: values must be positive, LO <= HI")
+        if max(spec.a, spec.b) > MAX_LENGTH:
+            raise PromptSpecError(f"bad length {text!r}: values must be <= {MAX_LENGTH:,}")
         return spec
 
     def sample(self, rng: random.Random) -> int:

@@ -83,8 +83,6 @@ def _spec(name: str, text: str) -> LengthSpec:
         spec = LengthSpec.parse(text)
     except PromptSpecError as exc:
         raise SessionSpecError(f"{name}: {exc}") from None
-    if spec.a <= 0:  # LengthSpec takes a bare "-5" or "0" as a fixed length
-        raise SessionSpecError(f"{name}: bad length {text!r}; values must be positive")
     return spec
 
 

@@ -203,6 +203,9 @@ def test_prompts_are_seeded_and_files_are_checked(tmp_path: Path) -> None:
     assert first == [b.next() for _ in range(20)]
     assert all(3 <= len(p.question.split()) <= 9 and p.max_tokens for p in first)
     assert LengthSpec.parse("7").sample(random.Random(1)) == 7
+    for bad_spec in ("0", "-5", "uniform:5:3", "normal:nan:1", "lognormal:inf:1", "2000000"):
+        with pytest.raises(PromptSpecError, match="bad length"):
+            LengthSpec.parse(bad_spec)
     good = tmp_path / "p.jsonl"
     good.write_text('{"question": "hi", "max_tokens": 3}\n\n{"prompt": "yo"}\n')
     src = PromptSource(file=good, max_tokens="9")
