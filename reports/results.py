@@ -219,8 +219,37 @@ class TimePoint:
         return cls(**known)
 
 
+class OutcomeFigures:
+    """Figures derived from a span's outcome counts (a run, a phase): computed, never stored
+    separately, so they cannot disagree. Subclasses give ``outcomes`` and ``rate_span_s``."""
+
+    outcomes: dict[str, int]
+
+    @property
+    def rate_span_s(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def requests(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def rejection_rate(self) -> float:
+        return self.outcomes.get("rejected", 0) / self.requests if self.requests else 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        span_s = self.rate_span_s
+        return self.requests / span_s if span_s > 0 else 0.0
+
+    @property
+    def ok_requests_per_s(self) -> float:
+        span_s = self.rate_span_s
+        return self.outcomes.get("ok", 0) / span_s if span_s > 0 else 0.0
+
+
 @dataclass(frozen=True)
-class Phase:
+class Phase(OutcomeFigures):
     """One phase of the load: a level of a step or sweep, a part of a spike, or the whole run."""
 
     index: int
@@ -240,20 +269,8 @@ class Phase:
         return max(0.0, self.end_s - self.start_s)
 
     @property
-    def requests(self) -> int:
-        return sum(self.outcomes.values())
-
-    @property
-    def rejection_rate(self) -> float:
-        return self.outcomes.get("rejected", 0) / self.requests if self.requests else 0.0
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
-
-    @property
-    def ok_requests_per_s(self) -> float:
-        return self.outcomes.get("ok", 0) / self.duration_s if self.duration_s > 0 else 0.0
+    def rate_span_s(self) -> float:
+        return self.duration_s
 
     def metric(self, name: str) -> LatencyStats:
         return self.latency.get(name, LatencyStats())
@@ -304,7 +321,7 @@ class Phase:
 
 
 @dataclass
-class Summary:
+class Summary(OutcomeFigures):
     """Everything a report, a comparison or a capacity search needs from one run."""
 
     name: str
@@ -339,22 +356,9 @@ class Summary:
     None, "service": {...} | None}``; empty for runs recorded before it existed."""
     schema_version: int = SCHEMA_VERSION
 
-    # Derived figures: computed, never stored separately, so they cannot disagree.
     @property
-    def requests(self) -> int:
-        return sum(self.outcomes.values())
-
-    @property
-    def rejection_rate(self) -> float:
-        return self.outcomes.get("rejected", 0) / self.requests if self.requests else 0.0
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.requests / self.measured_s if self.measured_s > 0 else 0.0
-
-    @property
-    def ok_requests_per_s(self) -> float:
-        return self.outcomes.get("ok", 0) / self.measured_s if self.measured_s > 0 else 0.0
+    def rate_span_s(self) -> float:
+        return self.measured_s
 
     @property
     def output_tokens_per_s(self) -> float:
