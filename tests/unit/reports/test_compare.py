@@ -208,7 +208,7 @@ def test_effective_changes_name_every_difference() -> None:
     url = {"upstream_url": "http://127.0.0.1:4001/v1", "port": 4002}
     moved = {"upstream_url": "http://127.0.0.1:5001/v1", "port": 5002}
     assert effective_changes(run({"service": url}), run({"service": moved})) == []
-    remote = {"upstream_url": "http://10.0.0.5:4001/v1"}
+    remote = {"upstream_url": "http://llm.example.invalid:4001/v1"}
     assert effective_changes(run({"service": url}), run({"service": remote})) == [
-        "service.upstream_url http://127.0.0.1:4001/v1 -> http://10.0.0.5:4001/v1"
+        "service.upstream_url http://127.0.0.1:4001/v1 -> http://llm.example.invalid:4001/v1"
     ]
