@@ -8,6 +8,7 @@ UI's own stats JSON; summary.json lands in results/ without --sb-out.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_plain_locust_web_ui_tells_the_truth(start: Start, tmp_path: Path) -> No
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
-         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "30s", "-H", service.url,
+         "--autostart", "--autoquit", "0", "-u", "6", "-r", "6", "-t", "60s", "-H", service.url,
          "--web-host", "127.0.0.1", "--web-port", str(port)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -89,6 +90,11 @@ def test_plain_locust_web_ui_tells_the_truth(start: Start, tmp_path: Path) -> No
         assert metrics["verdict"]["note"].startswith(("valid", "INVALID"))
         assert [row["metric"] for row in live["rows"]] == [row["metric"] for row in tab["data"]]
         assert "LLM streams" in page  # the tab, in the template arguments of the main page
+        # Stop with the UI's Stop button, then end the process as a container would (SIGTERM):
+        # Locust quits and writes summary.json. The 60 s timer is only a bound.
+        stop = urllib.request.Request(f"http://127.0.0.1:{port}/stop", data=b"", method="POST")
+        assert json.loads(urllib.request.urlopen(stop, timeout=5).read())["success"]
+        proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()

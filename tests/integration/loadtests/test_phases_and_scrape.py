@@ -1,4 +1,5 @@
-"""A real spike run: phases in summary.json, the verdict printed, server metrics scraped."""
+"""A real spike run: rejections counted apart, phases in summary.json, the verdict printed, server
+metrics scraped."""
 
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def test_spike_run_has_phases_verdict_progress_and_server_metrics(surge_run: Run
     assert spike.outcomes["rejected"] > 0 and spike.metric("rejected_ms").count > 0
     assert spike.metric("ttft_ms").count == spike.outcomes["ok"]
     assert "queue_wait" in spike.breakdown_ms
+    # the whole run: rejections counted apart from errors, each with its time to refusal
+    assert s.outcomes["upstream_error"] == s.outcomes["error"] == 0, s.outcomes
+    assert s.metric("rejected_ms").count == s.outcomes["rejected"]
+    assert 0 < s.rejection_rate < 1
+    # the service's own account of where TTFT went: queueing shows up as queue wait
+    assert s.breakdown_ms["queue_wait"].max is not None and s.breakdown_ms["queue_wait"].max > 50
+    assert s.breakdown_ms["upstream_ttft"].p50 is not None
+    assert s.metric("thinking_ms").count == s.outcomes["ok"]
+    assert sum(p.rejected for p in s.timeseries) == s.outcomes["rejected"]
+    # Locust's table agrees: rejections in their own row, not failures; the warm-up apart
+    rows = {
+        tuple(r.split(",")[:4]) for r in (run_dir / "locust_stats.csv").read_text().splitlines()[1:]
+    }
+    assert ("POST", "/chat/stream (rejected)", str(s.outcomes["rejected"]), "0") in rows, rows
+    assert ("POST", "/chat/stream", str(s.requests - s.outcomes["rejected"]), "0") in rows, rows
     # the verdict in words opens the console's end, one sentence per phase
     assert "2 users (1-3 s): TTFT p95 " in run.output
     assert "Spike to 14 users (3-6 s): " in run.output and " rejected after a median " in run.output
