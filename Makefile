@@ -21,8 +21,13 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite in TEST_WORKERS pytest-xdist processes (its integration tests mostly wait on real
+# servers), then the tests marked `serial` (an upper bound on time) alone.
+TEST_WORKERS ?= 3
+
 test: check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/pytest -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

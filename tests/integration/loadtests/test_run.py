@@ -11,6 +11,7 @@ from tests.integration.loadtests.conftest import RunCommand
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> None:
     run = surge_run(
         "--user", "direct", "--duration", "5s", "--users", "8", "--warmup", "1s",
@@ -94,6 +95,7 @@ def test_bad_passthrough_flag_exits_2(surge_run: RunCommand) -> None:
     assert "ttft-ms" in run.output and "fast" in run.output
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand) -> None:
     """32 users against --service-max-concurrent 32: none waits, none is rejected. (The no-flag
     demo's queue of 8 + 8 once applied to every run and rejected most of these.)"""

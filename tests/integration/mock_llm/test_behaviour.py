@@ -156,6 +156,7 @@ def test_max_num_seqs_8_second_eight_wait_a_generation(start_mock: StartMock, mo
     assert max(first) < min(second)
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_timing_at_200_streams_is_loosely_right(start_mock: StartMock) -> None:
     """TTFT 100 ms / ITL 10 ms at 200 concurrent streams (loose bounds; see the benchmark)."""
     proc = start_mock("--ttft-ms", "100", "--itl-ms", "10", "--output-tokens", "20")
@@ -201,6 +202,7 @@ def test_stamps_precede_every_streamed_event(mock_url: str) -> None:
         assert abs(stamp_ns / 1e9 - time.time()) < 60
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_client_disconnect_frees_the_slot_at_once(start_mock: StartMock) -> None:
     url = start_mock(
         "--max-num-seqs", "1", "--ttft-ms", "20", "--itl-ms", "50", "--output-tokens", "200"

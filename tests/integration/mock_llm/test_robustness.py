@@ -92,6 +92,7 @@ def test_malformed_http_gets_400(mock_url: str) -> None:
     assert_still_serving(mock_url)
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_slowloris_gets_408_after_the_read_timeout(start_mock: StartMock) -> None:
     url = start_mock("--read-timeout-s", "0.5", "--output-tokens", "8", "--itl-ms", "0").url
     parts = urlsplit(url)

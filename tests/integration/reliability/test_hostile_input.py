@@ -106,6 +106,7 @@ def test_nul_bytes_and_odd_unicode_are_answered_not_crashed(servers: tuple[str, 
     assert httpx.post(mock + "/v1/chat/completions", json=body, timeout=10).status_code == 200
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_huge_announced_body_is_refused_before_it_is_sent(servers: tuple[str, str]) -> None:
     """Content-Length of 1 GB, 12 bytes sent: 413 at once, not after waiting for the rest."""
     mock, url = servers

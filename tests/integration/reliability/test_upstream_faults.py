@@ -111,6 +111,7 @@ def test_each_fault_gets_its_error_event_and_frees_every_slot(
     assert_leak_free(stack.url)
 
 
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 def test_429_retries_honour_retry_after_and_stop_after_the_limit(stack: Stack) -> None:
     # The mock's injected 429 carries Retry-After: 1, which replaces the 50 ms backoff: two
     # retries take about 2 s (within the 4 s TTFT limit); then the client gets the error.

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -94,11 +95,22 @@ def gone(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout_s: float = 20.0) -> list[int]:
+    """The pids still running after `timeout_s`: each one's pidfd becomes readable when it
+    exits (the workers are not our children, so there is no wait() to block on)."""
     deadline = time.monotonic() + timeout_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if not gone(p)]
-        time.sleep(0.05)
+    alive = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                alive.append(pid)
+        finally:
+            os.close(fd)
     return alive
 
 

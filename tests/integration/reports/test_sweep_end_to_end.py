@@ -12,6 +12,9 @@ from reports.cli import capacity_main, compare_main
 from reports.results import read_summary
 from reports.sweeps import read_manifest
 
+# the tests that read the one tiny sweep run in one xdist worker (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("tiny_sweep")
+
 CONFIG = """
 name = "tiny"
 duration = "2s"
@@ -40,7 +43,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)  # the first to run also runs the sweep: 4 real cells
 def test_tiny_sweep_ranks_configurations_and_answers_capacity(
     tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,7 +98,7 @@ def test_tiny_sweep_ranks_configurations_and_answers_capacity(
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)  # the first to run also runs the sweep: 4 real cells
 def test_compare_opens_with_what_the_servers_ran_with(
     tiny_sweep: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

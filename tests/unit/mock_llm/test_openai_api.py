@@ -122,6 +122,7 @@ def test_completion_prompts() -> None:
         max_leaves=20,
     )
 )
+@pytest.mark.serial  # an upper bound on time: run alone (see the Makefile)
 @settings(max_examples=200, deadline=None)
 def test_any_json_is_accepted_or_rejected_with_api_error(value: Any) -> None:
     body = {"messages": value} if not isinstance(value, dict) else value
