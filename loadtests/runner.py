@@ -210,10 +210,11 @@ def _pump(
     for line in stream:
         log.write(line)
         log.flush()
-        if any(marker in line for marker in ECHO_MARKERS):
-            say(line.rstrip())
-        elif watch is not None and (ours := watch.line(line)) is not None:
+        ours = watch.line(line) if watch is not None else None
+        if ours is not None:
             say(ours)
+        elif any(marker in line for marker in ECHO_MARKERS):
+            say(line.rstrip())
 
 
 def run_locust(

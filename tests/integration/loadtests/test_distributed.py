@@ -1,0 +1,164 @@
+"""Across machines, on 127.0.0.1: `surgebench run --master` and two `surgebench worker`
+processes. The counts add up, the workers run the master's settings, and a master that waits
+for workers that never come says how many did."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from loadtests.summary import histogram_of
+from reports.results import read_summary
+from surgebench.process import surgebench_argv
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+LISTENING_RE = re.compile(r"master: listening on 127\.0\.0\.1:(\d+)")
+TOTALS_PREFIX = "[surgebench] worker totals: "
+
+
+class Proc:
+    """A child whose output lines are collected as they come (readiness without sleeps)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.popen = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.popen.stdout is not None
+        threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no {pattern.pattern!r} within {timeout_s}s:\n{self.output()}")
+
+    def finish(self, timeout_s: float) -> int:
+        code = self.popen.wait(timeout=timeout_s)
+        return code
+
+    def output(self) -> str:
+        while True:
+            try:
+                self.seen.append(self.lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.seen)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:  # every child stops, whatever the test did
+        proc.stop()
+
+
+def start(procs: list[Proc], *args: str) -> Proc:
+    proc = Proc(surgebench_argv(*args))
+    procs.append(proc)
+    return proc
+
+
+def master_and_workers(
+    procs: list[Proc], run_dir: Path, workers: int, *args: str
+) -> tuple[Proc, list[Proc]]:
+    master = start(
+        procs, "run", "--master", "--expect-workers", "2", "--master-port", "0",
+        "--run-dir", str(run_dir), "--no-report", *args,
+    )  # fmt: skip
+    port = master.wait_for(LISTENING_RE, 60).group(1)
+    started = [
+        start(procs, "worker", "--master-host", "127.0.0.1", "--master-port", port)
+        for _ in range(workers)
+    ]
+    return master, started
+
+
+def worker_totals(worker: Proc) -> dict[str, Any]:
+    lines = [ln for ln in worker.output().splitlines() if ln.startswith(TOTALS_PREFIX)]
+    assert len(lines) == 1, worker.output()
+    totals: dict[str, Any] = json.loads(lines[0].removeprefix(TOTALS_PREFIX))
+    return totals
+
+
+def test_master_and_two_workers_add_up_and_run_the_masters_settings(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    run_dir = tmp_path / "run"
+    # non-default settings the workers can only know from the master: 7 tokens per answer
+    # (--max-tokens, sent by the users; the mock answers max_tokens tokens)
+    master, workers = master_and_workers(
+        procs, run_dir, 2,
+        "--user", "direct", "--users", "4", "--duration", "5s", "--warmup", "0s",
+        "--stop-timeout", "5s", "--max-tokens", "7", "--mock-output-tokens-dist", "max_tokens",
+        "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    assert master.finish(120) == 0, master.output()
+    for worker in workers:
+        assert worker.finish(60) == 0, worker.output()
+    out = master.output()
+    assert "master: 2 of 2 workers connected" in out, out
+    summary = read_summary(run_dir / "summary.json")
+    shares = [worker_totals(w) for w in workers]
+    # the counts add up: summary.json's outcomes are the sum of the workers' own accounts
+    assert all(sum(s["outcomes"].values()) > 0 for s in shares), shares
+    total = {k: sum(s["outcomes"].get(k, 0) for s in shares) for k in summary.outcomes}
+    assert summary.outcomes == total
+    assert summary.requests == sum(total.values())
+    # the users were split across the workers
+    assert sorted(s["users"] for s in shares) == [2, 2]
+    assert summary.saturation["workers_reported"] == 2
+    # HDR histograms merged exactly: one TTFT and one end-to-end value per ok request
+    ok = summary.outcomes["ok"]
+    assert ok > 0
+    assert histogram_of(summary, "ttft_ms").get_total_count() == ok
+    assert histogram_of(summary, "e2e_ms").get_total_count() == ok
+    # the workers ran the master's --max-tokens 7 (the defaults send no max_tokens: 40 tokens)
+    assert summary.output_tokens == 7 * ok
+    assert histogram_of(summary, "itl_ms").get_total_count() == 6 * ok
+    # a worker writes nothing into the run folder
+    assert not (run_dir / "workers").exists()
+
+
+def test_master_gives_up_naming_how_many_workers_connected(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    run_dir = tmp_path / "run"
+    master, workers = master_and_workers(
+        procs, run_dir, 1,
+        "--user", "direct", "--users", "2", "--duration", "5s", "--warmup", "0s",
+        "--expect-workers-timeout", "4s", "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    assert master.finish(90) == 1, master.output()
+    out = master.output()
+    assert "--expect-workers 2: only 1 of 2 workers connected within 4s" in out, out
+    assert "Traceback" not in out
+    assert not (run_dir / "summary.json").exists()
+    # the worker that came is told to quit by the master, and does
+    workers[0].finish(60)
