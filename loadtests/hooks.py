@@ -524,7 +524,7 @@ def _on_init(environment: Any, **_: Any) -> None:
             write_summary_once(state)
         else:
             write_worker_totals(state)
-            if state.run_dir is None:  # a remote worker writes no files: it says its share
+            if state.run_dir is None and state.window.start_ns:  # no files: it says its share
                 print(worker_totals_line(state), flush=True)
 
     if state.is_master:

@@ -132,7 +132,7 @@ def master_announcement(settings: RunSettings) -> list[str]:
             f"{s.master_port} can join as a worker and receive the run's configuration"
         )
     lines.append(
-        f"master: listening on {s.master_bind_host}:{s.master_port}; waiting up to "
+        f"master: workers connect to {s.master_bind_host}:{s.master_port}; waiting up to "
         f"{s.expect_workers_timeout_s:g}s for {s.expect_workers} workers: on each worker host "
         f"run `surgebench worker --master-host HOST --master-port {s.master_port}`"
     )

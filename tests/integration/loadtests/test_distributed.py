@@ -22,7 +22,7 @@ from surgebench.process import surgebench_argv
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
-LISTENING_RE = re.compile(r"master: listening on 127\.0\.0\.1:(\d+)")
+LISTENING_RE = re.compile(r"master: workers connect to 127\.0\.0\.1:(\d+)")
 TOTALS_PREFIX = "[surgebench] worker totals: "
 
 
@@ -86,10 +86,10 @@ def start(procs: list[Proc], *args: str) -> Proc:
 
 
 def master_and_workers(
-    procs: list[Proc], run_dir: Path, workers: int, *args: str
+    procs: list[Proc], run_dir: Path, workers: int, *args: str, expect: int = 2
 ) -> tuple[Proc, list[Proc]]:
     master = start(
-        procs, "run", "--master", "--expect-workers", "2", "--master-port", "0",
+        procs, "run", "--master", "--expect-workers", str(expect), "--master-port", "0",
         "--run-dir", str(run_dir), "--no-report", *args,
     )  # fmt: skip
     port = master.wait_for(LISTENING_RE, 60).group(1)
@@ -162,3 +162,36 @@ def test_master_gives_up_naming_how_many_workers_connected(
     assert not (run_dir / "summary.json").exists()
     # the worker that came is told to quit by the master, and does
     workers[0].finish(60)
+
+
+def test_a_worker_that_cannot_run_the_masters_configuration_exits_2_saying_why(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    # --prompts names a file on the master's host; this worker's host lacks it (deleted once
+    # the master's Locust has read it: it logs "Waiting for workers" after 5 s of waiting)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"question": "hi"}\n')
+    run_dir = tmp_path / "run"
+    master = start(
+        procs, "run", "--master", "--expect-workers", "1", "--master-port", "0",
+        "--run-dir", str(run_dir), "--no-report", "--prompts", str(prompts),
+        "--user", "direct", "--users", "2", "--duration", "3s", "--warmup", "0s",
+        "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    port = master.wait_for(LISTENING_RE, 60).group(1)
+    log = run_dir / "locust.log"
+    deadline = time.monotonic() + 60
+    while "Waiting for workers" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and master.popen.poll() is None, master.output()
+        time.sleep(0.2)
+    prompts.unlink()
+    worker = start(procs, "worker", "--master-host", "127.0.0.1", "--master-port", port)
+    assert worker.finish(60) == 2, worker.output()
+    out = worker.output()
+    assert "[surgebench] worker: cannot use the master's configuration here: prompt file" in out
+    assert "worker totals" not in out and "Traceback" not in out
+    # the master ends its test and says the worker sent nothing
+    assert master.finish(90) == 0, master.output()
+    summary = read_summary(run_dir / "summary.json")
+    assert summary.requests == 0 and not summary.valid
+    assert any("only 0 of 1 load processes" in r for r in summary.invalid_reasons)
