@@ -1,7 +1,8 @@
 """Locust event wiring: the run's settings, recorders, samplers, worker -> master merge, summary.
 
 Imported only by the locustfile (it imports gevent and Locust). Every process rebuilds the run's
-`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option) and keeps one
+`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option; a worker takes
+the master's document from the spawn message, `loadtests.distributed`) and keeps one
 `SurgeState` on ``environment.surgebench``. Workers (and a local runner) record requests, sample
 their own CPU and event-loop lag, and (workers) send deltas through ``report_to_master``; the
 master (or the local runner) merges them and writes ``summary.json`` when it quits, the point

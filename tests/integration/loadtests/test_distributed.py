@@ -5,8 +5,11 @@ for workers that never come says how many did."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
+import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,6 +22,8 @@ import pytest
 from loadtests.summary import histogram_of
 from reports.results import read_summary
 from surgebench.process import surgebench_argv
+from tests.integration.reliability.conftest import wait_until
+from tests.integration.reliability.test_process_lifetime import alive, descendants
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -195,3 +200,22 @@ def test_a_worker_that_cannot_run_the_masters_configuration_exits_2_saying_why(
     summary = read_summary(run_dir / "summary.json")
     assert summary.requests == 0 and not summary.valid
     assert any("only 0 of 1 load processes" in r for r in summary.invalid_reasons)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_the_locust_worker_dies_with_surgebench_worker(procs: list[Proc], sig: int) -> None:
+    # no master: the Locust worker keeps trying to connect, until its parent is gone
+    worker = start(procs, "worker", "--master-host", "127.0.0.1", "--master-port", free_port())
+    worker.wait_for(re.compile(r"Starting Locust"), 60)
+    children = descendants(worker.popen.pid)
+    assert children, worker.output()
+    os.kill(worker.popen.pid, sig)
+    code = worker.finish(40)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), worker.output()
+    wait_until(lambda: not any(alive(p) for p in children), 30, "no Locust worker left")
+
+
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
