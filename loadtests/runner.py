@@ -295,6 +295,10 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         interrupted = True
     summary_path = run_dir / "summary.json"
     summary = read_summary(summary_path) if summary_path.exists() else None
+    if summary is None and interrupted:
+        raise RunError(
+            f"interrupted before anything was measured; see {run_dir / 'locust.log'}", 130
+        )
     if summary is None and watch is not None and watch.gave_up:
         raise RunError(
             f"--expect-workers {watch.expected}: only {watch.connected} of {watch.expected} "

@@ -219,3 +219,19 @@ def free_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return str(sock.getsockname()[1])
+
+
+def test_a_master_stopped_while_waiting_for_workers_exits_130(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    run_dir = tmp_path / "run"
+    master = start(
+        procs, "run", "--master", "--expect-workers", "1", "--master-port", "0",
+        "--run-dir", str(run_dir), "--no-report", "--user", "direct", "--users", "2",
+    )  # fmt: skip
+    master.wait_for(LISTENING_RE, 60)
+    children = descendants(master.popen.pid)
+    master.popen.send_signal(signal.SIGTERM)
+    assert master.finish(60) == 130, master.output()
+    assert "interrupted before anything was measured" in master.output()
+    wait_until(lambda: not any(alive(p) for p in children), 30, "no mock or Locust left")
