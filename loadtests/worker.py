@@ -3,7 +3,8 @@
 Locust-free: Locust runs as a child (``python -m locust -f loadtests/locustfile.py --worker``)
 that dies with this process. It takes no run flags: the master sends its configuration in
 Locust's spawn messages (`loadtests.distributed`). It writes no files; it prints its own share
-(``[surgebench] worker totals: {...}``) when the master ends the test, and exits with it.
+(``[surgebench] worker totals: {...}``) when the master ends the test, and exits with it; with
+``--loop`` it then waits for the next master (repeated runs, a sweep, a Kubernetes Deployment).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master-host", required=True, metavar="HOST", help="the master's address")
     p.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT, metavar="PORT",
                    help=f"the master's port (default {DEFAULT_MASTER_PORT})")  # fmt: skip
+    p.add_argument("--loop", action="store_true", help="after the master's test ends (or no "
+                   "master answered), wait for the next one, until stopped")  # fmt: skip
     return p
 
 
@@ -78,26 +81,14 @@ def main(argv: Sequence[str]) -> int:
     except WorkerArgsError as exc:
         print(f"surgebench worker: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"worker: connecting to the Locust master at {ns.master_host}:{ns.master_port}", flush=True
-    )
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    proc = subprocess.Popen(
-        worker_argv(ns.master_host, ns.master_port),
-        stdin=subprocess.DEVNULL,
-        env=locust_env(),
-        start_new_session=True,
-        **child_popen_options(),  # dies with this process, even on kill -9
-    )
     try:
-        code = proc.wait()
+        while True:
+            code = _one_test(ns.master_host, ns.master_port)
+            if not ns.loop or code not in (0, NO_MASTER_EXIT):
+                break
+            print("worker: waiting for the next master (--loop)", flush=True)
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)  # Locust's worker stops and tells the master it quit
-        try:
-            code = proc.wait(STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -110,3 +101,25 @@ def main(argv: Sequence[str]) -> int:
         )
         return 1
     return code
+
+
+def _one_test(master_host: str, master_port: int) -> int:
+    """One Locust worker, from connecting to the master until it quits; its exit code."""
+    print(f"worker: connecting to the Locust master at {master_host}:{master_port}", flush=True)
+    proc = subprocess.Popen(
+        worker_argv(master_host, master_port),
+        stdin=subprocess.DEVNULL,
+        env=locust_env(),
+        start_new_session=True,
+        **child_popen_options(),  # dies with this process, even on kill -9
+    )
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)  # Locust's worker stops and tells the master it quit
+        try:
+            proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise

@@ -235,3 +235,23 @@ def test_a_master_stopped_while_waiting_for_workers_exits_130(
     assert master.finish(60) == 130, master.output()
     assert "interrupted before anything was measured" in master.output()
     wait_until(lambda: not any(alive(p) for p in children), 30, "no mock or Locust left")
+
+
+def test_a_looping_worker_serves_one_master_after_another(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    port = free_port()
+    worker = start(procs, "worker", "--master-host", "127.0.0.1", "--master-port", port, "--loop")
+    for name in ("first", "second"):
+        master = start(
+            procs, "run", "--master", "--expect-workers", "1", "--master-port", port,
+            "--run-dir", str(tmp_path / name), "--no-report", "--user", "direct",
+            "--users", "2", "--duration", "3s", "--warmup", "0s",
+            "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+        )  # fmt: skip
+        assert master.finish(90) == 0, master.output()
+        assert read_summary(tmp_path / name / "summary.json").outcomes["ok"] > 0
+        worker.wait_for(re.compile(r"waiting for the next master"), 30)
+    assert worker.output().count(TOTALS_PREFIX) == 2, worker.output()
+    worker.popen.send_signal(signal.SIGTERM)
+    assert worker.finish(40) == 130, worker.output()

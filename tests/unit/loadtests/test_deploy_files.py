@@ -37,15 +37,19 @@ def test_kubernetes_master_expects_the_workers_it_starts() -> None:
     )
     by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     master_job = by_name[("Job", "surgebench-master")]
-    workers_job = by_name[("Job", "surgebench-workers")]
+    workers = by_name[("Deployment", "surgebench-workers")]
     service = by_name[("Service", "surgebench-master")]
     master_args = master_job["spec"]["template"]["spec"]["containers"][0]["args"]
-    worker_args = workers_job["spec"]["template"]["spec"]["containers"][0]["args"]
+    worker_args = workers["spec"]["template"]["spec"]["containers"][0]["args"]
     settings = parse_run_args(master_args[1:])
     assert settings.master and settings.target
-    assert settings.expect_workers == workers_job["spec"]["parallelism"]
-    assert workers_job["spec"]["completions"] == workers_job["spec"]["parallelism"]
+    assert settings.expect_workers == workers["spec"]["replicas"]
+    assert (
+        workers["spec"]["selector"]["matchLabels"]
+        == workers["spec"]["template"]["metadata"]["labels"]
+    )
     assert service["spec"]["ports"][0]["port"] == settings.master_port
     assert service["spec"]["selector"] == master_job["spec"]["template"]["metadata"]["labels"]
     ns = parse_worker_args(worker_args[1:])
     assert (ns.master_host, ns.master_port) == ("surgebench-master", settings.master_port)
+    assert ns.loop  # the Deployment's workers outlive each master Job
