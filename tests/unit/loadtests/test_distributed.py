@@ -169,3 +169,24 @@ def test_worker_flags(capsys: pytest.CaptureFixture[str]) -> None:
     argv = worker.worker_argv("10.0.0.1", 5557)
     assert argv[-5:] == ["--worker", "--master-host", "10.0.0.1", "--master-port", "5557"]
     assert "--sb-config" not in argv  # the configuration comes from the master
+
+
+def test_a_sweep_cell_runs_as_a_master_from_its_run_table(tmp_path: Path) -> None:
+    from loadtests.sweep_plan import cell_argv, parse_plan
+
+    plan = parse_plan(
+        {
+            "name": "across",
+            "duration": "5s",
+            "loads": [4, 8],
+            "run": {
+                "master": True,
+                "expect-workers": 2,
+                "master-bind-host": "0.0.0.0",
+                "target": "http://10.0.0.5:8000",
+            },
+        }
+    )
+    argv = cell_argv(plan, plan.cells()[1], tmp_path / "cell")
+    s = parse_run_args(argv[1:])
+    assert (s.master, s.expect_workers, s.master_bind_host, s.users) == (True, 2, "0.0.0.0", 8)
