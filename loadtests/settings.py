@@ -306,6 +306,7 @@ def add_master_arguments(p: argparse.ArgumentParser, d: RunSettings) -> None:
     a("--expect-workers", type=int, default=None, metavar="N", help="with --master: start the "
       "test once N workers have connected (required with --master)")  # fmt: skip
     a("--expect-workers-timeout", default=format_duration_s(d.expect_workers_timeout_s),
+      metavar="DURATION",
       help="with --master: give up (exit 1) when fewer workers connected by then (default "
       f"{format_duration_s(d.expect_workers_timeout_s)})")  # fmt: skip
     a("--master-bind-host", default=d.master_bind_host, metavar="HOST", help="with --master: "
