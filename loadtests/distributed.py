@@ -9,13 +9,15 @@ into every spawn message, which a worker applies *before* it fires ``test_start`
 configuration is there when the worker's test starts, in order, with no message of our own to
 race the spawn. Before that, a worker runs nothing that reads the settings.
 
-Clocks: TTFT, ITL, client lag and end-to-end times are differences of one host's clock, so skew
-between hosts does not touch them. What does carry a host's absolute time is the per-second
-series (keys are epoch seconds), the health points (same) and the phase boundaries (anchored on
-the master's test start). A worker measures its offset from the master's clock as it starts
-(``now - the master's start instant``: the skew plus the spawn message's delay); at or above
-`SKEW_TOLERANCE_NS` it anchors phases on its own start and moves its per-second keys onto the
-master's clock (`to_master_clock`); below it (hosts in sync), nothing changes.
+Clocks: TTFT, ITL and end-to-end times are differences of one host's clock, so skew between
+hosts does not touch them. What does carry a host's absolute time is the per-second series (keys
+are epoch seconds), the health points (same) and the phase boundaries (anchored on the master's
+test start). A worker measures its offset from the master's clock once, as it connects: it sends
+`CLOCK_REQUEST` with its time, the master answers with its own, and the offset is the worker's
+midpoint of the round trip minus the master's time (`measured_offset_ns`, off by at most half
+the round trip). At or above `SKEW_TOLERANCE_NS` (`skew_ns`) the worker moves the phase anchor
+and its per-second keys onto the master's clock (`to_master_clock`); below it (hosts in sync),
+nothing changes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ VERSION_KEY = "surgebench_version"
 MAX_DOCUMENT_BYTES = 1_000_000
 """A configuration document larger than this is refused (a real one is a few kB)."""
 SKEW_TOLERANCE_NS = 500_000_000
-"""Below this offset from the master's clock a worker keeps the master's anchors."""
+"""Below this offset from the master's clock a worker takes the clocks as in sync."""
+CLOCK_REQUEST = "surgebench_clock"
+"""Worker -> master: ``{"sent_ns": worker time}``."""
+CLOCK_REPLY = "surgebench_clock_reply"
+"""Master -> that worker: ``{"sent_ns": as received, "master_ns": master time}``."""
+CLOCK_TRIES = 5
+CLOCK_WAIT_S = 2.0
+"""A worker asks at most `CLOCK_TRIES` times, `CLOCK_WAIT_S` apart; no answer: offset 0."""
 
 
 class DistributedError(ValueError):
@@ -86,11 +95,18 @@ def adopt_master_document(text: str, version: str) -> MasterConfig:
     return MasterConfig(settings, data)
 
 
-def clock_offset_ns(local_start_ns: int, master_start_ns: int) -> int:
-    """This worker's offset from the master's clock, as far as it matters: 0 when below
-    `SKEW_TOLERANCE_NS` (the spawn message's delay, hosts in sync), else the measured offset."""
-    offset = local_start_ns - master_start_ns
-    return offset if abs(offset) >= SKEW_TOLERANCE_NS else 0
+def measured_offset_ns(sent_ns: int, master_ns: int, received_ns: int) -> int | None:
+    """This worker's offset from the master's clock (worker minus master), from one round trip:
+    asked at `sent_ns`, answered `master_ns`, received at `received_ns` (worker times); None
+    when the round trip makes no sense (received before sent)."""
+    if received_ns < sent_ns:
+        return None
+    return (sent_ns + received_ns) // 2 - master_ns
+
+
+def skew_ns(offset_ns: int | None) -> int:
+    """The offset to correct: 0 below `SKEW_TOLERANCE_NS` (hosts in sync) or when unknown."""
+    return offset_ns if offset_ns is not None and abs(offset_ns) >= SKEW_TOLERANCE_NS else 0
 
 
 def to_master_clock(report: dict[str, Any], offset_ns: int, health_key: str) -> dict[str, Any]:

@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.distributed import (
+    CLOCK_REPLY,
+    CLOCK_REQUEST,
+    CLOCK_TRIES,
+    CLOCK_WAIT_S,
     DOCUMENT_OPTION,
     DistributedError,
     adopt_master_document,
-    clock_offset_ns,
     master_document,
+    measured_offset_ns,
+    skew_ns,
     to_master_clock,
 )
 from loadtests.fast_reader import reader_record
@@ -210,6 +216,44 @@ class Distribution:
         runner.send_message(FLUSHED_MSG, None)
 
 
+class ClockCheck:
+    """Worker: this host's offset from the master's clock, asked once as it connects
+    (`loadtests.distributed`); the answer sets ``state.clock_offset_ns``."""
+
+    def __init__(self, state: SurgeState) -> None:
+        self.state = state
+        self.answered = gevent.event.Event()
+
+    def ask(self) -> None:
+        runner = self.state.environment.runner
+        for _ in range(CLOCK_TRIES):  # the master may not listen for it yet: ask again
+            runner.send_message(CLOCK_REQUEST, {"sent_ns": time.time_ns()})
+            if self.answered.wait(CLOCK_WAIT_S):
+                return
+
+    def on_reply(self, data: dict[str, Any]) -> None:
+        if self.answered.is_set():
+            return
+        received_ns = time.time_ns()
+        sent_ns = int(data["sent_ns"])
+        offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
+        self.state.clock_offset_ns = skew_ns(offset)
+        self.answered.set()
+        if offset is None:
+            return
+        log.info(
+            "[surgebench] worker: clock offset from the master's %+.1f ms (round trip %.1f ms)",
+            offset / 1e6,
+            (received_ns - sent_ns) / 1e6,
+        )
+        if self.state.clock_offset_ns:
+            log.warning(
+                "[surgebench] this worker's clock is %.1f s off the master's: its phases and "
+                "per-second series are moved onto the master's clock",
+                offset / 1e9,
+            )
+
+
 class SurgeState:
     """What surgebench keeps in one Locust process: the run's settings, the recorder, the
     prompts and arrivals the users draw from; samplers, distribution and the summary are
@@ -298,16 +342,8 @@ class SurgeState:
         if self.is_master:
             options.sb_origin_ns = now_ns
         elif self.is_worker:
-            master_ns = int(getattr(options, "sb_origin_ns", 0) or now_ns)
-            self.clock_offset_ns = clock_offset_ns(now_ns, master_ns)
-            if self.clock_offset_ns:
-                log.warning(
-                    "[surgebench] this worker's clock is %.1f s off the master's (or the spawn "
-                    "message took that long): phases and per-second series are moved onto the "
-                    "master's clock",
-                    self.clock_offset_ns / 1e9,
-                )
-            return master_ns + self.clock_offset_ns
+            master_ns = int(getattr(options, "sb_origin_ns", 0) or 0)
+            return master_ns + self.clock_offset_ns if master_ns else now_ns
         return now_ns
 
     def on_test_start(self) -> None:
@@ -535,6 +571,18 @@ def _on_init(environment: Any, **_: Any) -> None:
     if state.is_worker:
         environment.runner.register_message(
             FLUSH_MSG, lambda **_: state.distribution.flush_to_master(), concurrent=True
+        )
+        clock = ClockCheck(state)
+        environment.runner.register_message(CLOCK_REPLY, lambda msg, **_: clock.on_reply(msg.data))
+        gevent.spawn(clock.ask)
+    if state.is_master:
+        environment.runner.register_message(
+            CLOCK_REQUEST,
+            lambda msg, **_: environment.runner.send_message(
+                CLOCK_REPLY,
+                {"sent_ns": msg.data["sent_ns"], "master_ns": time.time_ns()},
+                client_id=msg.node_id,
+            ),
         )
 
     def stopping(**_: Any) -> None:

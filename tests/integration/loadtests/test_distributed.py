@@ -149,6 +149,10 @@ def test_master_and_two_workers_add_up_and_run_the_masters_settings(
     assert histogram_of(summary, "itl_ms").get_total_count() == 6 * ok
     # a worker writes nothing into the run folder
     assert not (run_dir / "workers").exists()
+    # each worker measured its clock against the master's (one host: in sync, no correction)
+    for worker in workers:
+        assert "clock offset from the master's" in worker.output()
+        assert "off the master's" not in worker.output()
 
 
 def test_master_gives_up_naming_how_many_workers_connected(

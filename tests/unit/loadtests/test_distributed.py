@@ -15,8 +15,9 @@ from loadtests.distributed import (
     VERSION_KEY,
     DistributedError,
     adopt_master_document,
-    clock_offset_ns,
     master_document,
+    measured_offset_ns,
+    skew_ns,
     to_master_clock,
 )
 from loadtests.runner import MasterWatch, locust_argv, master_announcement
@@ -135,12 +136,20 @@ def test_a_worker_refuses_a_malformed_document(text: str) -> None:
         adopt_master_document(text, "1.2.3")
 
 
-def test_clock_offset_below_the_tolerance_is_the_message_delay() -> None:
+def test_clock_offset_from_one_round_trip() -> None:
     master = 1_700_000_000_000_000_000
-    assert clock_offset_ns(master + 3_000_000, master) == 0
-    assert clock_offset_ns(master - SKEW_TOLERANCE_NS + 1, master) == 0
-    assert clock_offset_ns(master + 2_400_000_000, master) == 2_400_000_000
-    assert clock_offset_ns(master - 7_000_000_000, master) == -7_000_000_000
+    # in sync: the midpoint of the round trip is the master's time; no skew to correct
+    assert measured_offset_ns(master - 3_000_000, master, master + 3_000_000) == 0
+    assert skew_ns(measured_offset_ns(master - 2_000_000, master, master + 4_000_000)) == 0
+    assert skew_ns(SKEW_TOLERANCE_NS - 1) == 0 and skew_ns(None) == 0
+    # the worker's clock 2.4 s ahead (7 s behind), whatever the elapsed time since the start
+    ahead = master + 2_400_000_000
+    offset = measured_offset_ns(ahead - 10_000_000, master, ahead + 10_000_000)
+    assert offset == 2_400_000_000 and skew_ns(offset) == offset
+    behind = master - 7_000_000_000
+    assert skew_ns(measured_offset_ns(behind - 4_000, master, behind + 4_000)) == -7_000_000_000
+    # a reply received before it was asked is no measurement
+    assert measured_offset_ns(ahead, master, ahead - 1) is None
 
 
 def test_a_skewed_workers_seconds_move_onto_the_masters_clock() -> None:
