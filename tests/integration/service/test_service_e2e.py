@@ -54,6 +54,7 @@ def test_event_sequence_through_the_mock(start: Start, transport: str) -> None:
     assert answer["usage"]["completion_tokens"] == 3 and answer["answer"]
 
 
+@pytest.mark.serial  # all admitted and one rejected within the mock's 400 ms TTFT: run alone
 @pytest.mark.anyio
 async def test_full_queue_rejects_at_once_while_admitted_streams_continue(start: Start) -> None:
     mock = start("mock", "--ttft-ms", "400", "--itl-ms", "5", "--output-tokens", "5")
