@@ -35,6 +35,8 @@ from mock_llm.settings import FIELDS, MockSettings, load_profile
 from surgebench import options
 
 TABLE_COLUMNS: tuple[str, ...] = ("concurrency", "isl", "osl", "ttft_ms", "itl_ms", "tokens_per_s")
+# optional: request times of the closed loop the measurement left out (default 0: no warm-up)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("warmup_requests",)
 MAX_TABLE_BYTES = 1_048_576
 MAX_SUMMARY_BYTES = 64 * 1_048_576
 POLICIES: tuple[str, ...] = ("mixed", "prefill_first", "both")
@@ -55,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         "a users sweep. Writes a TOML profile for `surgebench mock --profile FILE`.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--table", metavar="CSV", help="CSV with header " + ",".join(TABLE_COLUMNS))
+    src.add_argument(
+        "--table",
+        metavar="CSV",
+        help="CSV with header " + ",".join(TABLE_COLUMNS) + " (optional column: warmup_requests)",
+    )
     src.add_argument("--sweep", metavar="DIR", help="a `surgebench sweep` folder (load = users)")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="profile file to write")
     p.add_argument(
@@ -109,6 +115,14 @@ def _float_cell(raw: str, where: str) -> float:
         raise FitError(f"{where}: {raw!r} is not a number") from None
 
 
+def _warmup(value: float, where: str) -> float:
+    if math.isnan(value):  # column absent or cell empty: no warm-up
+        return 0.0
+    if not math.isfinite(value):
+        raise FitError(f"{where}: warmup_requests must be a number")
+    return value
+
+
 def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
     """Points and the comment lines (`# ...`, the source) of a table CSV."""
     comments = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")]
@@ -120,7 +134,7 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
     missing = [c for c in TABLE_COLUMNS if c not in header]
     if missing:
         raise FitError(f"{source}: missing column(s) {missing}; expected {','.join(TABLE_COLUMNS)}")
-    idx = {c: header.index(c) for c in TABLE_COLUMNS}
+    idx = {c: header.index(c) for c in TABLE_COLUMNS + OPTIONAL_COLUMNS if c in header}
     points = []
     for n, row in enumerate(rows[1:], start=2):
         where = f"{source}: data row {n - 1}"
@@ -138,6 +152,7 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
                 ttft_ms=v["ttft_ms"],
                 itl_ms=v["itl_ms"],
                 tokens_per_s=v["tokens_per_s"],
+                warmup_requests=_warmup(v.get("warmup_requests", math.nan), where),
             )
         )
         points[-1].check(where)
