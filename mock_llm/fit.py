@@ -201,6 +201,7 @@ class FitResult:
     predicted: list[Predicted]
     loss: float
     evaluations: int
+    replays: int = 0  # distinct models replayed (evaluations of an already-seen model are cached)
 
     def error_pct(self, i: int, metric: str) -> float:
         measured: float = getattr(self.points[i], metric)
@@ -409,12 +410,16 @@ def fit(
         return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
 
     def objective(x: np.ndarray) -> float:
-        key = tuple(np.round(x, 6))
+        values = values_of(x)
+        # one replay per distinct model: integer coefficients are rounded before they are used
+        key = tuple(
+            float(max(1, round(v))) if n in INT_COEFFICIENTS else float(f"{v:.6g}")
+            for n, v in values.items()
+        )
         if key not in cache:
-            penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
-            pred = predict_all(with_coefficients(base, values_of(x)), points)
-            cache[key] = _loss(points, pred) + 10.0 * penalty
-        return cache[key]
+            cache[key] = _loss(points, predict_all(with_coefficients(base, values), points))
+        penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
+        return cache[key] + 10.0 * penalty
 
     x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
     best_loss = math.inf
@@ -436,4 +441,5 @@ def fit(
         predicted=predict_all(final, points),
         loss=best_loss,
         evaluations=evals,
+        replays=len(cache),
     )

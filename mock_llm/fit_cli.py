@@ -16,6 +16,7 @@ import json
 import math
 import shlex
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -338,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for policy in policies:
             start = replace(base, mode="engine", prefill_policy=policy)
             print(f"fitting {', '.join(free)} ({policy}) to {len(points)} points ...", flush=True)
+            started = time.process_time()
             result = fit(
                 points,
                 start,
@@ -346,7 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restarts=args.rounds - 1,
                 start=initial,
             )
-            print(f"  {policy}: loss {result.loss:.4f} after {result.evaluations} evaluations")
+            cpu_s = time.process_time() - started
+            print(
+                f"  {policy}: loss {result.loss:.4f} after {result.evaluations} evaluations "
+                f"({result.replays} replays of the table, {cpu_s:.0f} s of CPU)"
+            )
             if best is None or result.loss < best[0].loss:
                 best = (result, start)
     except FitError as exc:
