@@ -3,8 +3,9 @@
 A point is one closed-loop measurement: C concurrent users, each sending a request of ISL prompt
 tokens and OSL output tokens as soon as its previous one ends, with mean TTFT, mean ITL and output
 throughput. The model is the mock's own engine scheduler: `predict` replays a point on
-`Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do), so
-a fitted profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
+`Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do; the
+point's `warmup_requests` says whether that burst is measured or a steady state is), so a fitted
+profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
 free coefficients with Nelder-Mead on the log of each (the loss is a step function of integer
 batch sizes, so no gradient), starting from a least-squares line through ITL(C).
 """
@@ -152,7 +153,8 @@ def predict(
     All users start at t = 0 (a burst, as AIPerf does). The first request's end time R sets the
     window: requests started in [warmup_requests x R, (warmup_requests + measure_requests) x R)
     give TTFT; gaps and tokens inside it give ITL and throughput. With no warm-up (the default,
-    as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured.
+    as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured;
+    with 1 or more the window starts in the closed loop's steady state.
     """
     sched = Scheduler(replace(settings, mode="engine"))
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
