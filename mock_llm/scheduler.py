@@ -347,14 +347,17 @@ class Scheduler:
 
     def _end_step(self, t: float, now: float) -> None:
         stats = self.stats
-        itl = stats.itl_s
+        # the common case, inlined from _record_emit: most sequences of a step share one gap
+        # (they decoded in the previous step too), so gaps are counted, then observed once each
+        gaps: dict[float, int] = {}
         for group in (self._decode, self._prefilled):
             for seq in group:
                 if seq.state != RUNNING:
                     continue
                 done = seq.sent + 1 >= seq.out_tokens
-                if seq.sent:  # the common case, inlined from _record_emit
-                    itl.observe(now - seq.last_at)
+                if seq.sent:
+                    gap = now - seq.last_at
+                    gaps[gap] = gaps.get(gap, 0) + 1
                     stats.generation_tokens += 1
                     seq.last_at = now
                 else:
@@ -367,6 +370,8 @@ class Scheduler:
                     self._finish(seq, now, seq.finish_reason or "stop")
                 elif not alive:
                     self._finish(seq, now, "abort")
+        for gap, n in gaps.items():
+            stats.itl_s.observe(gap, n)
         self._running = [s for s in self._running if s.state == RUNNING]
         self._decode, self._prefilled = [], []
         self._step_end = None

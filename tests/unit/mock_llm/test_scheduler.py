@@ -110,6 +110,24 @@ def test_engine_prefill_first_decode_pause_carries_no_context_cost() -> None:
     assert sink_a.emits[1][0] == pytest.approx(0.02101, abs=1e-9)
 
 
+def test_engine_itl_histogram_holds_every_gap_of_every_stream() -> None:
+    # staggered arrivals: the streams of one step have different gaps (one just prefilled)
+    s = settings(mode="engine", step_base_ms=10.0, step_per_seq_ms=0.5, output_tokens=6)
+    sched = Scheduler(s)
+    sinks = []
+    for i in range(5):
+        seq, sink = new_seq(out_tokens=6, prompt_tokens=1)
+        sched.submit(seq, 0.013 * i)
+        run_until(sched, 0.013 * i)
+        sinks.append(sink)
+    run_until(sched, 10.0)
+    gaps = [b[0] - a[0] for k in sinks for a, b in itertools.pairwise(k.emits)]
+    assert len({round(g, 9) for g in gaps}) > 1
+    assert sched.stats.itl_s.total == len(gaps) == 5 * 5
+    assert sched.stats.itl_s.sum == pytest.approx(sum(gaps), abs=1e-9)
+    assert sched.stats.generation_tokens == 5 * 6
+
+
 def test_engine_prefill_costs_step_time_and_is_chunked() -> None:
     s = settings(
         mode="engine",
