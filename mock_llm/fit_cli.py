@@ -26,6 +26,7 @@ from mock_llm.errors import SettingsError
 from mock_llm.fit import (
     BOUNDS,
     DEFAULT_FREE,
+    MAX_WARMUP_REQUESTS,
     FitError,
     FitResult,
     Point,
@@ -180,6 +181,20 @@ def _mean(summary: Mapping[str, Any], metric: str, where: Path) -> float:
     return float(value)
 
 
+def sweep_warmup_requests(warmup_s: object, request_ms: float) -> float:
+    """The run's warm-up in request times, as the replay takes it.
+
+    A run's users start together (at the default spawn rate) and its first `warmup_s` are left
+    out: less than half a request time leaves the burst in the measurement (0); more is a
+    steady-state measurement after that many request times (at least 1, at most the limit)."""
+    if not isinstance(warmup_s, int | float) or not request_ms > 0:
+        return 0.0
+    times = 1000.0 * float(warmup_s) / request_ms
+    if not math.isfinite(times) or times < 0.5:
+        return 0.0
+    return float(f"{min(MAX_WARMUP_REQUESTS, max(1.0, times)):.3g}")
+
+
 def read_sweep(
     sweep_dir: Path, configuration: str, isl: int, osl: int
 ) -> tuple[list[Point], list[str]]:
@@ -216,13 +231,17 @@ def read_sweep(
         ok = (summary.get("outcomes") or {}).get("ok", 0)
         tokens = summary.get("output_tokens", 0)
         cell_osl = osl or (round(tokens / ok) if ok else 0)
+        ttft_ms, itl_ms = _mean(summary, "ttft_ms", path), _mean(summary, "itl_ms", path)
         point = Point(
             concurrency=int(cell.get("load", 0)),
             prompt_tokens=isl,
             output_tokens=cell_osl,
-            ttft_ms=_mean(summary, "ttft_ms", path),
-            itl_ms=_mean(summary, "itl_ms", path),
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
             tokens_per_s=float(summary.get("output_tokens_per_s") or math.nan),
+            warmup_requests=sweep_warmup_requests(
+                summary.get("warmup_s"), ttft_ms + (cell_osl - 1) * itl_ms
+            ),
         )
         point.check(f"{path}")
         points.append(point)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mock_llm.fit import FitError, Point, check_identifiable, fit, predict
-from mock_llm.fit_cli import main, parse_table
+from mock_llm.fit_cli import main, parse_table, read_sweep, sweep_warmup_requests
 from mock_llm.settings import MockSettings, resolve
 from reports.results import LatencyStats, Summary, write_summary
 from reports.sweeps import SweepCell, SweepManifest, write_manifest
@@ -184,7 +184,7 @@ def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "surgebench fit:" in capsys.readouterr().err
 
 
-def _write_sweep(sweep_dir: Path, points: list[Point]) -> None:
+def _write_sweep(sweep_dir: Path, points: list[Point], warmup_s: float = 0.0) -> None:
     """A users sweep folder as `surgebench sweep` writes it, one cell per point."""
     cells = []
     for i, p in enumerate(points):
@@ -196,6 +196,7 @@ def _write_sweep(sweep_dir: Path, points: list[Point]) -> None:
             started_at="2026-01-01T00:00:00Z",
             duration_s=measured_s,
             measured_s=measured_s,
+            warmup_s=warmup_s,
             outcomes={"ok": requests},
             output_tokens=requests * p.output_tokens,
             latency={
@@ -242,6 +243,23 @@ def test_sweep_round_trip_recovers_the_profile_within_5_percent(tmp_path: Path) 
     assert s.mode == "engine" and s.output_tokens == osl
     for name in ("step_base_ms", "step_per_seq_ms", "step_per_prefill_token_ms"):
         assert getattr(s, name) == pytest.approx(TRUE[name], rel=0.05), name
+
+
+def test_sweep_warmup_becomes_the_replay_protocol(tmp_path: Path) -> None:
+    assert sweep_warmup_requests(0.04, 100.0) == 0.0  # under half a request: the burst counts
+    assert sweep_warmup_requests(0.08, 100.0) == 1.0
+    assert sweep_warmup_requests(0.25, 100.0) == 2.5
+    assert sweep_warmup_requests(3600.0, 100.0) == 20.0
+    assert sweep_warmup_requests(None, 100.0) == 0.0
+    points = synthetic(KNOWN, isls=(100,))
+    _write_sweep(tmp_path / "burst", points)
+    _write_sweep(tmp_path / "steady", points, warmup_s=5.0)
+    burst, _ = read_sweep(tmp_path / "burst", "", 100, 0)
+    steady, _ = read_sweep(tmp_path / "steady", "", 100, 0)
+    assert [p.warmup_requests for p in burst] == [0.0, 0.0, 0.0]
+    for p in steady:  # 5 s of warm-up over a request time of TTFT + 11 ITLs
+        request_s = (p.ttft_ms + 11 * p.itl_ms) / 1000.0
+        assert p.warmup_requests == pytest.approx(min(20.0, 5.0 / request_s), rel=0.01)
 
 
 def test_sweep_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
