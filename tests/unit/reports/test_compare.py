@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,6 +187,23 @@ def test_compare_opens_with_the_effective_difference(
     assert capsys.readouterr().out.splitlines()[2] == (
         "- effective configuration: same on both sides"
     )
+    as_json = base.parent / "compare.json"
+    assert compare_main([str(base), str(cur), "--json", str(as_json)]) == 0
+    payload = json.loads(as_json.read_text("utf-8"))
+    assert payload["effective"] == {
+        "recorded": True,
+        "changes": ["service.max_concurrent 8 -> 32"],
+        "text": "effective configuration: service.max_concurrent 8 -> 32",
+    }
+    assert compare_main([str(base), str(base), "--json", str(as_json)]) == 0
+    assert json.loads(as_json.read_text("utf-8"))["effective"]["changes"] == []
+    bare = make_run(name="bare", seed=1)
+    assert compare_main([str(bare), str(bare), "--json", str(as_json)]) == 0
+    assert json.loads(as_json.read_text("utf-8"))["effective"] == {
+        "recorded": False,
+        "changes": [],
+        "text": "effective configuration: not recorded (the servers did not report it)",
+    }
 
 
 def test_effective_changes_name_every_difference() -> None:
