@@ -24,8 +24,10 @@ from typing import Any
 import gevent
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests import outcomes as oc
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.fast_reader import reader_record
 from loadtests.health import REPORT_KEY as HEALTH_KEY
@@ -227,6 +229,9 @@ class SurgeState:
         self.started_at = ""
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
+        self.dispatcher: Any = None
+        self.stopping = False
+        """The test is stopping: no new request, no new session turn (`on_test_stopping`)."""
         self.written: Path | None = None
         self.totals: dict[str, int] = {}
         """Outcomes this process measured (never drained): a worker's own account of its share."""
@@ -240,12 +245,18 @@ class SurgeState:
         """Closed loop: None at once. Open loop: block until an arrival is due, return it."""
         if self.arrivals is None or self.book is None:
             return None
-        intended: int = self.arrivals.get()
+        intended: int | None = self.arrivals.get()
+        if intended is None:  # the test is stopping: wake the next waiting user too
+            self.arrivals.put_nowait(None)
+            raise StopUser()
         self.book.take(intended, time.time_ns(), intended >= self.recorder.measure_from_ns)
         return intended
 
     def record(self, record: RequestRecord) -> None:
-        self.recorder.record_request(record)
+        if record.outcome == oc.UNFINISHED:
+            self.recorder.record_unfinished(record)
+        else:
+            self.recorder.record_request(record)
         if record.start_ns >= self.recorder.measure_from_ns:
             self.totals[record.outcome] = self.totals.get(record.outcome, 0) + 1
 
@@ -272,6 +283,7 @@ class SurgeState:
         )
         self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
+        self.stopping = False
         self.health = new_health_sampler()
         self.distribution.reset()
         self.written = None
@@ -284,6 +296,17 @@ class SurgeState:
             self.workload.start(now_ns, users, self.samplers.add, self.recorder.measure_from_ns)
             self.book = self.workload.book or self.book  # trace rows count as open-loop arrivals
         self.samplers.start()
+
+    def on_test_stopping(self) -> None:
+        """The stop began (before Locust stops the users and waits the stop timeout): no arrival
+        is sent from now on. Users waiting for one stop; users in a request finish it within the
+        stop timeout, and those still in flight after it are counted ``unfinished``."""
+        self.stopping = True
+        if self.dispatcher is not None:
+            self.dispatcher.kill(block=False)
+        if self.arrivals is not None:
+            self.arrivals.put_nowait(None)
+        self.workload.stop()
 
     def on_test_stop(self) -> None:
         self.window.stop_ns = time.time_ns()
@@ -299,7 +322,8 @@ class SurgeState:
         users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
         self.book = ArrivalBook(settings, backlog_limit=max(1, users // processes))
         self.arrivals = Queue()
-        self.samplers.add(gevent.spawn(self._dispatch, settings, now_ns))
+        self.dispatcher = gevent.spawn(self._dispatch, settings, now_ns)
+        self.samplers.add(self.dispatcher)
 
     def _dispatch(self, settings: ArrivalSettings, start_ns: int) -> None:
         assert self.book is not None and self.arrivals is not None
@@ -467,6 +491,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         )
 
     def stopping(**_: Any) -> None:
+        state.on_test_stopping()
         if state.is_master:
             state.distribution.collect_final_reports()
 

@@ -239,6 +239,7 @@ def _compare(args: argparse.Namespace) -> int:
                 "text": effective_text(comparison.effective),
             },
             "metrics": rows,
+            "unfinished": dict(zip(("baseline", "current"), comparison.unfinished, strict=True)),
             "warnings": comparison.warnings,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")

@@ -230,3 +230,20 @@ def test_effective_changes_name_every_difference() -> None:
     assert effective_changes(run({"service": url}), run({"service": remote})) == [
         "service.upstream_url http://127.0.0.1:4001/v1 -> http://llm.example.invalid:4001/v1"
     ]
+
+
+def test_requests_in_flight_at_the_stop_are_shown_never_gated(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = make_run(name="base", seed=1)
+    cur = make_run(name="cur", seed=1)
+    summary = read_summary(cur)
+    summary.outcomes["unfinished"] = 40  # as many as a tenth of the requests: still no regression
+    write_summary(cur, summary)
+    as_json = cur.parent / "compare.json"
+    assert compare_main([str(base), str(cur), "--json", str(as_json)]) == 0
+    out = capsys.readouterr().out
+    assert "- requests still in flight at the stop: baseline 0, current 40 (" in out
+    assert json.loads(as_json.read_text("utf-8"))["unfinished"] == {"baseline": 0, "current": 40}
+    assert compare_main([str(base), str(base)]) == 0
+    assert "in flight at the stop" not in capsys.readouterr().out
