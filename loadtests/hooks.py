@@ -48,6 +48,8 @@ FLUSH_MSG = "surgebench_flush"
 FLUSHED_MSG = "surgebench_flushed"
 LOOP_TICK_S = 0.01
 CPU_TICK_S = 1.0
+MAX_ORIGIN_AGE_S = 30.0
+"""A worker anchors its schedule on the master's start when that is at most this old."""
 
 
 def add_arguments(parser: Any) -> None:
@@ -230,6 +232,9 @@ class SurgeState:
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
         self.dispatcher: Any = None
+        self.run_time_s = 0.0
+        self.clock: Any = None
+        """Headless runs: how long the test runs from its start (`RunClock`), else 0."""
         self.stopping = False
         """The test is stopping: no new request, no new session turn (`on_test_stopping`)."""
         self.written: Path | None = None
@@ -264,36 +269,43 @@ class SurgeState:
     def _origin_ns(self, now_ns: int) -> int:
         """When the load's schedule started: the master's test start (it runs the shape), sent
         to the workers as a parsed option inside Locust's spawn message, which a worker applies
-        before its own test_start; a worker starts late by the message's delay."""
+        before its own test_start; a worker starts late by the message's delay, so its
+        warm-up, arrivals and trace rows are anchored on the master's start too (an origin in
+        the future or over `MAX_ORIGIN_AGE_S` old, from clocks that disagree, is not used)."""
         options = self.environment.parsed_options
         if self.is_master:
             options.sb_origin_ns = now_ns
         elif self.is_worker:
-            return int(getattr(options, "sb_origin_ns", 0) or now_ns)
+            origin = int(getattr(options, "sb_origin_ns", 0) or now_ns)
+            if now_ns - int(MAX_ORIGIN_AGE_S * 1e9) <= origin <= now_ns:
+                return origin
         return now_ns
 
     def on_test_start(self) -> None:
         now_ns = time.time_ns()
+        origin_ns = self._origin_ns(now_ns)
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         # a new test (the web UI can start several) starts from empty measurements
         self.recorder = Recorder(
             slo=self.recorder.slo,
-            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), self._origin_ns(now_ns)),
+            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), origin_ns),
         )
-        self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
+        self.recorder.measure_from_ns = origin_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
         self.stopping = False
         self.health = new_health_sampler()
         self.distribution.reset()
         self.written = None
         self.workload = Workload(self.settings, self.worker_index)
+        if self.run_time_s > 0:  # not a sampler: `on_test_stop` (which it causes) kills those
+            self.clock = gevent.spawn(run_clock, self, now_ns)
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
-                self._start_arrivals(now_ns)
+                self._start_arrivals(origin_ns)
             users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
-            self.workload.start(now_ns, users, self.samplers.add, self.recorder.measure_from_ns)
+            self.workload.start(origin_ns, users, self.samplers.add, self.recorder.measure_from_ns)
             self.book = self.workload.book or self.book  # trace rows count as open-loop arrivals
         self.samplers.start()
 
@@ -311,6 +323,8 @@ class SurgeState:
     def on_test_stop(self) -> None:
         self.window.stop_ns = time.time_ns()
         self.samplers.stop()
+        if self.clock is not None and self.clock is not gevent.getcurrent():
+            self.clock.kill(block=False)  # stopped otherwise (a shape, a signal)
 
     def _start_arrivals(self, now_ns: int) -> None:
         processes = max(1, self.settings.processes)
@@ -340,6 +354,17 @@ class SurgeState:
         if self.book is not None:
             for key, n in self.book.drain().items():
                 self.recorder.count_open_loop(key, n)
+
+
+def run_clock(state: SurgeState, start_ns: int) -> None:
+    """Quit the test ``run_time_s`` after its start, by the wall clock (Locust's ``-t`` timer,
+    replaced by this one in `_on_init`, starts before the test does and on the event loop's
+    cached time, which start-up leaves stale: a 4 s run lasted 2.4 s under load)."""
+    deadline_ns = start_ns + int(state.run_time_s * 1e9)
+    while (left_s := (deadline_ns - time.time_ns()) / 1e9) > 0:
+        gevent.sleep(min(left_s, 0.5))
+    log.info("run time of %gs reached (from the test's start), stopping", state.run_time_s)
+    state.environment.runner.quit()
 
 
 def new_health_sampler() -> HealthSampler:
@@ -455,6 +480,10 @@ def _on_init(environment: Any, **_: Any) -> None:
         raise SystemExit(2) from None
     state = SurgeState(environment, settings, document, run_dir)
     environment.surgebench = state
+    run_time = getattr(options, "run_time", None)
+    if run_time and getattr(options, "headless", False) and not state.is_worker:
+        options.run_time = None  # Locust's timer would start it; `run_clock` measures from start
+        state.run_time_s = float(run_time)
     for cls in environment.user_classes:
         cls.network_timeout = settings.request_timeout_s
         cls.connection_timeout = min(10.0, settings.request_timeout_s)
