@@ -455,8 +455,8 @@ def latency_cdf_figure(runs: Sequence[Summary]) -> Figure | None:
         for q, name in CDF_QUANTILES:  # dark enough to see beside the curves, and named
             ax.axhline(q, color="0.25", linewidth=1.0, linestyle=":", zorder=1)
             ax.annotate(
-                name, (1.0, q), xycoords=("axes fraction", "data"), xytext=(-3, -2),
-                textcoords="offset points", ha="right", va="top", fontsize="x-small", color="0.25",
+                name, (0.0, q), xycoords=("axes fraction", "data"), xytext=(3, 1),
+                textcoords="offset points", ha="left", va="bottom", fontsize="x-small", color="0.2",
             )  # fmt: skip
         log = readable_x_axis(ax, low, high)
         ax.set_xlabel(f"{label} (ms{', log scale' if log else ''})")
@@ -467,7 +467,7 @@ def latency_cdf_figure(runs: Sequence[Summary]) -> Figure | None:
         if len(runs) > 1 and index == len(panels) - 1:
             ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
     figure.suptitle(
-        "latency distributions (dotted lines: p50, p95, p99; each named at its right end)"
+        "latency distributions (dotted lines: p50, p95, p99, each named at its left end)"
     )
     return figure
 

@@ -15,6 +15,7 @@ from reports.plots import (
     rate_bins,
     server_timeline_figure,
     throughput_over_time_figure,
+    ttft_breakdown_figure,
 )
 from reports.results import LatencyStats, Phase, Summary, TimePoint
 from reports.servermetrics import ServerSeries
@@ -139,3 +140,32 @@ def test_phases_are_named_on_every_time_plot_and_servers_get_their_panel() -> No
         assert top_labels == ["8 users", "spike to 24 users", "back to 8 users"], make
     fig = server_timeline_figure(summary, {"service": series})
     assert fig is not None
+
+
+def test_ttft_breakdown_labels_say_what_was_measured() -> None:
+    """0.004 ms is 4 us (not "0.00 ms"); a part reported as 0 (under the service's 1 us
+    resolution) is "< 1 us"; a part one run lacks is "n/a", not a zero."""
+    base = make_summary(RunSpec())
+    parts = {
+        "queue_wait": LatencyStats.from_values([0.0] * 5),
+        "relay_overhead": LatencyStats.from_values([0.004] * 5),
+        "upstream_ttft": LatencyStats.from_values([102.0] * 5),
+    }
+    one = replace(base, name="one", breakdown_ms=parts)
+    other = replace(base, name="other", breakdown_ms={"upstream_ttft": parts["upstream_ttft"]})
+    figure = ttft_breakdown_figure([one, other])
+    assert figure is not None
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert "0.00 ms" not in labels
+    assert labels.count("< 1 us") == 2 and labels.count("4 us") == 2  # p50 and p95 of "one"
+    assert labels.count("n/a") == 4 and labels.count("102 ms") == 4  # "other" lacks two parts
+
+
+def test_cdf_quantile_lines_are_drawn_dark_and_named() -> None:
+    figure = latency_cdf_figure([make_summary(RunSpec())])
+    assert figure is not None
+    for ax in figure.axes:
+        dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert sorted(line.get_ydata()[0] for line in dotted) == [0.5, 0.95, 0.99]
+        assert all(float(line.get_color()) <= 0.3 for line in dotted)  # dark grey, not 0.7
+        assert [t.get_text() for t in ax.texts] == ["p50", "p95", "p99"]
