@@ -15,6 +15,7 @@ import time
 from typing import Any, Protocol
 
 from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_WAITING
 
 from loadtests import outcomes as oc
 from loadtests.recorder import RequestRecord
@@ -68,12 +69,15 @@ def session_user_class(base: type[Any]) -> type[Any]:
 
             for turn in plan:
                 try:
-                    if turn.think_s > 0:
+                    if turn.think_s > 0 and not self.state.stopping:
+                        # as Locust's own wait: a user stopped while waiting is stopped at once
+                        self._state = LOCUST_STATE_WAITING
                         gevent.sleep(turn.think_s)
-                except gevent.GreenletExit:  # stopped after the stop timeout, in think time
+                        self._state = LOCUST_STATE_RUNNING
+                except gevent.GreenletExit:  # stopped in think time
                     cut_off()
                     raise
-                if self.state.stopping:  # no new turn once the test is stopping
+                if self.state.stopping:  # no new turn (nor think time) once the test stops
                     cut_off()
                     raise StopUser()
                 body = turn.body(conv.ask(turn.user_tokens))

@@ -71,3 +71,19 @@ def test_sessions_cut_off_at_the_stop_are_counted(surge_run: RunCommand) -> None
     assert sessions is not None, run.output
     assert sessions["started"] == sessions["cut_off"] == 3, sessions
     assert sessions["completed"] == sessions["failed"] == 0, sessions
+
+
+def test_a_session_thinking_at_the_stop_sends_no_new_turn(surge_run: RunCommand) -> None:
+    """Turn 1 ends at once, the 6 s think time outlasts the 2 s run: the stop timeout (10 s)
+    would let turn 2 start after the stop; no turn starts once the test is stopping, and a
+    thinking user is stopped at once (as Locust stops a waiting user), not after its think."""
+    run = surge_run(
+        "--user", "session", "--users", "2", "--duration", "2s", "--warmup", "0s",
+        "--processes", "1", "--session-turns", "2", "--session-think-ms", "6000",
+        "--mock-ttft-ms", "5", "--mock-output-tokens", "2",
+    )  # fmt: skip
+    outcomes = check_nothing_lost(run)
+    assert outcomes["ok"] == 2 and outcomes["unfinished"] == 0, outcomes
+    assert run.summary is not None and run.summary.sessions is not None, run.output
+    assert run.summary.sessions["cut_off"] == 2 == run.summary.sessions["started"]
+    assert run.summary.duration_s < 5.0, run.summary.duration_s  # not 2 s + the 6 s think
