@@ -1,7 +1,8 @@
 """Locust event wiring: the run's settings, recorders, samplers, worker -> master merge, summary.
 
 Imported only by the locustfile (it imports gevent and Locust). Every process rebuilds the run's
-`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option) and keeps one
+`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option; a worker takes
+the master's document from the spawn message, `loadtests.distributed`) and keeps one
 `SurgeState` on ``environment.surgebench``. Workers (and a local runner) record requests, sample
 their own CPU and event-loop lag, and (workers) send deltas through ``report_to_master``; the
 master (or the local runner) merges them and writes ``summary.json`` when it quits, the point
@@ -10,6 +11,7 @@ at which the workers' final reports have arrived (docs/loadtests.md).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import logging
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
 from locust.exception import StopUser
@@ -29,6 +32,19 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import outcomes as oc
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.distributed import (
+    CLOCK_REPLY,
+    CLOCK_REQUEST,
+    CLOCK_TRIES,
+    CLOCK_WAIT_S,
+    DOCUMENT_OPTION,
+    DistributedError,
+    adopt_master_document,
+    master_document,
+    measured_offset_ns,
+    skew_ns,
+    to_master_clock,
+)
 from loadtests.fast_reader import reader_record
 from loadtests.health import REPORT_KEY as HEALTH_KEY
 from loadtests.health import HealthSampler, merge_points
@@ -48,8 +64,6 @@ FLUSH_MSG = "surgebench_flush"
 FLUSHED_MSG = "surgebench_flushed"
 LOOP_TICK_S = 0.01
 CPU_TICK_S = 1.0
-MAX_ORIGIN_AGE_S = 30.0
-"""A worker anchors its schedule on the master's start when that is at most this old."""
 
 
 def add_arguments(parser: Any) -> None:
@@ -58,6 +72,8 @@ def add_arguments(parser: Any) -> None:
     goes into results/locust-<time>/)."""
     group = parser.add_argument_group("surgebench")
     group.add_argument("--sb-config", default="", help="the run's config.json (surgebench run)")
+    # set by the master, carried to the workers in Locust's spawn messages (loadtests.distributed)
+    group.add_argument("--sb-config-document", default="", help=argparse.SUPPRESS)
 
 
 def load_settings(config_path: str, host: str) -> tuple[RunSettings, dict[str, Any], Path | None]:
@@ -163,11 +179,12 @@ class Distribution:
     def drain(self) -> dict[str, Any]:
         """Worker: this process's measurements since the last report (then forgotten here)."""
         self.state.drain_arrivals()
-        return {
+        report = {
             **self.state.recorder.drain(),
             WORKLOAD_KEY: self.state.workload.drain(),
             HEALTH_KEY: self.state.health.drain(),
         }
+        return to_master_clock(report, self.state.clock_offset_ns, HEALTH_KEY)
 
     def merge(self, client_id: str, data: dict[str, Any]) -> None:
         self.workers_reported.add(client_id)
@@ -201,6 +218,44 @@ class Distribution:
         runner.send_message(FLUSHED_MSG, None)
 
 
+class ClockCheck:
+    """Worker: this host's offset from the master's clock, asked once as it connects
+    (`loadtests.distributed`); the answer sets ``state.clock_offset_ns``."""
+
+    def __init__(self, state: SurgeState) -> None:
+        self.state = state
+        self.answered = gevent.event.Event()
+
+    def ask(self) -> None:
+        runner = self.state.environment.runner
+        for _ in range(CLOCK_TRIES):  # the master may not listen for it yet: ask again
+            runner.send_message(CLOCK_REQUEST, {"sent_ns": time.time_ns()})
+            if self.answered.wait(CLOCK_WAIT_S):
+                return
+
+    def on_reply(self, data: dict[str, Any]) -> None:
+        if self.answered.is_set():
+            return
+        received_ns = time.time_ns()
+        sent_ns = int(data["sent_ns"])
+        offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
+        self.state.clock_offset_ns = skew_ns(offset)
+        self.answered.set()
+        if offset is None:
+            return
+        log.info(
+            "[surgebench] worker: clock offset from the master's %+.1f ms (round trip %.1f ms)",
+            offset / 1e6,
+            (received_ns - sent_ns) / 1e6,
+        )
+        if self.state.clock_offset_ns:
+            log.warning(
+                "[surgebench] this worker's clock is %.1f s off the master's: its phases and "
+                "per-second series are moved onto the master's clock",
+                offset / 1e9,
+            )
+
+
 class SurgeState:
     """What surgebench keeps in one Locust process: the run's settings, the recorder, the
     prompts and arrivals the users draw from; samplers, distribution and the summary are
@@ -220,20 +275,17 @@ class SurgeState:
         self.is_master = isinstance(environment.runner, MasterRunner)
         self.is_worker = isinstance(environment.runner, WorkerRunner)
         self.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
-        self.recorder = Recorder(slo=slo_of(settings))
-        self.prompts = PromptSource(
-            prompt_words=settings.prompt_words,
-            max_tokens=settings.max_tokens,
-            file=Path(settings.prompts) if settings.prompts else None,
-            seed=settings.seed * 1000 + self.worker_index,
-        )
+        self.use_settings(settings, config)
+        self.clock_offset_ns = 0
+        """A worker's offset from the master's clock (`loadtests.distributed`)."""
+        self.users_peak = 0
         self.window = _Window()
         self.started_at = ""
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
         self.dispatcher: Any = None
         self.run_time_s = 0.0
-        self.clock: Any = None
+        self.run_timer: Any = None
         """Headless runs: how long the test runs from its start (`RunClock`), else 0."""
         self.stopping = False
         """The test is stopping: no new request, no new session turn (`on_test_stopping`)."""
@@ -244,6 +296,36 @@ class SurgeState:
         self.samplers = Samplers(self)
         self.distribution = Distribution(self)
         self.workload = Workload(settings, self.worker_index)
+
+    def use_settings(self, settings: RunSettings, config: dict[str, Any] | None) -> None:
+        """Take the run's settings: at init, and on a worker again from the master's spawn
+        message (`adopt_master_settings`)."""
+        self.settings = settings
+        self.config = dict(config or {})
+        self.recorder = Recorder(slo=slo_of(settings))
+        self.prompts = PromptSource(
+            prompt_words=settings.prompt_words,
+            max_tokens=settings.max_tokens,
+            file=Path(settings.prompts) if settings.prompts else None,
+            seed=settings.seed * 1000 + self.worker_index,
+        )
+        for cls in self.environment.user_classes:
+            cls.network_timeout = settings.request_timeout_s
+            cls.connection_timeout = min(10.0, settings.request_timeout_s)
+
+    def adopt_master_settings(self) -> None:
+        """Worker: the master's configuration, from the spawn message Locust just applied
+        (`loadtests.distributed`); `DistributedError` when this worker cannot run it."""
+        text = str(getattr(self.environment.parsed_options, DOCUMENT_OPTION, "") or "")
+        if not text:
+            return  # a master without surgebench's hooks: this worker keeps its own settings
+        from surgebench import __version__
+
+        adopted = adopt_master_document(text, str(__version__))
+        try:
+            self.use_settings(adopted.settings, adopted.document)
+        except (OSError, ValueError) as exc:  # e.g. --prompts names a file this host lacks
+            raise DistributedError(f"cannot use the master's configuration here: {exc}") from None
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -270,18 +352,18 @@ class SurgeState:
         """When the load's schedule started: the master's test start (it runs the shape), sent
         to the workers as a parsed option inside Locust's spawn message, which a worker applies
         before its own test_start; a worker starts late by the message's delay, so its
-        warm-up, arrivals and trace rows are anchored on the master's start too (an origin in
-        the future or over `MAX_ORIGIN_AGE_S` old, from clocks that disagree, is not used)."""
+        warm-up, arrivals and trace rows are anchored on the master's start too."""
         options = self.environment.parsed_options
         if self.is_master:
             options.sb_origin_ns = now_ns
         elif self.is_worker:
-            origin = int(getattr(options, "sb_origin_ns", 0) or now_ns)
-            if now_ns - int(MAX_ORIGIN_AGE_S * 1e9) <= origin <= now_ns:
-                return origin
+            master_ns = int(getattr(options, "sb_origin_ns", 0) or 0)
+            return master_ns + self.clock_offset_ns if master_ns else now_ns
         return now_ns
 
     def on_test_start(self) -> None:
+        if self.is_worker:
+            self.adopt_master_settings()
         now_ns = time.time_ns()
         origin_ns = self._origin_ns(now_ns)
         self.window = _Window(start_ns=now_ns)
@@ -299,7 +381,7 @@ class SurgeState:
         self.written = None
         self.workload = Workload(self.settings, self.worker_index)
         if self.run_time_s > 0:  # not a sampler: `on_test_stop` (which it causes) kills those
-            self.clock = gevent.spawn(run_clock, self, now_ns)
+            self.run_timer = gevent.spawn(run_clock, self, now_ns)
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
@@ -323,8 +405,8 @@ class SurgeState:
     def on_test_stop(self) -> None:
         self.window.stop_ns = time.time_ns()
         self.samplers.stop()
-        if self.clock is not None and self.clock is not gevent.getcurrent():
-            self.clock.kill(block=False)  # stopped otherwise (a shape, a signal)
+        if self.run_timer is not None and self.run_timer is not gevent.getcurrent():
+            self.run_timer.kill(block=False)  # stopped otherwise (a shape, a signal)
 
     def _start_arrivals(self, now_ns: int) -> None:
         processes = max(1, self.settings.processes)
@@ -427,6 +509,20 @@ def write_worker_totals(state: SurgeState) -> None:
     path.write_text(json.dumps({"outcomes": state.totals}) + "\n", "utf-8")
 
 
+def worker_totals_line(state: SurgeState) -> str:
+    """A worker's own account of its share, one JSON line on its output."""
+    body = {"users": state.users_peak, "outcomes": state.totals}
+    return f"[surgebench] worker totals: {json.dumps(body, sort_keys=True)}"
+
+
+def refuse_master(environment: Any, reason: str) -> None:
+    """Worker: cannot run the master's configuration; say why and quit (exit 2) before any
+    user starts (the quit greenlet runs ahead of Locust's spawning greenlet)."""
+    log.error("[surgebench] worker: %s", reason)
+    environment.process_exit_code = 2
+    gevent.spawn(environment.runner.quit)
+
+
 def freeze_heap() -> None:
     """Move everything alive now out of the cyclic GC's reach (`gc.freeze`).
 
@@ -484,12 +580,16 @@ def _on_init(environment: Any, **_: Any) -> None:
     if run_time and getattr(options, "headless", False) and not state.is_worker:
         options.run_time = None  # Locust's timer would start it; `run_clock` measures from start
         state.run_time_s = float(run_time)
-    for cls in environment.user_classes:
-        cls.network_timeout = settings.request_timeout_s
-        cls.connection_timeout = min(10.0, settings.request_timeout_s)
+    if state.is_master:  # travels to the workers in every spawn message
+        setattr(
+            options, DOCUMENT_OPTION, master_document(document, settings, versions()["surgebench"])
+        )
 
     def start(**_: Any) -> None:
-        state.on_test_start()
+        try:
+            state.on_test_start()
+        except DistributedError as exc:
+            refuse_master(environment, str(exc))
 
     def stop(**_: Any) -> None:
         state.on_test_stop()
@@ -509,6 +609,8 @@ def _on_init(environment: Any, **_: Any) -> None:
             write_summary_once(state)
         else:
             write_worker_totals(state)
+            if state.run_dir is None and state.window.start_ns:  # no files: it says its share
+                print(worker_totals_line(state), flush=True)
 
     if state.is_master:
         environment.runner.register_message(
@@ -518,6 +620,18 @@ def _on_init(environment: Any, **_: Any) -> None:
         environment.runner.register_message(
             FLUSH_MSG, lambda **_: state.distribution.flush_to_master(), concurrent=True
         )
+        clock = ClockCheck(state)
+        environment.runner.register_message(CLOCK_REPLY, lambda msg, **_: clock.on_reply(msg.data))
+        gevent.spawn(clock.ask)
+    if state.is_master:
+        environment.runner.register_message(
+            CLOCK_REQUEST,
+            lambda msg, **_: environment.runner.send_message(
+                CLOCK_REPLY,
+                {"sent_ns": msg.data["sent_ns"], "master_ns": time.time_ns()},
+                client_id=msg.node_id,
+            ),
+        )
 
     def stopping(**_: Any) -> None:
         state.on_test_stopping()
@@ -525,6 +639,7 @@ def _on_init(environment: Any, **_: Any) -> None:
             state.distribution.collect_final_reports()
 
     def spawned(**_: Any) -> None:
+        state.users_peak = max(state.users_peak, int(environment.runner.user_count))
         if not state.is_master:
             gc.freeze()  # users and connections are long-lived too (no collection: no pause)
 
