@@ -31,7 +31,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import outcomes as oc
-from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.arrivals import MAX_CATCH_UP_S, ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.distributed import (
     CLOCK_REPLY,
     CLOCK_REQUEST,
@@ -423,7 +423,10 @@ class SurgeState:
 
     def _dispatch(self, settings: ArrivalSettings, start_ns: int) -> None:
         assert self.book is not None and self.arrivals is not None
+        catch_up_from_ns = time.time_ns() - int(MAX_CATCH_UP_S * 1e9)
         for intended in intended_times_ns(settings, start_ns):
+            if intended < catch_up_from_ns:
+                continue  # due long before this worker joined (`MAX_CATCH_UP_S`)
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
                 gevent.sleep(delay_s)

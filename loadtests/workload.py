@@ -20,7 +20,7 @@ import gevent
 from gevent.queue import Queue
 
 from loadtests import outcomes as oc
-from loadtests.arrivals import ArrivalBook, ArrivalSettings
+from loadtests.arrivals import MAX_CATCH_UP_S, ArrivalBook, ArrivalSettings
 from loadtests.recorder import RequestRecord
 from loadtests.sessions import SessionPlanner, SessionSettings, SessionTally
 from loadtests.settings import RunSettings
@@ -101,8 +101,11 @@ class Workload:
         assert tally is not None
         for item in self.trace.schedule(share, shares):  # the window, counted up front
             tally.record_scheduled(item)
+        catch_up_from_ns = time.time_ns() - int(MAX_CATCH_UP_S * 1e9)
         for item in self.trace.schedule(share, shares):  # rows are built as they fall due
             intended = start_ns + int(item.offset_s * 1e9)
+            if intended < catch_up_from_ns:
+                continue  # due long before this worker joined: not sent (`MAX_CATCH_UP_S`)
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
                 gevent.sleep(delay_s)
