@@ -92,6 +92,13 @@ def test_master_watch_counts_workers_and_sees_the_give_up() -> None:
     assert not watch.gave_up
     watch.line("[t] h/ERROR/locust.main: Gave up waiting for workers to connect")
     assert (watch.gave_up, watch.connected) == (True, 1)
+    lost = (
+        "[t] h/INFO/locust.runners: Worker h_ab failed to send heartbeat, setting state to missing."
+    )
+    assert (
+        watch.line(lost)
+        == "master: Worker h_ab failed to send heartbeat, setting state to missing."
+    )
 
 
 def test_the_worker_adopts_the_masters_document() -> None:
