@@ -206,6 +206,7 @@ class Distribution:
         missing = set(clients) - self.flushed
         if missing:
             log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+            self.workers_reported -= missing  # their counts are incomplete: the run says so
 
     def flush_to_master(self) -> None:
         """Worker: stop the users (in-flight requests may finish within the stop timeout),
