@@ -238,7 +238,7 @@ class ClockCheck:
         received_ns = time.time_ns()
         sent_ns = int(data["sent_ns"])
         offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
-        self.state.clock_offset_ns = skew_ns(offset)
+        self.state.clock_offset_ns = skew_ns(offset, received_ns - sent_ns)
         self.answered.set()
         if offset is None:
             return
