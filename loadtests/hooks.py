@@ -208,6 +208,7 @@ class Distribution:
         missing = set(clients) - self.flushed
         if missing:
             log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+            self.workers_reported -= missing  # their counts are incomplete: the run says so
 
     def flush_to_master(self) -> None:
         """Worker: stop the users (in-flight requests may finish within the stop timeout),
@@ -239,7 +240,7 @@ class ClockCheck:
         received_ns = time.time_ns()
         sent_ns = int(data["sent_ns"])
         offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
-        self.state.clock_offset_ns = skew_ns(offset)
+        self.state.clock_offset_ns = skew_ns(offset, received_ns - sent_ns)
         self.answered.set()
         if offset is None:
             return
