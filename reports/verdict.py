@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from reports.results import Phase, Summary, phases_or_whole_run
+from reports.results import OTHER_ERROR_OUTCOMES, Phase, Summary, phases_or_whole_run
 
 PART_NAMES: dict[str, str] = {
     "queue_wait": "queue wait",
@@ -72,6 +72,15 @@ def _dominant_part(phase: Phase) -> str:
     return f", {percent_text(min(share, 1.0))} of it {PART_NAMES[best]}"
 
 
+def unfinished_text(count: int) -> str:
+    """``3 requests were still in flight at the stop`` (cut off after the stop timeout), or ""."""
+    if not count:
+        return ""
+    if count == 1:
+        return "1 request was still in flight at the stop"
+    return f"{count} requests were still in flight at the stop"
+
+
 def phase_sentence(phase: Phase, *, with_span: bool) -> str:
     """One sentence on one phase, e.g. ``8 users: TTFT p95 125 ms, nothing rejected.``"""
     head = phase.label[:1].upper() + phase.label[1:]
@@ -80,12 +89,13 @@ def phase_sentence(phase: Phase, *, with_span: bool) -> str:
     requests = phase.requests
     if requests == 0:
         return f"{head}: no request was measured."
+    cut_off = unfinished_text(phase.unfinished)
+    if phase.ended == 0:
+        return f"{head}: no request ended; {cut_off}."
     ok = phase.outcomes.get("ok", 0)
     rejected = phase.outcomes.get("rejected", 0)
     timeouts = phase.outcomes.get("timeout", 0)
-    errors = sum(
-        n for k, n in phase.outcomes.items() if k not in ("ok", "rejected", "timeout", "cancelled")
-    )
+    errors = sum(phase.outcomes.get(k, 0) for k in OTHER_ERROR_OUTCOMES)
     clauses: list[str] = []
     if rejected:
         to_reject = phase.metric("rejected_ms").p50
@@ -95,6 +105,8 @@ def phase_sentence(phase: Phase, *, with_span: bool) -> str:
         clauses.append(f"{timeouts} timed out ({percent_text(timeouts / requests)})")
     if errors:
         clauses.append(f"{errors} failed with errors ({percent_text(errors / requests)})")
+    if cut_off:
+        clauses.append(cut_off)
     ttft = phase.metric("ttft_ms")
     if ok == 0:
         latency = "no request succeeded"
@@ -129,6 +141,9 @@ def validity_sentence(summary: Summary) -> str:
 
 
 GENERIC_ADVICE = "run with more --processes or fewer --users (or a lower --rate)"
+GENERIC_ADVICE_REMOTE = (
+    "run with more workers (--expect-workers) or fewer --users (or a lower --rate)"
+)
 BUSY_RUNQUEUE_PERCENT = 10.0
 """The generator waited for a CPU at least this share of the time: another process had it."""
 BUSY_STEAL_PERCENT = 5.0
@@ -140,12 +155,18 @@ TARGET_CPU_PERCENT = 50.0
 
 
 def guard_advice(
-    figures: Mapping[str, float | None], processes: int, max_cpu_percent: float
+    figures: Mapping[str, float | None],
+    processes: int,
+    max_cpu_percent: float,
+    *,
+    remote_workers: bool = False,
 ) -> tuple[str, str]:
     """Why the generator lagged, and what to do: ``("delayed", "the machine was busy: ...")``
     when other processes held the CPU (its run-queue wait, steal, CPU pressure), ``("saturated",
     "the generator saturated ...: use --processes N")`` when its own CPU ran out, both when both;
-    the generic advice when the figures cannot tell (no /proc, or neither)."""
+    the generic advice when the figures cannot tell (no /proc, or neither). `remote_workers`
+    (a ``--master`` run): the advice names workers (``--expect-workers N``), not ``--processes``.
+    """
 
     def num(name: str) -> float:
         value = figures.get(name)
@@ -160,6 +181,8 @@ def guard_advice(
     busy = wait >= BUSY_RUNQUEUE_PERCENT or steal >= BUSY_STEAL_PERCENT or psi >= BUSY_PSI_PERCENT
     saturated = cpu_mean >= SATURATED_CPU_MEAN_PERCENT or cpu_max > max_cpu_percent
     needed = max(processes + 1, math.ceil(processes * cpu_mean / TARGET_CPU_PERCENT))
+    scale = f"--expect-workers {needed}" if remote_workers else f"--processes {needed}"
+    more = "more workers" if remote_workers else "more --processes"
     evidence = [f"it waited for a CPU {wait:.0f} % of the time"]
     if steal >= 1:
         evidence.append(f"steal {steal:.0f} %")
@@ -172,18 +195,17 @@ def guard_advice(
     if busy and saturated:
         return (
             "saturated",
-            f"{busy_text}, and the generator saturated: use --processes {needed} on a quieter "
-            "machine",
+            f"{busy_text}, and the generator saturated: use {scale} on a quieter machine",
         )
     if busy:
-        return "delayed", f"{busy_text}; rerun on a quieter machine (more --processes won't help)"
+        return "delayed", f"{busy_text}; rerun on a quieter machine ({more} won't help)"
     if saturated:
         return (
             "saturated",
             f"the generator saturated (CPU {cpu_mean:.0f} % of a core on average, "
-            f"{cpu_max:.0f} % at most): use --processes {needed}",
+            f"{cpu_max:.0f} % at most): use {scale}",
         )
-    return "saturated", GENERIC_ADVICE
+    return "saturated", GENERIC_ADVICE_REMOTE if remote_workers else GENERIC_ADVICE
 
 
 TRANSIENT_PREFIXES = ("load generator saturated:", "load generator delayed:", "Locust reported")
