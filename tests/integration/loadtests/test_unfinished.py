@@ -73,6 +73,7 @@ def test_sessions_cut_off_at_the_stop_are_counted(surge_run: RunCommand) -> None
     assert sessions["completed"] == sessions["failed"] == 0, sessions
 
 
+@pytest.mark.serial  # an upper bound on the run's duration (5 s): run alone (see the Makefile)
 def test_a_session_thinking_at_the_stop_sends_no_new_turn(surge_run: RunCommand) -> None:
     """Turn 1 ends at once, the 6 s think time outlasts the 2 s run: the stop timeout (10 s)
     would let turn 2 start after the stop; no turn starts once the test is stopping, and a
