@@ -122,6 +122,23 @@ class SSEParser:
             lines = buf.split(b"\n")
             self._partial = lines.pop()
             data = self._data
+            n = len(lines)
+            if 1 < n < 5 and not lines[-1] and not data and self._stamp is None and not self._event:
+                # One whole usual event and nothing pending: [stamp] [event] data, blank line.
+                line = lines[-2]
+                if line.startswith(b"data: "):
+                    if n == 2:
+                        self._sink("message", line[6:], t_ns, None)
+                        return
+                    stamp = lines[0][4:]
+                    if lines[0].startswith(STAMP_PREFIX) and stamp.isdigit():
+                        if n == 3:
+                            self._sink("message", line[6:], t_ns, int(stamp))
+                            return
+                        if lines[1].startswith(b"event: "):
+                            event = lines[1][7:].decode("utf-8", "replace") or "message"
+                            self._sink(event, line[6:], t_ns, int(stamp))
+                            return
             for line in lines:
                 if not line:  # dispatch (as `_dispatch`, inline: one call less per event)
                     if data or self._event:

@@ -97,3 +97,29 @@ def test_a_sink_gets_the_same_events_as_feed_returns(cuts: list[int], crlf: bool
     assert sunk == returned
     assert kinds(sunk) == ["thinking", "token", "token", "done"]
     assert sinking.comments == listing.comments == 1
+
+
+LINE = st.sampled_from(
+    [b": t=12", b": t=007", b": t=1_0", b": t=+3", b": t=", b": t=x", b": ping", b"event: token",
+     b"event: ", b"event:done", b"data: x", b"data:y", b"data:  z", b"data: ", b"data",
+     b'data: {"a":1}', b"id: 3", b"retry: 5", b"", b"\xff\xfe"]
+)  # fmt: skip
+
+
+@given(st.lists(st.lists(LINE, max_size=5), max_size=12), st.integers(min_value=0, max_value=3))
+def test_whole_event_chunks_parse_as_byte_by_byte(blocks: list[list[bytes]], skip: int) -> None:
+    """Each chunk one block of lines ending with a blank line (the usual arrival, which the
+    parser takes whole when nothing is pending) gives the same events, arrival times and
+    comment count as the same bytes fed one at a time."""
+    chunks = [b"".join(line + b"\n" for line in block) + b"\n" for block in blocks]
+    chunks = [*chunks[skip:], b"data: tail\n", *chunks[:skip]]  # something pending midway
+    whole: list[SSEEvent] = []
+    single: list[SSEEvent] = []
+    by_chunk = SSEParser(lambda *args: whole.append(SSEEvent(*args)))
+    by_byte = SSEParser(lambda *args: single.append(SSEEvent(*args)))
+    for t, chunk in enumerate(chunks):
+        by_chunk.push(chunk, t)
+        for i in range(len(chunk)):
+            by_byte.push(chunk[i : i + 1], t)
+    assert whole == single
+    assert by_chunk.comments == by_byte.comments
