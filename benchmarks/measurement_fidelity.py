@@ -284,6 +284,18 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+SATURATED_SHARE = 0.95
+"""A generator using this share of its CPUs or more is saturated: it reads several events per
+``recv``, which makes its CPU per event look lower (compare that column between unsaturated
+rows only)."""
+
+
+def saturated(row: dict[str, Any]) -> str:
+    cpus = 2 if row["generator"] == "ours-2p" else 1
+    cpu = row.get("cpu")
+    return " (saturated)" if cpu is not None and cpu >= SATURATED_SHARE * cpus else ""
+
+
 def fmt(value: float | None, minus: float = 0.0) -> str:
     return "-" if value is None else f"{value - minus:+.1f}" if minus else f"{value:.1f}"
 
@@ -345,7 +357,7 @@ def main() -> None:
             f"| {r['streams']} | {r['generator']} | {fmt(r['ttft_p50'], TTFT_MS)} / "
             f"{fmt(r['ttft_p99'], TTFT_MS)} | {fmt(r['itl_p50'], ITL_MS)} / "
             f"{fmt(r['itl_p99'], ITL_MS)} | {fmt(r['lag_p50'])} / {fmt(r['lag_p99'])} | "
-            f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])} | {fmt(r['requests'])} | "
+            f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])}{saturated(r)} | {fmt(r['requests'])} | "
             f"{'-' if r['valid'] is None else 'yes' if r['valid'] else 'NO'} | "
             f"{fmt(r['loadavg_1m'])} |"
         )
