@@ -1,7 +1,8 @@
 """Locust event wiring: the run's settings, recorders, samplers, worker -> master merge, summary.
 
 Imported only by the locustfile (it imports gevent and Locust). Every process rebuilds the run's
-`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option) and keeps one
+`RunSettings` from the ``config.json`` named by ``--sb-config`` (the one option; a worker takes
+the master's document from the spawn message, `loadtests.distributed`) and keeps one
 `SurgeState` on ``environment.surgebench``. Workers (and a local runner) record requests, sample
 their own CPU and event-loop lag, and (workers) send deltas through ``report_to_master``; the
 master (or the local runner) merges them and writes ``summary.json`` when it quits, the point
@@ -10,6 +11,7 @@ at which the workers' final reports have arrived (docs/loadtests.md).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import logging
@@ -22,11 +24,25 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests.distributed import (
+    CLOCK_REPLY,
+    CLOCK_REQUEST,
+    CLOCK_TRIES,
+    CLOCK_WAIT_S,
+    DOCUMENT_OPTION,
+    DistributedError,
+    adopt_master_document,
+    master_document,
+    measured_offset_ns,
+    skew_ns,
+    to_master_clock,
+)
 from loadtests.fast_reader import reader_record
 from loadtests.health import REPORT_KEY as HEALTH_KEY
 from loadtests.health import HealthSampler, merge_points
@@ -54,6 +70,8 @@ def add_arguments(parser: Any) -> None:
     goes into results/locust-<time>/)."""
     group = parser.add_argument_group("surgebench")
     group.add_argument("--sb-config", default="", help="the run's config.json (surgebench run)")
+    # set by the master, carried to the workers in Locust's spawn messages (loadtests.distributed)
+    group.add_argument("--sb-config-document", default="", help=argparse.SUPPRESS)
 
 
 def load_settings(config_path: str, host: str) -> tuple[RunSettings, dict[str, Any], Path | None]:
@@ -159,11 +177,12 @@ class Distribution:
     def drain(self) -> dict[str, Any]:
         """Worker: this process's measurements since the last report (then forgotten here)."""
         self.state.drain_arrivals()
-        return {
+        report = {
             **self.state.recorder.drain(),
             WORKLOAD_KEY: self.state.workload.drain(),
             HEALTH_KEY: self.state.health.drain(),
         }
+        return to_master_clock(report, self.state.clock_offset_ns, HEALTH_KEY)
 
     def merge(self, client_id: str, data: dict[str, Any]) -> None:
         self.workers_reported.add(client_id)
@@ -197,6 +216,44 @@ class Distribution:
         runner.send_message(FLUSHED_MSG, None)
 
 
+class ClockCheck:
+    """Worker: this host's offset from the master's clock, asked once as it connects
+    (`loadtests.distributed`); the answer sets ``state.clock_offset_ns``."""
+
+    def __init__(self, state: SurgeState) -> None:
+        self.state = state
+        self.answered = gevent.event.Event()
+
+    def ask(self) -> None:
+        runner = self.state.environment.runner
+        for _ in range(CLOCK_TRIES):  # the master may not listen for it yet: ask again
+            runner.send_message(CLOCK_REQUEST, {"sent_ns": time.time_ns()})
+            if self.answered.wait(CLOCK_WAIT_S):
+                return
+
+    def on_reply(self, data: dict[str, Any]) -> None:
+        if self.answered.is_set():
+            return
+        received_ns = time.time_ns()
+        sent_ns = int(data["sent_ns"])
+        offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
+        self.state.clock_offset_ns = skew_ns(offset)
+        self.answered.set()
+        if offset is None:
+            return
+        log.info(
+            "[surgebench] worker: clock offset from the master's %+.1f ms (round trip %.1f ms)",
+            offset / 1e6,
+            (received_ns - sent_ns) / 1e6,
+        )
+        if self.state.clock_offset_ns:
+            log.warning(
+                "[surgebench] this worker's clock is %.1f s off the master's: its phases and "
+                "per-second series are moved onto the master's clock",
+                offset / 1e9,
+            )
+
+
 class SurgeState:
     """What surgebench keeps in one Locust process: the run's settings, the recorder, the
     prompts and arrivals the users draw from; samplers, distribution and the summary are
@@ -216,13 +273,10 @@ class SurgeState:
         self.is_master = isinstance(environment.runner, MasterRunner)
         self.is_worker = isinstance(environment.runner, WorkerRunner)
         self.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
-        self.recorder = Recorder(slo=slo_of(settings))
-        self.prompts = PromptSource(
-            prompt_words=settings.prompt_words,
-            max_tokens=settings.max_tokens,
-            file=Path(settings.prompts) if settings.prompts else None,
-            seed=settings.seed * 1000 + self.worker_index,
-        )
+        self.use_settings(settings, config)
+        self.clock_offset_ns = 0
+        """A worker's offset from the master's clock (`loadtests.distributed`)."""
+        self.users_peak = 0
         self.window = _Window()
         self.started_at = ""
         self.book: ArrivalBook | None = None
@@ -234,6 +288,36 @@ class SurgeState:
         self.samplers = Samplers(self)
         self.distribution = Distribution(self)
         self.workload = Workload(settings, self.worker_index)
+
+    def use_settings(self, settings: RunSettings, config: dict[str, Any] | None) -> None:
+        """Take the run's settings: at init, and on a worker again from the master's spawn
+        message (`adopt_master_settings`)."""
+        self.settings = settings
+        self.config = dict(config or {})
+        self.recorder = Recorder(slo=slo_of(settings))
+        self.prompts = PromptSource(
+            prompt_words=settings.prompt_words,
+            max_tokens=settings.max_tokens,
+            file=Path(settings.prompts) if settings.prompts else None,
+            seed=settings.seed * 1000 + self.worker_index,
+        )
+        for cls in self.environment.user_classes:
+            cls.network_timeout = settings.request_timeout_s
+            cls.connection_timeout = min(10.0, settings.request_timeout_s)
+
+    def adopt_master_settings(self) -> None:
+        """Worker: the master's configuration, from the spawn message Locust just applied
+        (`loadtests.distributed`); `DistributedError` when this worker cannot run it."""
+        text = str(getattr(self.environment.parsed_options, DOCUMENT_OPTION, "") or "")
+        if not text:
+            return  # a master without surgebench's hooks: this worker keeps its own settings
+        from surgebench import __version__
+
+        adopted = adopt_master_document(text, str(__version__))
+        try:
+            self.use_settings(adopted.settings, adopted.document)
+        except (OSError, ValueError) as exc:  # e.g. --prompts names a file this host lacks
+            raise DistributedError(f"cannot use the master's configuration here: {exc}") from None
 
     # -- users call these ----------------------------------------------------------------------
     def next_intended_ns(self) -> int | None:
@@ -258,10 +342,13 @@ class SurgeState:
         if self.is_master:
             options.sb_origin_ns = now_ns
         elif self.is_worker:
-            return int(getattr(options, "sb_origin_ns", 0) or now_ns)
+            master_ns = int(getattr(options, "sb_origin_ns", 0) or 0)
+            return master_ns + self.clock_offset_ns if master_ns else now_ns
         return now_ns
 
     def on_test_start(self) -> None:
+        if self.is_worker:
+            self.adopt_master_settings()
         now_ns = time.time_ns()
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -378,6 +465,20 @@ def write_worker_totals(state: SurgeState) -> None:
     path.write_text(json.dumps({"outcomes": state.totals}) + "\n", "utf-8")
 
 
+def worker_totals_line(state: SurgeState) -> str:
+    """A worker's own account of its share, one JSON line on its output."""
+    body = {"users": state.users_peak, "outcomes": state.totals}
+    return f"[surgebench] worker totals: {json.dumps(body, sort_keys=True)}"
+
+
+def refuse_master(environment: Any, reason: str) -> None:
+    """Worker: cannot run the master's configuration; say why and quit (exit 2) before any
+    user starts (the quit greenlet runs ahead of Locust's spawning greenlet)."""
+    log.error("[surgebench] worker: %s", reason)
+    environment.process_exit_code = 2
+    gevent.spawn(environment.runner.quit)
+
+
 GC_GEN0_THRESHOLD = 50_000
 """Young-generation threshold of the cyclic GC during a test (CPython's default: 700)."""
 
@@ -441,12 +542,16 @@ def _on_init(environment: Any, **_: Any) -> None:
         raise SystemExit(2) from None
     state = SurgeState(environment, settings, document, run_dir)
     environment.surgebench = state
-    for cls in environment.user_classes:
-        cls.network_timeout = settings.request_timeout_s
-        cls.connection_timeout = min(10.0, settings.request_timeout_s)
+    if state.is_master:  # travels to the workers in every spawn message
+        setattr(
+            options, DOCUMENT_OPTION, master_document(document, settings, versions()["surgebench"])
+        )
 
     def start(**_: Any) -> None:
-        state.on_test_start()
+        try:
+            state.on_test_start()
+        except DistributedError as exc:
+            refuse_master(environment, str(exc))
 
     def stop(**_: Any) -> None:
         state.on_test_stop()
@@ -466,6 +571,8 @@ def _on_init(environment: Any, **_: Any) -> None:
             write_summary_once(state)
         else:
             write_worker_totals(state)
+            if state.run_dir is None and state.window.start_ns:  # no files: it says its share
+                print(worker_totals_line(state), flush=True)
 
     if state.is_master:
         environment.runner.register_message(
@@ -475,12 +582,25 @@ def _on_init(environment: Any, **_: Any) -> None:
         environment.runner.register_message(
             FLUSH_MSG, lambda **_: state.distribution.flush_to_master(), concurrent=True
         )
+        clock = ClockCheck(state)
+        environment.runner.register_message(CLOCK_REPLY, lambda msg, **_: clock.on_reply(msg.data))
+        gevent.spawn(clock.ask)
+    if state.is_master:
+        environment.runner.register_message(
+            CLOCK_REQUEST,
+            lambda msg, **_: environment.runner.send_message(
+                CLOCK_REPLY,
+                {"sent_ns": msg.data["sent_ns"], "master_ns": time.time_ns()},
+                client_id=msg.node_id,
+            ),
+        )
 
     def stopping(**_: Any) -> None:
         if state.is_master:
             state.distribution.collect_final_reports()
 
     def spawned(**_: Any) -> None:
+        state.users_peak = max(state.users_peak, int(environment.runner.user_count))
         if not state.is_master:
             gc.freeze()  # users and connections are long-lived too (no collection: no pause)
 

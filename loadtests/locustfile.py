@@ -50,10 +50,12 @@ hooks.register(events)
 
 
 def _on_init(environment: Any, **_: Any) -> None:
-    """StreamingChatUser unless a class is named (or picked in the web UI); our web UI tab."""
+    """StreamingChatUser unless a class is named (or picked in the web UI); our web UI tab.
+    A worker keeps every class: it runs those its master sends."""
     opts = environment.parsed_options
     named = bool(getattr(opts, "user_classes", None)) or bool(getattr(opts, "class_picker", False))
-    if not named and StreamingChatUser in environment.user_classes:
+    worker = bool(getattr(opts, "worker", False))
+    if not named and not worker and StreamingChatUser in environment.user_classes:
         environment.user_classes[:] = [StreamingChatUser]
     webui.register(environment)
 

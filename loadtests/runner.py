@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from reports.results import (
     write_config,
     write_summary,
 )
+from surgebench.options import is_loopback
 from surgebench.process import (
     ServerProcess,
     ServerStartError,
@@ -73,7 +75,11 @@ def locust_argv(settings: RunSettings, run_dir: Path) -> list[str]:
         "--stop-timeout", f"{s.stop_timeout_s:g}", "--exit-code-on-error", "0",
         "--sb-config", str(run_dir / CONFIG_FILE),
     ]  # fmt: skip
-    if s.processes > 1:
+    if s.master:  # only the master here; `surgebench worker` processes run the users
+        argv += ["--master", "--expect-workers", str(s.expect_workers)]
+        argv += ["--expect-workers-max-wait", f"{s.expect_workers_timeout_s:g}"]
+        argv += ["--master-bind-host", s.master_bind_host, "--master-bind-port", str(s.master_port)]
+    elif s.processes > 1:
         # Locust's master binds *:5557 by default: a fixed port collides with any other run and
         # listens on every interface. Bind loopback on a port the kernel picks instead.
         port = str(free_loopback_port())
@@ -82,13 +88,55 @@ def locust_argv(settings: RunSettings, run_dir: Path) -> list[str]:
     return argv
 
 
-def free_loopback_port() -> int:
-    """A port free on 127.0.0.1 now. Locust's master binds it itself (zmq takes no socket), so
+def free_loopback_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now. Locust's master binds it itself (zmq takes no socket), so
     another process could take it first; the window is a few milliseconds."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+READY_RE = re.compile(r"reported as ready\. (\d+) workers connected")
+GAVE_UP = "Gave up waiting for workers to connect"
+
+
+class MasterWatch:
+    """``--master``: turns the Locust master's worker lines into ours and remembers how many
+    workers connected (for the line that says why a run that timed out did not start)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.expected = settings.expect_workers
+        self.connected = 0
+        self.gave_up = False
+
+    def line(self, text: str) -> str | None:
+        """What to print for one line of Locust's output (None: nothing)."""
+        if match := READY_RE.search(text):
+            self.connected = int(match.group(1))
+            return f"master: {self.connected} of {self.expected} workers connected"
+        if GAVE_UP in text:
+            self.gave_up = True
+        return None
+
+
+def master_announcement(settings: RunSettings) -> list[str]:
+    """What a ``--master`` run prints before Locust starts: where workers connect, and a warning
+    when that is beyond this machine."""
+    s = settings
+    lines = []
+    if not is_loopback(s.master_bind_host):
+        lines.append(
+            f"warning: the Locust master listens on non-loopback address {s.master_bind_host}; "
+            "anyone who can reach port "
+            f"{s.master_port} can join as a worker and receive the run's configuration"
+        )
+    lines.append(
+        f"master: workers connect to {s.master_bind_host}:{s.master_port}; waiting up to "
+        f"{s.expect_workers_timeout_s:g}s for {s.expect_workers} workers: on each worker host "
+        f"run `surgebench worker --master-host HOST --master-port {s.master_port}`"
+    )
+    return lines
 
 
 def locust_env() -> dict[str, str]:
@@ -156,15 +204,25 @@ def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
         raise RunError(f"the {name} did not start: {text}", 2 if bad_flag else 1) from None
 
 
-def _pump(stream: IO[str], log: IO[str], say: Callable[[str], None]) -> None:
+def _pump(
+    stream: IO[str], log: IO[str], say: Callable[[str], None], watch: MasterWatch | None
+) -> None:
     for line in stream:
         log.write(line)
         log.flush()
-        if any(marker in line for marker in ECHO_MARKERS):
+        ours = watch.line(line) if watch is not None else None
+        if ours is not None:
+            say(ours)
+        elif any(marker in line for marker in ECHO_MARKERS):
             say(line.rstrip())
 
 
-def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None]) -> int:
+def run_locust(
+    settings: RunSettings,
+    run_dir: Path,
+    say: Callable[[str], None],
+    watch: MasterWatch | None = None,
+) -> int:
     """Run Locust to completion (SIGTERM to it on Ctrl-C); return its exit code."""
     argv = locust_argv(settings, run_dir)
     with (run_dir / "locust.log").open("w", encoding="utf-8") as log:
@@ -182,7 +240,7 @@ def run_locust(settings: RunSettings, run_dir: Path, say: Callable[[str], None])
             **child_popen_options(),  # dies with this process, even on kill -9
         )
         assert proc.stdout is not None
-        pump = threading.Thread(target=_pump, args=(proc.stdout, log, say), daemon=True)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, say, watch), daemon=True)
         pump.start()
         try:
             code = proc.wait()
@@ -210,25 +268,43 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
         run_dir = new_run_dir(settings.out, settings.name)
     code = 1
     interrupted = False
+    watch = MasterWatch(settings) if settings.master else None
+    if settings.master and settings.master_port == 0:
+        settings = replace(settings, master_port=free_loopback_port(settings.master_bind_host))
     try:
         with servers(settings, run_dir, say) as started:
             settings = replace(settings, host=started.host)
             write_config(run_dir, config_document(settings, started.effective))
             if settings.processes_reason:
                 say(settings.processes_reason)
+            spread = f", {settings.processes} processes" if settings.processes > 1 else ""
+            if settings.master:
+                spread = f", {settings.expect_workers} remote workers"
             say(
-                f"locust: {settings.user_class} x {settings.users} users"
-                f"{f', {settings.processes} processes' if settings.processes > 1 else ''}"
+                f"locust: {settings.user_class} x {settings.users} users{spread}"
                 f"{f', rate {settings.rate:g}/s {settings.arrival}' if settings.rate else ''}"
                 f"{f', shape {settings.shape}' if settings.shape else ''}"
                 f", {settings.duration_s:g}s (warm-up {settings.warmup_s:g}s)"
             )
+            if settings.master:
+                for line in master_announcement(settings):
+                    say(line)
             with scraping(local_targets(started.urls) + given_targets(settings.scrape), run_dir):
-                code = run_locust(settings, run_dir, say)
+                code = run_locust(settings, run_dir, say, watch)
     except KeyboardInterrupt:
         interrupted = True
     summary_path = run_dir / "summary.json"
     summary = read_summary(summary_path) if summary_path.exists() else None
+    if summary is None and interrupted:
+        raise RunError(
+            f"interrupted before anything was measured; see {run_dir / 'locust.log'}", 130
+        )
+    if summary is None and watch is not None and watch.gave_up:
+        raise RunError(
+            f"--expect-workers {watch.expected}: only {watch.connected} of {watch.expected} "
+            f"workers connected within {settings.expect_workers_timeout_s:g}s "
+            "(--expect-workers-timeout); no test ran"
+        )
     if summary is None:
         raise RunError(
             f"Locust exited {code} without writing {summary_path}; see {run_dir / 'locust.log'}"

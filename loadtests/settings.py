@@ -23,7 +23,7 @@ from loadtests.arrivals import ARRIVAL_KINDS
 from loadtests.process_count import mock_itl_ms, plan_processes, usable_cores
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
-from surgebench.options import OptionError, check_range
+from surgebench.options import OptionError, check_range, is_loopback
 from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 USER_CLASSES = {
@@ -117,6 +117,14 @@ class RunSettings:
     session_max_history_tokens: int = 3800
     session_agent_share: float = 0.0
     session_agent_steps: int = 3
+    # across machines (docs/distributed.md): this run is a Locust master only
+    master: bool = False
+    expect_workers: int = 0
+    """``--master``: the workers (``surgebench worker``) to wait for; 0 when not a master."""
+    expect_workers_timeout_s: float = 60.0
+    master_bind_host: str = "127.0.0.1"
+    master_port: int = 5557
+    """``--master``: the port workers connect to (Locust's default); 0 picks a free one."""
 
     @property
     def user_class(self) -> str:
@@ -286,7 +294,70 @@ def build_parser() -> argparse.ArgumentParser:
     a("--strict", action="store_true", help="exit 3 when the run is invalid (the load "
       "generator's own lag or CPU distorted the figures); for CI")  # fmt: skip
     add_workload_arguments(p, d)
+    add_master_arguments(p, d)
     return p
+
+
+def add_master_arguments(p: argparse.ArgumentParser, d: RunSettings) -> None:
+    a = p.add_argument
+    a("--master", action="store_true", help="across machines: run only the Locust master "
+      "here; the users run in `surgebench worker --master-host HOST` processes "
+      "(docs/distributed.md)")  # fmt: skip
+    a("--expect-workers", type=int, default=None, metavar="N", help="with --master: start the "
+      "test once N workers have connected (required with --master)")  # fmt: skip
+    a("--expect-workers-timeout", default=format_duration_s(d.expect_workers_timeout_s),
+      metavar="DURATION",
+      help="with --master: give up (exit 1) when fewer workers connected by then (default "
+      f"{format_duration_s(d.expect_workers_timeout_s)})")  # fmt: skip
+    a("--master-bind-host", default=d.master_bind_host, metavar="HOST", help="with --master: "
+      f"the address workers connect to (default {d.master_bind_host}: this machine only; "
+      "0.0.0.0 for workers on other hosts, printed as a warning)")  # fmt: skip
+    a("--master-port", type=int, default=None, metavar="PORT", help="with --master: the port "
+      f"workers connect to (default {d.master_port}; 0: a free port, printed)")  # fmt: skip
+
+
+def master_fields(ns: argparse.Namespace, explicit: frozenset[str]) -> dict[str, Any]:
+    """The ``--master`` fields of `RunSettings`, validated (exit-2 messages name the flag);
+    ``processes`` is the number of workers (each takes its share of an open-loop rate)."""
+    given = [f for f in ("--expect-workers", "--expect-workers-timeout", "--master-bind-host",
+                         "--master-port") if f in explicit]  # fmt: skip
+    if not ns.master:
+        if given:
+            raise SettingsError(f"{given[0]}: only with --master")
+        return {}
+    if "--processes" in explicit:
+        raise SettingsError(
+            "--processes: not with --master (the workers are `surgebench worker` processes; "
+            "use --expect-workers N)"
+        )
+    if ns.expect_workers is None:
+        raise SettingsError("--expect-workers: required with --master; allowed: an integer >= 1")
+    if ns.expect_workers < 1:
+        raise SettingsError(f"--expect-workers: bad value {ns.expect_workers}; allowed: >= 1")
+    timeout_s = _duration("--expect-workers-timeout", ns.expect_workers_timeout)
+    if timeout_s <= 0:
+        raise SettingsError(f"--expect-workers-timeout: {ns.expect_workers_timeout!r} must be > 0")
+    host = ns.master_bind_host
+    if not re.fullmatch(r"[A-Za-z0-9_.:*-]{1,253}", host):
+        raise SettingsError(
+            f"--master-bind-host: bad value {host!r}; allowed: an IP address or host name"
+        )
+    if not ns.target and not is_loopback(host):
+        raise SettingsError(
+            "--master-bind-host: workers on other hosts need --target URL (a deployment they "
+            "can reach); the mock and service a run starts listen on 127.0.0.1 only"
+        )
+    port = DEFAULTS.master_port if ns.master_port is None else ns.master_port
+    return {
+        "master": True,
+        "expect_workers": ns.expect_workers,
+        "expect_workers_timeout_s": timeout_s,
+        "master_bind_host": host,
+        "master_port": port,
+        "processes": ns.expect_workers,
+        "processes_reason": f"--master: {ns.expect_workers} workers (surgebench worker) run "
+        "the users; this process runs the Locust master only",
+    }
 
 
 # -- trace replay and agent sessions ------------------------------------------------------------
@@ -479,7 +550,10 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         service = [*DEMO_SERVICE, *service]
     mock_args = (*DEFAULT_MOCK, *mock)
     processes, processes_reason = ns.processes, ""
-    if processes == 0:
+    master = master_fields(ns, explicit)
+    if master:
+        processes, processes_reason = master.pop("processes"), master.pop("processes_reason")
+    elif processes == 0:
         plan = plan_processes(users, usable_cores(), not ns.target, mock_itl_ms(mock_args))
         processes, processes_reason = plan.processes, plan.reason
     settings = RunSettings(
@@ -524,6 +598,7 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
         explicit=explicit,
         demo=demo,
         **workload,
+        **master,
     )
     check_bounds(vars(settings))
     return settings
@@ -554,6 +629,9 @@ RUN_BOUNDS: dict[str, tuple[str, float, float]] = {
     "session_max_history_tokens": ("--session-max-history-tokens", 0, 10_000_000),
     "session_agent_share": ("--session-agent-share", 0, 1),
     "session_agent_steps": ("--session-agent-steps", 2, 1000),
+    "expect_workers": ("--expect-workers", 0, 256),
+    "expect_workers_timeout_s": ("--expect-workers-timeout (in s)", 0, 86_400),
+    "master_port": ("--master-port", 0, 65_535),
 }
 
 

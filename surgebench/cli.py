@@ -25,6 +25,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand(
         "loadtests.cli", "main", "start mock + service, run a Locust load test, write results"
     ),
+    "worker": Subcommand(
+        "loadtests.worker",
+        "main",
+        "one Locust worker for `surgebench run --master` on another host",
+    ),
     "sweep": Subcommand("loadtests.sweep", "main", "run a matrix of configurations x loads"),
     "report": Subcommand("reports.cli", "report_main", "plots and an HTML/Markdown report of runs"),
     "compare": Subcommand(

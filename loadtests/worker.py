@@ -1,0 +1,125 @@
+"""`surgebench worker`: one Locust worker of a ``surgebench run --master`` on another host.
+
+Locust-free: Locust runs as a child (``python -m locust -f loadtests/locustfile.py --worker``)
+that dies with this process. It takes no run flags: the master sends its configuration in
+Locust's spawn messages (`loadtests.distributed`). It writes no files; it prints its own share
+(``[surgebench] worker totals: {...}``) when the master ends the test, and exits with it; with
+``--loop`` it then waits for the next master (repeated runs, a sweep, a Kubernetes Deployment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from loadtests.runner import LOCUSTFILE, locust_env
+from surgebench.process import child_popen_options
+
+DEFAULT_MASTER_PORT = 5557
+"""Locust's default master port (``surgebench run --master``'s default too)."""
+STOP_WAIT_S = 30.0
+"""After SIGTERM/Ctrl-C: how long the Locust worker gets to stop before it is killed."""
+NO_MASTER_EXIT = 255
+"""Locust's worker exit code when no master answered (it retries for about 5 minutes)."""
+
+
+class WorkerArgsError(ValueError):
+    """A bad flag: the message names it and the allowed values."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise WorkerArgsError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="surgebench worker",
+        description="Run one Locust worker for a `surgebench run --master` (docs/distributed.md). "
+        "The master sends the run's configuration; the worker writes no files and exits when "
+        "the master's test ends.",
+    )
+    p.add_argument("--master-host", required=True, metavar="HOST", help="the master's address")
+    p.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT, metavar="PORT",
+                   help=f"the master's port (default {DEFAULT_MASTER_PORT})")  # fmt: skip
+    p.add_argument("--loop", action="store_true", help="after the master's test ends (or no "
+                   "master answered), wait for the next one, until stopped")  # fmt: skip
+    return p
+
+
+def parse_worker_args(argv: Sequence[str]) -> argparse.Namespace:
+    ns = build_parser().parse_args(list(argv))
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,253}", ns.master_host):
+        raise WorkerArgsError(
+            f"--master-host: bad value {ns.master_host!r}; allowed: an IP address or host name"
+        )
+    if not 1 <= ns.master_port <= 65_535:
+        raise WorkerArgsError(f"--master-port: bad value {ns.master_port}; allowed: 1..65535")
+    return ns
+
+
+def worker_argv(master_host: str, master_port: int) -> list[str]:
+    """The Locust worker's command line: our locustfile, the master, nothing of the run."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+        "--master-host", master_host, "--master-port", str(master_port),
+    ]  # fmt: skip
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        ns = parse_worker_args(argv)
+    except WorkerArgsError as exc:
+        print(f"surgebench worker: {exc}", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            code = _one_test(ns.master_host, ns.master_port)
+            if not ns.loop or code not in (0, NO_MASTER_EXIT):
+                break
+            print("worker: waiting for the next master (--loop)", flush=True)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == NO_MASTER_EXIT:
+        print(
+            f"surgebench worker: no Locust master answered at {ns.master_host}:{ns.master_port} "
+            "(Locust retries for about 5 minutes); is `surgebench run --master` running there, "
+            "and is the port open?",
+            file=sys.stderr,
+        )
+        return 1
+    return code
+
+
+def _one_test(master_host: str, master_port: int) -> int:
+    """One Locust worker, from connecting to the master until it quits; its exit code."""
+    print(f"worker: connecting to the Locust master at {master_host}:{master_port}", flush=True)
+    proc = subprocess.Popen(
+        worker_argv(master_host, master_port),
+        stdin=subprocess.DEVNULL,
+        env=locust_env(),
+        start_new_session=True,
+        **child_popen_options(),  # dies with this process, even on kill -9
+    )
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)  # Locust's worker stops and tells the master it quit
+        try:
+            proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
