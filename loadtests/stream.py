@@ -182,26 +182,28 @@ class OpenAIStreamTracker(StreamTracker):
     another layout) takes the full parse.
     """
 
-    __slots__ = ("_prefix", "_suffix", "_tries")
+    __slots__ = ("_at", "_least", "_prefix", "_suffix", "_to", "_tries")
 
     def __init__(self, start_ns: int, intended_ns: int | None = None) -> None:
         super().__init__(start_ns, intended_ns)
         self._prefix: bytes | None = None
         self._suffix = b""
+        self._at = self._to = self._least = 0
+        """The content's place in a template chunk: ``data[_at:-_to]``; ``_least`` its length."""
         self._tries = TEMPLATE_TRIES
 
     def on_sse(self, event: str, data: bytes, t_ns: int, sent_ns: int | None) -> None:
         record = self.record
         if sent_ns is not None:
             record.client_lag_ns.append(t_ns - sent_ns)
-        prefix, suffix = self._prefix, self._suffix
+        prefix = self._prefix
         if (
             prefix is not None
             and data.startswith(prefix)
-            and data.endswith(suffix)
-            and len(data) >= len(prefix) + len(suffix)
+            and data.endswith(self._suffix)
+            and len(data) >= self._least
         ):
-            content = data[len(prefix) : len(data) - len(suffix)]
+            content = data[self._at : -self._to]
             if content.translate(None, NOT_PLAIN) == content and (
                 content.isascii() or _utf8(content)
             ):  # the template's chunk with this content: a token if it is not empty
@@ -249,6 +251,8 @@ class OpenAIStreamTracker(StreamTracker):
                     template = chunk_template(data, chunk)
                     if template is not None:
                         self._prefix, self._suffix = template
+                        self._at, self._to = len(template[0]), len(template[1])
+                        self._least = self._at + self._to
                         self._tries = 0
                     return
         usage = chunk.get("usage")
