@@ -53,14 +53,15 @@ def main() -> None:
                 elif line.startswith(b"data: "):
                     if line.startswith(b"data: [DONE]"):
                         continue
+                    token = b'"content":"' in line and b'"content":""' not in line
                     if measured:
                         if self.stamp:
                             samples["lag_ms"].append((self.now - self.stamp) / 1e6)
                         if self.first:
                             samples["ttft_ms"].append((self.now - self.t0) / 1e6)
-                        elif b'"content":"' in line and b'"content":""' not in line:
+                        if token and self.last:  # gaps between tokens (not the role chunk)
                             samples["itl_ms"].append((self.now - self.last) / 1e6)
-                    if self.first or (b'"content":"' in line and b'"content":""' not in line):
+                    if token:
                         self.last = self.now
                     self.first = False
 
