@@ -30,6 +30,12 @@ class ArrivalSettings:
             raise ValueError(f"rate {self.rate_per_s!r} must be > 0")
 
 
+MAX_CATCH_UP_S = 5.0
+"""A worker anchors its arrivals (and trace rows) on the master's start: one that starts up to
+this late sends those it missed at once (counted late); one that joins a running test later
+skips the ones due before (they are not its arrivals: it was not there)."""
+
+
 def intended_times_ns(settings: ArrivalSettings, start_ns: int) -> Iterator[int]:
     """Endless intended start instants (absolute ns), from ``start_ns`` on."""
     rng = random.Random(settings.seed)

@@ -15,9 +15,9 @@ are epoch seconds), the health points (same) and the phase boundaries (anchored 
 test start). A worker measures its offset from the master's clock once, as it connects: it sends
 `CLOCK_REQUEST` with its time, the master answers with its own, and the offset is the worker's
 midpoint of the round trip minus the master's time (`measured_offset_ns`, off by at most half
-the round trip). At or above `SKEW_TOLERANCE_NS` (`skew_ns`) the worker moves the phase anchor
-and its per-second keys onto the master's clock (`to_master_clock`); below it (hosts in sync),
-nothing changes.
+the round trip). At or above `SKEW_TOLERANCE_NS` beyond that uncertainty (`skew_ns`) the worker
+moves the phase anchor and its per-second keys onto the master's clock (`to_master_clock`);
+below it (hosts in sync, or a slow answer on a busy host), nothing changes.
 """
 
 from __future__ import annotations
@@ -104,9 +104,14 @@ def measured_offset_ns(sent_ns: int, master_ns: int, received_ns: int) -> int | 
     return (sent_ns + received_ns) // 2 - master_ns
 
 
-def skew_ns(offset_ns: int | None) -> int:
-    """The offset to correct: 0 below `SKEW_TOLERANCE_NS` (hosts in sync) or when unknown."""
-    return offset_ns if offset_ns is not None and abs(offset_ns) >= SKEW_TOLERANCE_NS else 0
+def skew_ns(offset_ns: int | None, round_trip_ns: int = 0) -> int:
+    """The offset to correct: 0 when unknown, or unless it is at least `SKEW_TOLERANCE_NS` even
+    at the far end of its uncertainty (half the round trip): on a busy host a slow answer must
+    not pass for a skewed clock."""
+    if offset_ns is None:
+        return 0
+    surely_ns = abs(offset_ns) - max(0, round_trip_ns) // 2
+    return offset_ns if surely_ns >= SKEW_TOLERANCE_NS else 0
 
 
 def to_master_clock(report: dict[str, Any], offset_ns: int, health_key: str) -> dict[str, Any]:

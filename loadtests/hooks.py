@@ -27,9 +27,11 @@ import gevent
 import gevent.event
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.arrivals import ArrivalBook, ArrivalSettings, intended_times_ns
+from loadtests import outcomes as oc
+from loadtests.arrivals import MAX_CATCH_UP_S, ArrivalBook, ArrivalSettings, intended_times_ns
 from loadtests.distributed import (
     CLOCK_REPLY,
     CLOCK_REQUEST,
@@ -206,6 +208,7 @@ class Distribution:
         missing = set(clients) - self.flushed
         if missing:
             log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
+            self.workers_reported -= missing  # their counts are incomplete: the run says so
 
     def flush_to_master(self) -> None:
         """Worker: stop the users (in-flight requests may finish within the stop timeout),
@@ -237,7 +240,7 @@ class ClockCheck:
         received_ns = time.time_ns()
         sent_ns = int(data["sent_ns"])
         offset = measured_offset_ns(sent_ns, int(data["master_ns"]), received_ns)
-        self.state.clock_offset_ns = skew_ns(offset)
+        self.state.clock_offset_ns = skew_ns(offset, received_ns - sent_ns)
         self.answered.set()
         if offset is None:
             return
@@ -281,6 +284,12 @@ class SurgeState:
         self.started_at = ""
         self.book: ArrivalBook | None = None
         self.arrivals: Queue | None = None
+        self.dispatcher: Any = None
+        self.run_time_s = 0.0
+        self.run_timer: Any = None
+        """Headless runs: how long the test runs from its start (`RunClock`), else 0."""
+        self.stopping = False
+        """The test is stopping: no new request, no new session turn (`on_test_stopping`)."""
         self.written: Path | None = None
         self.totals: dict[str, int] = {}
         """Outcomes this process measured (never drained): a worker's own account of its share."""
@@ -324,12 +333,18 @@ class SurgeState:
         """Closed loop: None at once. Open loop: block until an arrival is due, return it."""
         if self.arrivals is None or self.book is None:
             return None
-        intended: int = self.arrivals.get()
+        intended: int | None = self.arrivals.get()
+        if intended is None:  # the test is stopping: wake the next waiting user too
+            self.arrivals.put_nowait(None)
+            raise StopUser()
         self.book.take(intended, time.time_ns(), intended >= self.recorder.measure_from_ns)
         return intended
 
     def record(self, record: RequestRecord) -> None:
-        self.recorder.record_request(record)
+        if record.outcome == oc.UNFINISHED:
+            self.recorder.record_unfinished(record)
+        else:
+            self.recorder.record_request(record)
         if record.start_ns >= self.recorder.measure_from_ns:
             self.totals[record.outcome] = self.totals.get(record.outcome, 0) + 1
 
@@ -337,7 +352,8 @@ class SurgeState:
     def _origin_ns(self, now_ns: int) -> int:
         """When the load's schedule started: the master's test start (it runs the shape), sent
         to the workers as a parsed option inside Locust's spawn message, which a worker applies
-        before its own test_start; a worker starts late by the message's delay."""
+        before its own test_start; a worker starts late by the message's delay, so its
+        warm-up, arrivals and trace rows are anchored on the master's start too."""
         options = self.environment.parsed_options
         if self.is_master:
             options.sb_origin_ns = now_ns
@@ -350,31 +366,48 @@ class SurgeState:
         if self.is_worker:
             self.adopt_master_settings()
         now_ns = time.time_ns()
+        origin_ns = self._origin_ns(now_ns)
         self.window = _Window(start_ns=now_ns)
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         # a new test (the web UI can start several) starts from empty measurements
         self.recorder = Recorder(
             slo=self.recorder.slo,
-            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), self._origin_ns(now_ns)),
+            phase_starts_ns=phase_starts_ns(phase_plan(self.settings), origin_ns),
         )
-        self.recorder.measure_from_ns = now_ns + int(self.settings.warmup_s * 1e9)
+        self.recorder.measure_from_ns = origin_ns + int(self.settings.warmup_s * 1e9)
         self.totals = {}
+        self.stopping = False
         self.health = new_health_sampler()
         self.distribution.reset()
         self.written = None
         self.workload = Workload(self.settings, self.worker_index)
+        if self.run_time_s > 0:  # not a sampler: `on_test_stop` (which it causes) kills those
+            self.run_timer = gevent.spawn(run_clock, self, now_ns)
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
-                self._start_arrivals(now_ns)
+                self._start_arrivals(origin_ns)
             users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
-            self.workload.start(now_ns, users, self.samplers.add, self.recorder.measure_from_ns)
+            self.workload.start(origin_ns, users, self.samplers.add, self.recorder.measure_from_ns)
             self.book = self.workload.book or self.book  # trace rows count as open-loop arrivals
         self.samplers.start()
+
+    def on_test_stopping(self) -> None:
+        """The stop began (before Locust stops the users and waits the stop timeout): no arrival
+        is sent from now on. Users waiting for one stop; users in a request finish it within the
+        stop timeout, and those still in flight after it are counted ``unfinished``."""
+        self.stopping = True
+        if self.dispatcher is not None:
+            self.dispatcher.kill(block=False)
+        if self.arrivals is not None:
+            self.arrivals.put_nowait(None)
+        self.workload.stop()
 
     def on_test_stop(self) -> None:
         self.window.stop_ns = time.time_ns()
         self.samplers.stop()
+        if self.run_timer is not None and self.run_timer is not gevent.getcurrent():
+            self.run_timer.kill(block=False)  # stopped otherwise (a shape, a signal)
 
     def _start_arrivals(self, now_ns: int) -> None:
         processes = max(1, self.settings.processes)
@@ -386,11 +419,15 @@ class SurgeState:
         users = int(getattr(self.environment.parsed_options, "num_users", 0) or 1)
         self.book = ArrivalBook(settings, backlog_limit=max(1, users // processes))
         self.arrivals = Queue()
-        self.samplers.add(gevent.spawn(self._dispatch, settings, now_ns))
+        self.dispatcher = gevent.spawn(self._dispatch, settings, now_ns)
+        self.samplers.add(self.dispatcher)
 
     def _dispatch(self, settings: ArrivalSettings, start_ns: int) -> None:
         assert self.book is not None and self.arrivals is not None
+        catch_up_from_ns = time.time_ns() - int(MAX_CATCH_UP_S * 1e9)
         for intended in intended_times_ns(settings, start_ns):
+            if intended < catch_up_from_ns:
+                continue  # due long before this worker joined (`MAX_CATCH_UP_S`)
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
                 gevent.sleep(delay_s)
@@ -403,6 +440,17 @@ class SurgeState:
         if self.book is not None:
             for key, n in self.book.drain().items():
                 self.recorder.count_open_loop(key, n)
+
+
+def run_clock(state: SurgeState, start_ns: int) -> None:
+    """Quit the test ``run_time_s`` after its start, by the wall clock (Locust's ``-t`` timer,
+    replaced by this one in `_on_init`, starts before the test does and on the event loop's
+    cached time, which start-up leaves stale: a 4 s run lasted 2.4 s under load)."""
+    deadline_ns = start_ns + int(state.run_time_s * 1e9)
+    while (left_s := (deadline_ns - time.time_ns()) / 1e9) > 0:
+        gevent.sleep(min(left_s, 0.5))
+    log.info("run time of %gs reached (from the test's start), stopping", state.run_time_s)
+    state.environment.runner.quit()
 
 
 def new_health_sampler() -> HealthSampler:
@@ -542,6 +590,10 @@ def _on_init(environment: Any, **_: Any) -> None:
         raise SystemExit(2) from None
     state = SurgeState(environment, settings, document, run_dir)
     environment.surgebench = state
+    run_time = getattr(options, "run_time", None)
+    if run_time and getattr(options, "headless", False) and not state.is_worker:
+        options.run_time = None  # Locust's timer would start it; `run_clock` measures from start
+        state.run_time_s = float(run_time)
     if state.is_master:  # travels to the workers in every spawn message
         setattr(
             options, DOCUMENT_OPTION, master_document(document, settings, versions()["surgebench"])
@@ -596,6 +648,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         )
 
     def stopping(**_: Any) -> None:
+        state.on_test_stopping()
         if state.is_master:
             state.distribution.collect_final_reports()
 

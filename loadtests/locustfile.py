@@ -29,8 +29,9 @@ import time
 from typing import Any
 
 import orjson
+from gevent import GreenletExit
 from locust import FastHttpUser, events, task
-from locust.exception import CatchResponseError
+from locust.exception import CatchResponseError, StopUser
 
 from loadtests import hooks, webui
 from loadtests import outcomes as oc
@@ -140,6 +141,9 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         feed = StreamFeed(tracker)
         try:
             resp = conn.exchange(data, feed.push)
+        except GreenletExit:  # stopped after the stop timeout, this stream still in flight
+            self._cut_off(tracker, feed.end_ns, name)
+            raise
         except Exception as exc:  # connect/read timeout, reset, malformed answer
             if tracker.finished:
                 record = tracker.finish(feed.end_ns or time.time_ns())
@@ -157,16 +161,22 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def _stream_fallback(
         self, path: str, body: dict[str, Any], tracker: StreamTracker, name: str
     ) -> None:
-        with self.client.post(
-            path,
-            json=body,
-            headers=STREAM_HEADERS,
-            stream=True,
-            catch_response=True,
-            name=name,
-        ) as resp:
-            record = self._read_stream_fallback(resp, tracker)
-            self._finish(record, name, resp)
+        self._ended = False
+        try:
+            with self.client.post(
+                path,
+                json=body,
+                headers=STREAM_HEADERS,
+                stream=True,
+                catch_response=True,
+                name=name,
+            ) as resp:
+                record = self._read_stream_fallback(resp, tracker)
+                self._finish(record, name, resp)
+        except GreenletExit:  # the response context reports nothing on it: we do
+            if not self._ended:
+                self._cut_off(tracker, 0, name)
+            raise
 
     def _read_stream_fallback(self, resp: Any, tracker: StreamTracker) -> RequestRecord:
         error = getattr(resp, "error", None)
@@ -196,20 +206,31 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         return tracker.finish(feed.end_ns or time.time_ns())
 
     # -- reporting -----------------------------------------------------------------------------
+    def _cut_off(self, tracker: StreamTracker, end_ns: int, name: str) -> None:
+        """The user was stopped (killed after the stop timeout) with this stream in flight:
+        count it ``unfinished``, or as it ended when its last event had already arrived."""
+        now_ns = time.time_ns()
+        if tracker.finished:
+            record = tracker.finish(end_ns or now_ns)
+        else:
+            record = tracker.fail(oc.UNFINISHED, "still in flight at the stop", now_ns)
+        self._finish(record, name, None)
+
     def _finish(self, record: RequestRecord, name: str, resp: Any | None) -> None:
         """Record in our histograms and fire this request's one Locust request event.
 
         ``resp``: the fallback's response context (its event fires when the ``with`` block
         exits); None on the fast path, which fires the event here.
         """
+        self._ended = True
         self.state.record(record)
-        if self._replay is not None:
-            self.state.workload.completed(self._replay, record)
+        if self._replay is not None and record.outcome != oc.UNFINISHED:
+            self.state.workload.completed(self._replay, record)  # (the trace's `unfinished`)
         self._last_outcome = record.outcome
         response_ms = record.e2e_ns / 1e6
         name = locust_name(name, record, self.state.recorder.measure_from_ns)
         failure = None
-        if record.outcome not in (oc.OK, oc.REJECTED):
+        if record.outcome not in (oc.OK, oc.REJECTED, oc.UNFINISHED):
             failure = f"{record.outcome}: {record.error}"[:120]
         if resp is not None:
             resp.request_meta["name"] = name
@@ -245,6 +266,11 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         record = RequestRecord(start_ns, start_ns, oc.OK, intended_ns=intended)
         try:
             resp = conn.exchange(data, None)
+        except GreenletExit:  # stopped after the stop timeout, this request still in flight
+            record.outcome, record.error = oc.UNFINISHED, "still in flight at the stop"
+            record.end_ns = time.time_ns()
+            self._finish(record, name, None)
+            raise
         except Exception as exc:  # connect/read timeout, reset, malformed answer
             record.outcome, record.error = oc.classify_exception(exc), _describe(exc)
         else:
@@ -259,9 +285,15 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def _json_request_fallback(self, path: str, body: dict[str, Any], name: str) -> None:
         intended = self._intended
         start_ns = time.time_ns()
-        resp = self.client.post(
-            path, json=body, headers=JSON_HEADERS, catch_response=True, name=name
-        )
+        try:
+            resp = self.client.post(
+                path, json=body, headers=JSON_HEADERS, catch_response=True, name=name
+            )
+        except GreenletExit:  # stopped after the stop timeout, this request still in flight
+            record = RequestRecord(start_ns, time.time_ns(), oc.UNFINISHED, intended_ns=intended)
+            record.error = "still in flight at the stop"
+            self._finish(record, name, None)
+            raise
         end_ns = time.time_ns()
         with resp:
             record = RequestRecord(start_ns, end_ns, oc.OK, intended_ns=intended)
@@ -313,6 +345,8 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     _intended: int | None = None
     _replay: ReplayItem | None = None
     _last_outcome = oc.OK
+    _ended = True
+    """The current request has been recorded (`_finish`); False while one is in flight."""
 
     def _prompt(self) -> Prompt:
         """The replayed row's prompt and output length, else the next synthetic prompt."""
@@ -325,6 +359,8 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
     def one_request(self) -> None:
         arrival = self.state.workload.next_arrival(self.state.recorder.measure_from_ns)
         self._intended, self._replay = arrival or (self.state.next_intended_ns(), None)
+        if self.state.stopping:
+            raise StopUser()  # the test is stopping: nothing new is sent
         self.request()
         wait_s = self.state.settings.reject_wait_s
         if self._last_outcome == oc.REJECTED and wait_s > 0 and self._intended is None:
@@ -393,12 +429,15 @@ AgentSessionUser = session_user_class(_SurgeUser)
 
 def locust_name(name: str, record: RequestRecord, measure_from_ns: int) -> str:
     """The row of Locust's table a request is counted in: its path; ``(rejected)`` for an
-    admission refusal (not a failure, as in summary.json); ``(warm-up)`` before the
+    admission refusal (not a failure, as in summary.json); ``(unfinished)`` for a request still
+    in flight when the user was stopped (not a failure either); ``(warm-up)`` before the
     measurement starts (summary.json leaves those out, Locust's table labels them)."""
     if record.start_ns < measure_from_ns:
         return f"{name} (warm-up)"
     if record.outcome == oc.REJECTED:
         return f"{name} (rejected)"
+    if record.outcome == oc.UNFINISHED:
+        return f"{name} (unfinished)"
     return name
 
 

@@ -2,7 +2,8 @@
 
 Classes (``reports.results.OUTCOMES``): ok, rejected (admission refused: queue full / overloaded),
 timeout, upstream_error, client_error (4xx other than 408/429), cancelled, error (anything else:
-connection refused or reset, a truncated stream, an unparseable answer).
+connection refused or reset, a truncated stream, an unparseable answer), unfinished (still in
+flight when the run stopped: the user was stopped after the stop timeout; neither ok nor error).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ UPSTREAM_ERROR = "upstream_error"
 CLIENT_ERROR = "client_error"
 CANCELLED = "cancelled"
 ERROR = "error"
+UNFINISHED = "unfinished"
 
 _ERROR_EVENT_TYPES = {
     "timeout": TIMEOUT,

@@ -434,6 +434,14 @@ class Recorder:
         if record.first_token_lag_ns is not None:
             self.record_ns("breakdown.client_lag", record.first_token_lag_ns)
 
+    def record_unfinished(self, record: RequestRecord) -> None:
+        """A request cut off at the stop (``oc.UNFINISHED``): counted among the outcomes and in
+        its phase when measured; in no latency and in no second of the series (it never ended)."""
+        if record.start_ns < self.measure_from_ns:
+            return
+        self.outcomes[oc.UNFINISHED] = self.outcomes.get(oc.UNFINISHED, 0) + 1
+        self._phase(self._phase_index(record.start_ns)).record(record)
+
     def record_loop_lag_ns(self, lag_ns: int) -> None:
         self.record_ns(LOOP_LAG, lag_ns)
 

@@ -99,6 +99,7 @@ def free_loopback_port(host: str = "127.0.0.1") -> int:
 
 READY_RE = re.compile(r"reported as ready\. (\d+) workers connected")
 GAVE_UP = "Gave up waiting for workers to connect"
+MISSING = "failed to send heartbeat, setting state to missing"
 
 
 class MasterWatch:
@@ -117,6 +118,8 @@ class MasterWatch:
             return f"master: {self.connected} of {self.expected} workers connected"
         if GAVE_UP in text:
             self.gave_up = True
+        if MISSING in text:  # a worker that stopped answering: its users are gone
+            return f"master: {text.split(': ', 1)[-1].strip()}"
         return None
 
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_WAITING
+
 from loadtests import outcomes as oc
 from loadtests.recorder import RequestRecord
 from loadtests.sessions import Conversation, SessionPlanner, SessionSettings, SessionTally
@@ -52,14 +55,40 @@ def session_user_class(base: type[Any]) -> type[Any]:
             completed = 0
             final_ttft_ms: float | None = None
             failed = ""
+
+            def cut_off() -> None:
+                """The run stopped mid-session: neither completed nor failed."""
+                tally.record_session(
+                    turns_planned=len(plan),
+                    turns_completed=completed,
+                    duration_s=time.monotonic() - started,
+                    final_ttft_ms=None,
+                    cut_off=True,
+                    history_drops=conv.dropped_messages,
+                )
+
             for turn in plan:
-                if turn.think_s > 0:
-                    gevent.sleep(turn.think_s)
+                try:
+                    if turn.think_s > 0 and not self.state.stopping:
+                        # as Locust's own wait: a user stopped while waiting is stopped at once
+                        self._state = LOCUST_STATE_WAITING
+                        gevent.sleep(turn.think_s)
+                        self._state = LOCUST_STATE_RUNNING
+                except gevent.GreenletExit:  # stopped in think time
+                    cut_off()
+                    raise
+                if self.state.stopping:  # no new turn (nor think time) once the test stops
+                    cut_off()
+                    raise StopUser()
                 body = turn.body(conv.ask(turn.user_tokens))
                 tracker = ServiceStreamTracker(
                     time.time_ns(), self._intended if turn.number == 1 else None
                 )
-                record = self._turn(body, tracker)
+                try:
+                    record = self._turn(body, tracker)
+                except gevent.GreenletExit:  # the turn was in flight (counted unfinished)
+                    cut_off()
+                    raise
                 if record.outcome != oc.OK:
                     failed = record.outcome
                     break

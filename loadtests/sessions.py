@@ -189,7 +189,15 @@ TURN_TIMINGS = ("total", "queue_wait", "upstream_ttft", "tool")
 class SessionTally:
     """Per-session and per-turn measurements; mergeable across Locust workers."""
 
-    COUNTERS = ("started", "completed", "failed", "turns_completed", "agent_turns", "history_drops")
+    COUNTERS = (
+        "started",
+        "completed",
+        "failed",
+        "cut_off",
+        "turns_completed",
+        "agent_turns",
+        "history_drops",
+    )
 
     def __init__(self) -> None:
         self._reset()
@@ -245,11 +253,17 @@ class SessionTally:
         final_ttft_ms: float | None,
         failed_outcome: str = "",
         history_drops: int = 0,
+        cut_off: bool = False,
     ) -> None:
-        """A finished session; ``failed_outcome`` is the failing turn's outcome ("" = ok)."""
+        """A finished session; ``failed_outcome`` is the failing turn's outcome ("" = ok);
+        ``cut_off``: the run stopped before the session ended (neither completed nor failed;
+        a turn in flight then is counted ``unfinished`` among the requests)."""
         c = self.counts
         c["started"] += 1
         c["history_drops"] += history_drops
+        if cut_off:
+            c["cut_off"] += 1
+            return
         if failed_outcome:
             c["failed"] += 1
             turn = str(turns_completed + 1)
@@ -318,6 +332,7 @@ class SessionTally:
             "started": c["started"],
             "completed": c["completed"],
             "failed": c["failed"],
+            "cut_off": c["cut_off"],
             "turns_completed": c["turns_completed"],
             "agent_turns": c["agent_turns"],
             "history_drops": c["history_drops"],

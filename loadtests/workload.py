@@ -20,7 +20,7 @@ import gevent
 from gevent.queue import Queue
 
 from loadtests import outcomes as oc
-from loadtests.arrivals import ArrivalBook, ArrivalSettings
+from loadtests.arrivals import MAX_CATCH_UP_S, ArrivalBook, ArrivalSettings
 from loadtests.recorder import RequestRecord
 from loadtests.sessions import SessionPlanner, SessionSettings, SessionTally
 from loadtests.settings import RunSettings
@@ -58,6 +58,7 @@ class Workload:
         self.book: ArrivalBook | None = None
         self.queue: Queue | None = None
         self._start_ns = 0
+        self._dispatcher: Any = None
 
     @property
     def replaying(self) -> bool:
@@ -83,7 +84,16 @@ class Workload:
         self.queue = Queue()
         self._start_ns = now_ns
         share = self.worker_index % processes
-        spawn(gevent.spawn(self._dispatch, share, processes, now_ns, measure_from_ns))
+        self._dispatcher = gevent.spawn(self._dispatch, share, processes, now_ns, measure_from_ns)
+        spawn(self._dispatcher)
+
+    def stop(self) -> None:
+        """The test is stopping: no row is sent from now on (those left are ``not_sent``);
+        users waiting for a row get None and stop."""
+        if self._dispatcher is not None:
+            self._dispatcher.kill(block=False)
+        if self.queue is not None:
+            self.queue.put_nowait(None)
 
     def _dispatch(self, share: int, shares: int, start_ns: int, measure_from_ns: int) -> None:
         assert self.trace is not None and self.book is not None and self.queue is not None
@@ -91,8 +101,11 @@ class Workload:
         assert tally is not None
         for item in self.trace.schedule(share, shares):  # the window, counted up front
             tally.record_scheduled(item)
+        catch_up_from_ns = time.time_ns() - int(MAX_CATCH_UP_S * 1e9)
         for item in self.trace.schedule(share, shares):  # rows are built as they fall due
             intended = start_ns + int(item.offset_s * 1e9)
+            if intended < catch_up_from_ns:
+                continue  # due long before this worker joined: not sent (`MAX_CATCH_UP_S`)
             delay_s = (intended - time.time_ns()) / 1e9
             if delay_s > 0:
                 gevent.sleep(delay_s)
@@ -106,7 +119,11 @@ class Workload:
         """Replay: block until a row is due and return (intended ns, row); else None at once."""
         if self.queue is None or self.book is None:
             return None
-        intended, item = self.queue.get()
+        due = self.queue.get()
+        if due is None:  # the test is stopping (`stop`): wake the next waiting user too
+            self.queue.put_nowait(None)
+            return None
+        intended, item = due
         now_ns = time.time_ns()
         self.book.take(intended, now_ns, intended >= measure_from_ns)
         if self.trace_tally is not None:

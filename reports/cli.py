@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from reports.capacity import capacity_markdown, find_capacity
-from reports.compare import compare_runs, to_markdown
+from reports.compare import compare_runs, effective_text, to_markdown
 from reports.errors import INPUT_ERRORS, SloError
 from reports.render import write_run_report
 from reports.results import find_run_dirs, read_summary
@@ -233,7 +233,13 @@ def _compare(args: argparse.Namespace) -> int:
         ]
         payload = {
             "regressed": bool(comparison.regressed),
+            "effective": {
+                "recorded": comparison.effective is not None,
+                "changes": list(comparison.effective or []),
+                "text": effective_text(comparison.effective),
+            },
             "metrics": rows,
+            "unfinished": dict(zip(("baseline", "current"), comparison.unfinished, strict=True)),
             "warnings": comparison.warnings,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")

@@ -77,6 +77,8 @@ class Comparison:
     settings: CompareSettings
     effective: list[str] | None = field(default=None)
     """`effective_changes` of the two sides: None when not recorded, [] when the same."""
+    unfinished: tuple[int, int] = (0, 0)
+    """Requests still in flight at the stop on each side (baseline, current): shown, never gated."""
 
     @property
     def regressed(self) -> list[MetricComparison]:
@@ -259,6 +261,18 @@ def compare_runs(
         warnings,
         settings,
         effective_changes(baseline[0], current[0]),
+        (sum(r.unfinished for r in baseline), sum(r.unfinished for r in current)),
+    )
+
+
+def unfinished_line(comparison: Comparison) -> str:
+    """``requests still in flight at the stop: baseline 0, current 4 (...)``, or "" when none."""
+    base, cur = comparison.unfinished
+    if not base and not cur:
+        return ""
+    return (
+        f"requests still in flight at the stop: baseline {base}, current {cur} (counted among "
+        "the requests sent, in no latency; not a regression by itself)"
     )
 
 
@@ -316,6 +330,8 @@ def to_markdown(
         "is not noise",
     ]
     lines += [f"- ⚠️ {warning}" for warning in comparison.warnings]
+    if unfinished := unfinished_line(comparison):
+        lines.append(f"- {unfinished}")
     lines += [
         "",
         "| metric | baseline | current | change | change % | threshold | noise test | verdict |",

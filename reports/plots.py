@@ -86,7 +86,8 @@ LEGEND_OUTSIDE: dict[str, object] = {
 
 ALIAS_FACTOR = 5
 """Rates are counted over windows at least this many median request times wide."""
-MIN_BINS = 8
+MIN_BINS = 6
+"""Windows are at most a sixth of the run wide."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class RateBins:
     widths_s: np.ndarray
     width_s: int
     request_s: float | None
+    cycle_s: float | None = None
+    """The period the completions repeat with, when the window was fitted to it."""
 
     def rate(self, counts: np.ndarray) -> np.ndarray:
         rates: np.ndarray = counts / self.widths_s
@@ -105,8 +108,66 @@ class RateBins:
     def axis_note(self) -> str:
         if self.width_s <= 1:
             return "per 1 s"
+        if self.cycle_s:
+            cycles = self.width_s / self.cycle_s
+            return (
+                f"mean over {self.width_s} s windows of {cycles:.1f} request cycles "
+                f"(~{self.cycle_s:.2g} s each)"
+            )
         about = f"; requests last ~{self.request_s:.2g} s" if self.request_s else ""
         return f"mean over {self.width_s} s windows{about}"
+
+
+CYCLE_FIT = 0.15
+"""A window is fitted to the completions' period when it holds a whole number of periods to
+within this fraction of one (else the ripple it leaves is no smaller than a plain window's)."""
+
+
+CYCLE_AGREE = 0.05
+
+
+def cycle_s(summary: Summary) -> float | None:
+    """The period with which completions repeat, from the time series: closed loop (and shapes),
+    one user's cycle (mean users / completions per second: a request and the wait after it; the
+    median request time plus the think time instead when within `CYCLE_AGREE` of that, as the
+    series' count is off by up to a request at each end); constant-rate arrivals, the arrival
+    interval; None where nothing repeats (Poisson arrivals, a trace) or nothing was counted."""
+    points = [p for p in summary.timeseries if p.t_s >= summary.warmup_s] or summary.timeseries
+    total = sum(p.requests for p in points)
+    if not points or not total:
+        return None
+    span_s = points[-1].t_s - points[0].t_s + _interval_s(summary)
+    per_s = total / span_s
+    model = summary.load_model
+    if model == "closed" or model.startswith("shape:"):
+        users = float(np.mean([p.users for p in points]))
+        if users <= 0:
+            return None
+        mean_cycle = users / per_s
+        e2e_ms = summary.metric("e2e_ms").p50
+        think = summary.config.get("think_s")
+        think_s = float(think) if isinstance(think, int | float) else 0.0
+        if e2e_ms:
+            median_cycle = e2e_ms / 1000.0 + think_s
+            if abs(median_cycle / mean_cycle - 1.0) <= CYCLE_AGREE:
+                return median_cycle
+        return mean_cycle
+    if model.startswith("open:constant:"):
+        return 1.0 / per_s
+    return None
+
+
+def _fitted_width(low: int, high: int, cycle: float) -> int | None:
+    """The narrowest whole-second width in [low, high] closest to a whole number of cycles."""
+    best: tuple[float, int] | None = None
+    for width in range(low, high + 1):
+        cycles = width / cycle
+        miss = abs(cycles - round(cycles)) if cycles >= 1 else 1.0
+        if best is None or miss < best[0] - 1e-9:
+            best = (miss, width)
+    if best is None or best[0] > CYCLE_FIT:
+        return None
+    return best[1]
 
 
 def rate_bins(summary: Summary) -> RateBins:
@@ -115,13 +176,22 @@ def rate_bins(summary: Summary) -> RateBins:
     Requests are counted when they *finish*; with closed-loop users whose requests take ~T
     seconds, 1-second bins beat against T and draw a sawtooth that is not in the service. A
     window of `ALIAS_FACTOR` x median request time bounds that ripple to ~1/`ALIAS_FACTOR` of
-    the rate, while keeping at least `MIN_BINS` windows in the run."""
+    the rate (8 users in step at 0.89 s: 40 or 48 requests per 5 s window); a window that holds
+    a whole number of the completions' cycles (`cycle_s`: 8 s = 9.0 cycles) holds the same
+    number every time. The width is the narrowest such one from `ALIAS_FACTOR` x T up to a
+    `MIN_BINS`-th of the run, else `ALIAS_FACTOR` x T (at most a `MIN_BINS`-th of the run)."""
     times = _times(summary)
     e2e_ms = summary.metric("e2e_ms").p50
     request_s = e2e_ms / 1000.0 if e2e_ms else None
     width = max(1, math.ceil(ALIAS_FACTOR * request_s)) if request_s else 1
+    cycle: float | None = None
     if len(times):
-        width = max(1, min(width, int((times[-1] - times[0] + 1) // MIN_BINS) or 1))
+        most = max(1, int((times[-1] - times[0] + 1) // MIN_BINS))
+        cycle = cycle_s(summary) if width > 1 else None
+        fitted = _fitted_width(width, most, cycle) if cycle else None
+        if fitted is None:
+            cycle = None
+        width = fitted or max(1, min(width, most))
     if not len(times):
         return RateBins(np.zeros(0), np.ones(0), width, request_s)
     first = float(times[0])
@@ -130,7 +200,7 @@ def rate_bins(summary: Summary) -> RateBins:
     starts = first + np.arange(count) * width
     widths = np.full(count, float(width))
     widths[-1] = float(times[-1] - starts[-1] + 1)
-    return RateBins(starts, widths, width, request_s)
+    return RateBins(starts, widths, width, request_s, cycle)
 
 
 def _binned(summary: Summary, bins: RateBins, values: Sequence[float]) -> np.ndarray:
@@ -382,8 +452,12 @@ def latency_cdf_figure(runs: Sequence[Summary]) -> Figure | None:
             positive = values[values > 0]
             if len(positive):
                 low, high = min(low, float(positive.min())), max(high, float(positive.max()))
-        for q in (0.5, 0.95, 0.99):
-            ax.axhline(q, color="0.7", linewidth=0.8, linestyle=":")
+        for q, name in CDF_QUANTILES:  # dark enough to see beside the curves, and named
+            ax.axhline(q, color="0.25", linewidth=1.0, linestyle=":", zorder=1)
+            ax.annotate(
+                name, (0.0, q), xycoords=("axes fraction", "data"), xytext=(3, 1),
+                textcoords="offset points", ha="left", va="bottom", fontsize="x-small", color="0.2",
+            )  # fmt: skip
         log = readable_x_axis(ax, low, high)
         ax.set_xlabel(f"{label} (ms{', log scale' if log else ''})")
         ax.set_ylabel("fraction of samples at or below")
@@ -392,9 +466,14 @@ def latency_cdf_figure(runs: Sequence[Summary]) -> Figure | None:
         ax.set_title(label)
         if len(runs) > 1 and index == len(panels) - 1:
             ax.legend(**LEGEND_OUTSIDE)  # type: ignore[arg-type]
-    figure.suptitle("latency distributions (dotted lines: p50, p95, p99)")
+    figure.suptitle(
+        "latency distributions (dotted lines: p50, p95, p99, each named at its left end)"
+    )
     return figure
 
+
+CDF_QUANTILES: tuple[tuple[float, str], ...] = ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))
+"""The quantiles a CDF panel marks with a dotted line."""
 
 LOG_MIN_RATIO = 4.0
 """A value range narrower than this (max/min) is drawn on a linear axis: a log axis over less
@@ -418,14 +497,18 @@ def readable_x_axis(ax: Axes, low: float, high: float) -> bool:
     return True
 
 
-def _ms_label(value: float) -> str:
-    return (
-        f"{value:.0f} ms"
-        if value >= 10
-        else f"{value:.1f} ms"
-        if value >= 0.1
-        else f"{value:.2f} ms"
-    )
+def _ms_label(value: float | None) -> str:
+    """A bar's value as it was measured: ``n/a`` when the run has no such figure, microseconds
+    under 0.1 ms, ``< 1 us`` under the resolution (``0.00 ms`` read as a missing value)."""
+    if value is None:
+        return "n/a"
+    if value < 0.001:  # the service reports its parts to 1 us; an immediate admission is 0
+        return "< 1 us"
+    if value >= 10:
+        return f"{value:.0f} ms"
+    if value >= 0.1:
+        return f"{value:.1f} ms"
+    return f"{value * 1000:.0f} us"
 
 
 def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
@@ -442,10 +525,11 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
     bar_height = 0.8 / (2 * len(with_parts))
     for index, run in enumerate(with_parts):
         for offset, stat in enumerate(("p50", "p95")):
-            values = [
-                (run.breakdown_ms[part].get(stat) or 0.0) if part in run.breakdown_ms else 0.0
+            measured = [
+                run.breakdown_ms[part].get(stat) if part in run.breakdown_ms else None
                 for part in parts
             ]
+            values = [v or 0.0 for v in measured]
             shift = (2 * index + offset) * bar_height - 0.4 + bar_height / 2
             label = f"{stat}" if len(with_parts) == 1 else f"{run.name} {stat}"
             bars = ax.barh(
@@ -457,7 +541,8 @@ def ttft_breakdown_figure(runs: Sequence[Summary]) -> Figure | None:
                 color=f"C{index}",
             )
             # the value at each bar's end: a 0.4 ms part is invisible as a bar beside 900 ms
-            ax.bar_label(bars, labels=[_ms_label(v) for v in values], padding=3, fontsize="x-small")
+            labels = [_ms_label(v) for v in measured]
+            ax.bar_label(bars, labels=labels, padding=3, fontsize="x-small")
     ax.set_yticks(positions, [part.replace("_", " ") for part in parts])
     ax.invert_yaxis()
     ax.margins(x=0.12)

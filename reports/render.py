@@ -71,6 +71,7 @@ SUMMARY_ROWS: list[Row] = [
     _count_row("timeout", lambda s: s.outcomes.get("timeout", 0)),
     _count_row("errors", lambda s: sum(s.outcomes.get(k, 0) for k in OTHER_ERROR_OUTCOMES)),
     _count_row("cancelled", lambda s: s.outcomes.get("cancelled", 0)),
+    _count_row("unfinished (in flight at the stop)", lambda s: s.unfinished),
     ("rejection rate", lambda s: f"{s.rejection_rate * 100:.2f} %" if s.rejection_rate else None),
     ("requests/s", lambda s: f"{s.requests_per_s:.2f}"),
     ("ok requests/s", lambda s: f"{s.ok_requests_per_s:.2f}"),

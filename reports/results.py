@@ -74,8 +74,17 @@ OUTCOMES: tuple[str, ...] = (
     "client_error",
     "cancelled",
     "error",
+    "unfinished",
 )
-"""Outcome classes of a request, each counted apart (rejections are not failures)."""
+"""Outcome classes of a request, each counted apart (rejections are not failures). Their sum is
+the number of requests sent, always: a request still in flight when the run stopped (after the
+stop timeout) is ``unfinished`` (see `UNFINISHED`)."""
+
+UNFINISHED = "unfinished"
+"""Sent, but still in flight when the run stopped and its stop timeout ran out: neither ok nor
+an error (how it would have ended is unknown). Counted in ``requests`` (the requests sent) and
+in the rates' denominators, in no latency, not in ``requests_per_s`` (requests that ended), never
+a regression by itself (``compare`` shows it)."""
 
 ERROR_OUTCOMES: tuple[str, ...] = ("timeout", "upstream_error", "client_error", "error")
 """What "errors" means everywhere: the requests that failed. The error rate, the regression gate's
@@ -231,7 +240,17 @@ class OutcomeFigures:
 
     @property
     def requests(self) -> int:
+        """The requests sent: every outcome, `UNFINISHED` included."""
         return sum(self.outcomes.values())
+
+    @property
+    def unfinished(self) -> int:
+        return self.outcomes.get(UNFINISHED, 0)
+
+    @property
+    def ended(self) -> int:
+        """The requests that ended (any outcome but `UNFINISHED`)."""
+        return self.requests - self.unfinished
 
     @property
     def rejection_rate(self) -> float:
@@ -239,8 +258,9 @@ class OutcomeFigures:
 
     @property
     def requests_per_s(self) -> float:
+        """Requests that ended per second (a request cut off at the stop did not)."""
         span_s = self.rate_span_s
-        return self.requests / span_s if span_s > 0 else 0.0
+        return self.ended / span_s if span_s > 0 else 0.0
 
     @property
     def ok_requests_per_s(self) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from reports.results import Phase, Summary, phases_or_whole_run
+from reports.results import OTHER_ERROR_OUTCOMES, Phase, Summary, phases_or_whole_run
 
 PART_NAMES: dict[str, str] = {
     "queue_wait": "queue wait",
@@ -72,6 +72,15 @@ def _dominant_part(phase: Phase) -> str:
     return f", {percent_text(min(share, 1.0))} of it {PART_NAMES[best]}"
 
 
+def unfinished_text(count: int) -> str:
+    """``3 requests were still in flight at the stop`` (cut off after the stop timeout), or ""."""
+    if not count:
+        return ""
+    if count == 1:
+        return "1 request was still in flight at the stop"
+    return f"{count} requests were still in flight at the stop"
+
+
 def phase_sentence(phase: Phase, *, with_span: bool) -> str:
     """One sentence on one phase, e.g. ``8 users: TTFT p95 125 ms, nothing rejected.``"""
     head = phase.label[:1].upper() + phase.label[1:]
@@ -80,12 +89,13 @@ def phase_sentence(phase: Phase, *, with_span: bool) -> str:
     requests = phase.requests
     if requests == 0:
         return f"{head}: no request was measured."
+    cut_off = unfinished_text(phase.unfinished)
+    if phase.ended == 0:
+        return f"{head}: no request ended; {cut_off}."
     ok = phase.outcomes.get("ok", 0)
     rejected = phase.outcomes.get("rejected", 0)
     timeouts = phase.outcomes.get("timeout", 0)
-    errors = sum(
-        n for k, n in phase.outcomes.items() if k not in ("ok", "rejected", "timeout", "cancelled")
-    )
+    errors = sum(phase.outcomes.get(k, 0) for k in OTHER_ERROR_OUTCOMES)
     clauses: list[str] = []
     if rejected:
         to_reject = phase.metric("rejected_ms").p50
@@ -95,6 +105,8 @@ def phase_sentence(phase: Phase, *, with_span: bool) -> str:
         clauses.append(f"{timeouts} timed out ({percent_text(timeouts / requests)})")
     if errors:
         clauses.append(f"{errors} failed with errors ({percent_text(errors / requests)})")
+    if cut_off:
+        clauses.append(cut_off)
     ttft = phase.metric("ttft_ms")
     if ok == 0:
         latency = "no request succeeded"

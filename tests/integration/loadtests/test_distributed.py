@@ -259,3 +259,26 @@ def test_a_looping_worker_serves_one_master_after_another(
     assert worker.output().count(TOTALS_PREFIX) == 2, worker.output()
     worker.popen.send_signal(signal.SIGTERM)
     assert worker.finish(40) == 130, worker.output()
+
+
+def test_a_worker_lost_during_the_test_makes_the_run_invalid(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    run_dir = tmp_path / "run"
+    master, workers = master_and_workers(
+        procs, run_dir, 2,
+        "--user", "direct", "--users", "4", "--duration", "10s", "--warmup", "0s",
+        "--stop-timeout", "1s", "--progress", "1s", "--mock-ttft-ms", "20", "--mock-itl-ms", "5",
+    )  # fmt: skip
+    # both workers have sent reports (every 3 s): the lost one counted among those that reported
+    master.wait_for(re.compile(r"^\[surgebench\] t=\s*[5-9]s"), 60)
+    locust_worker = descendants(workers[0].popen.pid)
+    assert locust_worker, workers[0].output()
+    for pid in locust_worker:  # the worker's host is gone: no goodbye, no final report
+        os.kill(pid, signal.SIGKILL)
+    assert master.finish(120) == 0, master.output()
+    out = master.output()
+    assert "failed to send heartbeat, setting state to missing" in out, out
+    summary = read_summary(run_dir / "summary.json")
+    assert not summary.valid
+    assert any("only 1 of 2 load processes" in r for r in summary.invalid_reasons), summary

@@ -92,6 +92,13 @@ def test_master_watch_counts_workers_and_sees_the_give_up() -> None:
     assert not watch.gave_up
     watch.line("[t] h/ERROR/locust.main: Gave up waiting for workers to connect")
     assert (watch.gave_up, watch.connected) == (True, 1)
+    lost = (
+        "[t] h/INFO/locust.runners: Worker h_ab failed to send heartbeat, setting state to missing."
+    )
+    assert (
+        watch.line(lost)
+        == "master: Worker h_ab failed to send heartbeat, setting state to missing."
+    )
 
 
 def test_the_worker_adopts_the_masters_document() -> None:
@@ -148,6 +155,13 @@ def test_clock_offset_from_one_round_trip() -> None:
     assert offset == 2_400_000_000 and skew_ns(offset) == offset
     behind = master - 7_000_000_000
     assert skew_ns(measured_offset_ns(behind - 4_000, master, behind + 4_000)) == -7_000_000_000
+    # a slow answer on a busy host (1.2 s round trip, clocks in sync) is no skew: the 0.55 s
+    # midpoint error is within half the round trip
+    slow = measured_offset_ns(master - 50_000_000, master, master + 1_150_000_000)
+    assert slow == 550_000_000 and skew_ns(slow) == slow and skew_ns(slow, 1_200_000_000) == 0
+    # a real 3 s skew is corrected even behind a 1.2 s round trip
+    skewed = measured_offset_ns(ahead + 600_000_000 - 1_200_000_000, master, ahead + 600_000_000)
+    assert skew_ns(skewed, 1_200_000_000) == skewed == 2_400_000_000
     # a reply received before it was asked is no measurement
     assert measured_offset_ns(ahead, master, ahead - 1) is None
 

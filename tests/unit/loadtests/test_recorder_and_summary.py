@@ -4,6 +4,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hdrh.histogram import HdrHistogram
 
 from loadtests import outcomes as oc
@@ -219,3 +220,43 @@ def test_summarize_is_a_function_of_the_recording_and_the_run_settings() -> None
     assert any("CPU of one process reached 20%" in r for r in first["invalid_reasons"])  # type: ignore[attr-defined]
     assert first["saturation"]["processes"] == 2.0  # type: ignore[index]
     assert once(False)["saturation"]["processes"] == 1.0  # type: ignore[index]
+
+
+def test_unfinished_requests_make_the_outcomes_add_up_to_the_requests_sent(tmp_path: Path) -> None:
+    """Requests cut off at the stop are an outcome of their own: counted (measured ones, in their
+    phase, merged across processes), in no latency, in no second, not in the ended rate."""
+    settings = replace(
+        parse_run_args(["--users", "4", "--duration", "10s", "--warmup", "1s", "--name", "cut"]),
+        host="http://127.0.0.1:1",
+    )
+    ok = RequestRecord(
+        T0 + 2_000 * MS, T0 + 3_000 * MS, oc.OK, first_token_ns=T0 + 2_100 * MS, output_tokens=1
+    )
+    cut = [
+        RequestRecord(T0 + t * MS, T0 + 10_000 * MS, oc.UNFINISHED, first_token_ns=None)
+        for t in (500, 8_000, 9_000, 9_500)  # the first one started in the warm-up
+    ]
+    workers = [Recorder(measure_from_ns=T0 + 1_000 * MS) for _ in range(2)]
+    workers[0].record_request(ok)
+    for i, record in enumerate(cut):
+        workers[i % 2].record_unfinished(record)
+    master = Recorder(measure_from_ns=T0 + 1_000 * MS, phase_starts_ns=(T0,))
+    for worker in workers:
+        master.merge_dict(worker.drain())
+    assert master.outcomes[oc.UNFINISHED] == 3 and master.outcomes[oc.OK] == 1
+    assert master.stats("e2e_ms").count == 1 and master.stats("ttft_ms").count == 1
+    assert sum(s.requests for s in master.seconds.values()) == 1  # only the one that ended
+    window = Window(start_ns=T0, stop_ns=T0 + 10_000 * MS, started_at="2027-01-15T08:00:00Z")
+    summary = summarize(
+        master, settings, window, distributed=True, workers_reported=2, config={},
+        versions={},
+    )  # fmt: skip
+    assert summary.outcomes["unfinished"] == 3
+    assert summary.requests == sum(summary.outcomes.values()) == 4
+    assert summary.ended == 1 and summary.unfinished == 3
+    assert summary.requests_per_s == pytest.approx(1 / 9.0)  # ended requests over 9 s measured
+    assert summary.rejection_rate == 0.0
+    (phase,) = summary.phases
+    assert phase.outcomes["unfinished"] == 3 and phase.requests == 4
+    again = read_summary(write_summary(tmp_path, summary).parent)
+    assert again.outcomes == summary.outcomes

@@ -124,12 +124,15 @@ def test_tally_block_and_merge() -> None:
         failed_outcome="rejected",
         history_drops=1,
     )
+    b.record_session(  # the run stopped during its second turn
+        turns_planned=3, turns_completed=1, duration_s=0.9, final_ttft_ms=None, cut_off=True
+    )
     master.merge_dict(a.drain())
     master.merge_dict(b.drain())
     assert a.drain()["counts"]["started"] == 0
     block = master.block()
     assert block is not None
-    assert (block["started"], block["completed"], block["failed"]) == (2, 1, 1)
+    assert (block["started"], block["completed"], block["failed"], block["cut_off"]) == (3, 1, 1, 1)
     assert block["turns_completed"] == 3 and block["history_drops"] == 1
     assert block["failed_at_turn"] == {"2": 1}
     assert block["failed_by_outcome"] == {"rejected": 1}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,6 +187,23 @@ def test_compare_opens_with_the_effective_difference(
     assert capsys.readouterr().out.splitlines()[2] == (
         "- effective configuration: same on both sides"
     )
+    as_json = base.parent / "compare.json"
+    assert compare_main([str(base), str(cur), "--json", str(as_json)]) == 0
+    payload = json.loads(as_json.read_text("utf-8"))
+    assert payload["effective"] == {
+        "recorded": True,
+        "changes": ["service.max_concurrent 8 -> 32"],
+        "text": "effective configuration: service.max_concurrent 8 -> 32",
+    }
+    assert compare_main([str(base), str(base), "--json", str(as_json)]) == 0
+    assert json.loads(as_json.read_text("utf-8"))["effective"]["changes"] == []
+    bare = make_run(name="bare", seed=1)
+    assert compare_main([str(bare), str(bare), "--json", str(as_json)]) == 0
+    assert json.loads(as_json.read_text("utf-8"))["effective"] == {
+        "recorded": False,
+        "changes": [],
+        "text": "effective configuration: not recorded (the servers did not report it)",
+    }
 
 
 def test_effective_changes_name_every_difference() -> None:
@@ -212,3 +230,20 @@ def test_effective_changes_name_every_difference() -> None:
     assert effective_changes(run({"service": url}), run({"service": remote})) == [
         "service.upstream_url http://127.0.0.1:4001/v1 -> http://llm.example.invalid:4001/v1"
     ]
+
+
+def test_requests_in_flight_at_the_stop_are_shown_never_gated(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = make_run(name="base", seed=1)
+    cur = make_run(name="cur", seed=1)
+    summary = read_summary(cur)
+    summary.outcomes["unfinished"] = 40  # as many as a tenth of the requests: still no regression
+    write_summary(cur, summary)
+    as_json = cur.parent / "compare.json"
+    assert compare_main([str(base), str(cur), "--json", str(as_json)]) == 0
+    out = capsys.readouterr().out
+    assert "- requests still in flight at the stop: baseline 0, current 40 (" in out
+    assert json.loads(as_json.read_text("utf-8"))["unfinished"] == {"baseline": 0, "current": 40}
+    assert compare_main([str(base), str(base)]) == 0
+    assert "in flight at the stop" not in capsys.readouterr().out

@@ -15,6 +15,7 @@ from reports.plots import (
     rate_bins,
     server_timeline_figure,
     throughput_over_time_figure,
+    ttft_breakdown_figure,
 )
 from reports.results import LatencyStats, Phase, Summary, TimePoint
 from reports.servermetrics import ServerSeries
@@ -35,20 +36,37 @@ def closed_loop_in_step(users: int = 8, request_s: float = 0.9, seconds: int = 6
     return replace(summary, timeseries=points, latency={**summary.latency, "e2e_ms": e2e})
 
 
-def test_rates_are_counted_over_windows_wide_enough_not_to_alias() -> None:
-    summary = closed_loop_in_step()
+def _window_rates(summary: Summary, width_s: int) -> np.ndarray:
+    ok = np.asarray([p.ok for p in summary.timeseries], dtype=float)
+    whole = len(ok) // width_s * width_s  # whole windows only
+    return np.add.reduceat(ok[:whole], np.arange(0, whole, width_s)) / width_s
+
+
+@pytest.mark.parametrize(
+    ("request_s", "width_s", "note"),
+    [
+        (0.9, 9, "mean over 9 s windows of 10.0 request cycles (~0.9 s each)"),
+        (0.89, 8, "mean over 8 s windows of 9.0 request cycles (~0.89 s each)"),
+    ],
+)  # fmt: skip
+def test_rates_are_counted_over_windows_that_hold_whole_request_cycles(
+    request_s: float, width_s: int, note: str
+) -> None:
+    """8 users in step, a request every 0.89 s: 5 s windows held 5 or 6 requests a user (40 vs
+    48, +-10 %); a window of whole request cycles holds the same number every time."""
+    summary = closed_loop_in_step(request_s=request_s)
     ok = np.asarray([p.ok for p in summary.timeseries], dtype=float)
     assert ok.max() / ok.min() >= 1.9  # the 1 s sawtooth: 8 vs 16 per second
+    five = _window_rates(summary, 5)[1:]
+    assert five.max() / five.min() >= 1.15  # the ripple of the report
     bins = rate_bins(summary)
-    assert bins.width_s == 5 and bins.axis_note() == "mean over 5 s windows; requests last ~0.9 s"
-    counts = np.bincount(
-        (np.arange(len(ok)) // bins.width_s).astype(int), weights=ok, minlength=len(bins.starts_s)
-    )
-    rates = bins.rate(counts)
-    assert rates.max() / rates.min() <= 1.25  # ripple bounded by ~1/5 of the rate
+    assert bins.width_s == width_s and bins.axis_note() == note
+    rates = _window_rates(summary, bins.width_s)[1:]  # the first holds the start: one cycle less
+    assert rates.max() / rates.min() <= 1.0 + 1e-9  # flat
+    assert rates.mean() == pytest.approx(8 / request_s, rel=0.02)
     figure = throughput_over_time_figure(summary)
     assert figure is not None
-    assert "mean over 5 s windows" in figure.get_suptitle()  # type: ignore[attr-defined]
+    assert f"mean over {width_s} s windows" in figure.get_suptitle()  # type: ignore[attr-defined]
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert labels == ["ok/s"]  # rejected, timeout and errors are absent: no hidden zero lines
 
@@ -57,7 +75,7 @@ def test_short_requests_keep_one_second_bins_and_long_ones_keep_eight_windows() 
     fast = closed_loop_in_step(request_s=0.1)
     assert rate_bins(fast).width_s == 1 and rate_bins(fast).axis_note() == "per 1 s"
     slow = closed_loop_in_step(request_s=30.0, seconds=60)
-    assert rate_bins(slow).width_s == 60 // 8
+    assert rate_bins(slow).width_s == 60 // 6
 
 
 def _x_ticks_in_view(summary: Summary, panel: int) -> list[float]:
@@ -122,3 +140,32 @@ def test_phases_are_named_on_every_time_plot_and_servers_get_their_panel() -> No
         assert top_labels == ["8 users", "spike to 24 users", "back to 8 users"], make
     fig = server_timeline_figure(summary, {"service": series})
     assert fig is not None
+
+
+def test_ttft_breakdown_labels_say_what_was_measured() -> None:
+    """0.004 ms is 4 us (not "0.00 ms"); a part reported as 0 (under the service's 1 us
+    resolution) is "< 1 us"; a part one run lacks is "n/a", not a zero."""
+    base = make_summary(RunSpec())
+    parts = {
+        "queue_wait": LatencyStats.from_values([0.0] * 5),
+        "relay_overhead": LatencyStats.from_values([0.004] * 5),
+        "upstream_ttft": LatencyStats.from_values([102.0] * 5),
+    }
+    one = replace(base, name="one", breakdown_ms=parts)
+    other = replace(base, name="other", breakdown_ms={"upstream_ttft": parts["upstream_ttft"]})
+    figure = ttft_breakdown_figure([one, other])
+    assert figure is not None
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert "0.00 ms" not in labels
+    assert labels.count("< 1 us") == 2 and labels.count("4 us") == 2  # p50 and p95 of "one"
+    assert labels.count("n/a") == 4 and labels.count("102 ms") == 4  # "other" lacks two parts
+
+
+def test_cdf_quantile_lines_are_drawn_dark_and_named() -> None:
+    figure = latency_cdf_figure([make_summary(RunSpec())])
+    assert figure is not None
+    for ax in figure.axes:
+        dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert sorted(line.get_ydata()[0] for line in dotted) == [0.5, 0.95, 0.99]
+        assert all(float(line.get_color()) <= 0.3 for line in dotted)  # dark grey, not 0.7
+        assert [t.get_text() for t in ax.texts] == ["p50", "p95", "p99"]

@@ -116,6 +116,19 @@ def test_errors_and_no_success_are_said() -> None:
     )
 
 
+def test_requests_in_flight_at_the_stop_are_said_and_are_not_errors() -> None:
+    cut = _phase(0, "whole", "4 users", (0, 2), {"unfinished": 4}, [])
+    summary = replace(make_summary(RunSpec()), phases=[cut])
+    assert verdict_sentences(summary)[0] == (
+        "4 users: no request ended; 4 requests were still in flight at the stop."
+    )
+    some = _phase(0, "whole", "4 users", (0, 10), {"ok": 9, "unfinished": 1}, [100.0] * 9)
+    summary = replace(make_summary(RunSpec()), phases=[some])
+    assert verdict_sentences(summary)[0] == (
+        "4 users: TTFT p95 100 ms; 1 request was still in flight at the stop."
+    )
+
+
 def test_empty_phase_and_text_form() -> None:
     phase = _phase(0, "whole", "2 users", (0, 10), {}, [])
     summary = replace(make_summary(RunSpec()), phases=[phase])
