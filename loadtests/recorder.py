@@ -440,7 +440,7 @@ class Recorder:
         if record.start_ns < self.measure_from_ns:
             return
         self.outcomes[oc.UNFINISHED] = self.outcomes.get(oc.UNFINISHED, 0) + 1
-        self._phase(self._phase_index(record.start_ns)).record(record)
+        self._phase(self._phase_index(record.start_ns)).record(record, self._defer)
 
     def record_loop_lag_ns(self, lag_ns: int) -> None:
         self.record_ns(LOOP_LAG, lag_ns)
