@@ -53,6 +53,8 @@ class RunInfo:
     load_model: str = "closed"
     processes: int = 1
     workers_reported: int = 1
+    remote_workers: bool = False
+    """``--master``: the processes are `surgebench worker`s the user starts, not ``--processes``."""
     config: dict[str, Any] | None = None
     versions: dict[str, str] | None = None
     effective: dict[str, Any] | None = None
@@ -89,7 +91,9 @@ def saturation(
         steal_mean_percent=mean_of(measured, "steal_percent"),
         psi_cpu_some_avg10_max=max_of(measured, "psi_cpu_some_avg10"),
     )
-    cause, advice = guard_advice(figures, info.processes, guard.max_cpu_percent)
+    cause, advice = guard_advice(
+        figures, info.processes, guard.max_cpu_percent, remote_workers=info.remote_workers
+    )
     reasons: list[str] = []
     if lag.p99 is not None and lag.p99 > guard.max_client_lag_p99_ms:
         reasons.append(
@@ -263,6 +267,7 @@ def summarize(
         load_model=settings.load_model,
         processes=max(1, settings.processes) if distributed else 1,
         workers_reported=workers_reported if distributed else 1,
+        remote_workers=distributed and settings.master,
         config=dict(config),
         versions=dict(versions),
         effective=dict(effective) if isinstance(effective, Mapping) else {},

@@ -87,6 +87,7 @@ def live_state(state: Any) -> tuple[GuardSettings, RunInfo]:
         duration_s=0.0,
         processes=processes,
         workers_reported=reported if reported else processes,
+        remote_workers=state.is_master and settings.master,
     )
     return GuardSettings.from_settings(settings), info
 

@@ -3,8 +3,9 @@
 A point is one closed-loop measurement: C concurrent users, each sending a request of ISL prompt
 tokens and OSL output tokens as soon as its previous one ends, with mean TTFT, mean ITL and output
 throughput. The model is the mock's own engine scheduler: `predict` replays a point on
-`Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do), so
-a fitted profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
+`Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do; the
+point's `warmup_requests` says whether that burst is measured or a steady state is), so a fitted
+profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
 free coefficients with Nelder-Mead on the log of each (the loss is a step function of integer
 batch sizes, so no gradient), starting from a least-squares line through ITL(C).
 """
@@ -26,12 +27,14 @@ MAX_POINTS = 200
 MAX_CONCURRENCY = 4096
 MAX_OUTPUT_TOKENS = 20_000
 MAX_PROMPT_TOKENS = 1_000_000
+MAX_WARMUP_REQUESTS = 20.0
 
 # Coefficients `fit` can search, with the box it searches them in.
 BOUNDS: dict[str, tuple[float, float]] = {
     "step_base_ms": (0.05, 10_000.0),
     "step_per_seq_ms": (1e-5, 1_000.0),
     "step_per_prefill_token_ms": (1e-6, 100.0),
+    "step_per_kv_token_ms": (1e-9, 10.0),
     "ttft_overhead_ms": (1e-3, 60_000.0),
     "max_batched_tokens": (16.0, 1_048_576.0),
     "max_num_seqs": (1.0, 65_536.0),
@@ -63,6 +66,9 @@ class Point:
     ttft_ms: float
     itl_ms: float
     tokens_per_s: float  # output tokens/s; NaN when not measured
+    # how the point was measured: request times of the closed loop left out before measuring
+    # (0: the burst of C users starting at once is measured, as AIPerf without warm-up)
+    warmup_requests: float = WARMUP_REQUESTS
 
     def check(self, where: str) -> None:
         limits = (
@@ -78,6 +84,12 @@ class Point:
         for name, v in (("ttft_ms", self.ttft_ms), ("itl_ms", self.itl_ms)):
             if not (math.isfinite(v) and v > 0):
                 raise FitError(f"{where}: {name} {v} must be a positive number")
+        w = self.warmup_requests
+        if not (w == 0.0 or 1.0 <= w <= MAX_WARMUP_REQUESTS):
+            raise FitError(
+                f"{where}: warmup_requests {w} out of range "
+                f"(allowed: 0, or 1 to {MAX_WARMUP_REQUESTS:g} request times)"
+            )
         if not (math.isnan(self.tokens_per_s) or self.tokens_per_s > 0):
             raise FitError(f"{where}: tokens_per_s {self.tokens_per_s} must be positive or empty")
 
@@ -95,7 +107,9 @@ class Predicted:
 
 @dataclass
 class _Recorder:
-    """The closed loop's clients: record first tokens, gaps and tokens, resubmit when done."""
+    """The closed loop's clients: record first tokens, gaps and tokens, resubmit when done.
+
+    A request's start is its `arrival` (set by `Scheduler.submit`)."""
 
     t0: float = math.inf
     t1: float = math.inf
@@ -103,24 +117,25 @@ class _Recorder:
     gap_sum_s: float = 0.0
     gaps: int = 0
     tokens: int = 0
-    started: dict[int, float] = field(default_factory=dict)
-    last: dict[int, float] = field(default_factory=dict)
+    last: dict[Seq, float] = field(default_factory=dict)
     done_at: list[float] = field(default_factory=list)
 
     def emit(self, seq: Seq, n: int, now: float, done: bool) -> bool:
-        key = id(seq)
-        if self.t0 <= now < self.t1:
-            self.tokens += n
+        inside = self.t0 <= now < self.t1
         if seq.sent == 0:
-            if self.t0 <= self.started[key] < self.t1:
-                self.ttft_s.append(now - self.started[key])
-        elif self.t0 <= now < self.t1:
-            self.gap_sum_s += now - self.last[key]
+            if self.t0 <= seq.arrival < self.t1:
+                self.ttft_s.append(now - seq.arrival)
+            if inside:
+                self.tokens += n
+        elif inside:
+            self.tokens += n
+            self.gap_sum_s += now - self.last[seq]
             self.gaps += 1
-        self.last[key] = now
         if done:
-            del self.started[key], self.last[key]
+            self.last.pop(seq, None)
             self.done_at.append(now)
+        else:
+            self.last[seq] = now
         return True
 
 
@@ -138,16 +153,17 @@ def predict(
     All users start at t = 0 (a burst, as AIPerf does). The first request's end time R sets the
     window: requests started in [warmup_requests x R, (warmup_requests + measure_requests) x R)
     give TTFT; gaps and tokens inside it give ITL and throughput. With no warm-up (the default,
-    as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured.
+    as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured;
+    with 1 or more the window starts in the closed loop's steady state.
     """
     sched = Scheduler(replace(settings, mode="engine"))
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
     rng = random.Random(0)
 
     def start(now: float) -> None:
-        seq = Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng)
-        rec.started[id(seq)] = now
-        sched.submit(seq, now)
+        sched.submit(
+            Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng), now
+        )
 
     for _ in range(concurrency):
         start(0.0)
@@ -187,6 +203,7 @@ class FitResult:
     predicted: list[Predicted]
     loss: float
     evaluations: int
+    replays: int = 0  # distinct models replayed (evaluations of an already-seen model are cached)
 
     def error_pct(self, i: int, metric: str) -> float:
         measured: float = getattr(self.points[i], metric)
@@ -233,6 +250,20 @@ def check_identifiable(points: Sequence[Point], free: Sequence[str]) -> None:
             f"step_per_seq_ms (the step cost per running sequence) needs at least 3 distinct "
             f"concurrencies; the data has {sorted(concurrencies)}"
         )
+    if "step_per_kv_token_ms" in free and len(concurrencies) < 3:
+        raise FitError(
+            f"step_per_kv_token_ms (the step cost per context token) needs at least 3 distinct "
+            f"concurrencies; the data has {sorted(concurrencies)}"
+        )
+    contexts = {p.prompt_tokens + p.output_tokens / 2.0 for p in points}
+    if "step_per_kv_token_ms" in free and "step_per_seq_ms" in free and len(contexts) < 2:
+        raise FitError(
+            "step_per_kv_token_ms (cost per context token) cannot be told apart from "
+            "step_per_seq_ms (cost per sequence): every point has the same prompt and output "
+            "length, so each decoding sequence holds the same context; add points with another "
+            "ISL or OSL, or fix one with --fix step_per_kv_token_ms=VALUE or "
+            "--fix step_per_seq_ms=VALUE"
+        )
     if "max_num_seqs" in free and len(concurrencies) < 4:
         raise FitError(
             f"max_num_seqs needs at least 4 distinct concurrencies (some past the plateau); "
@@ -257,9 +288,11 @@ def _initial(points: Sequence[Point], base: MockSettings) -> dict[str, float]:
     low = min(points, key=lambda p: (p.concurrency, p.prompt_tokens))
     step0 = max(float(icpt), 0.5 * min(p.itl_ms for p in points))
     prefill = max(low.ttft_ms - step0, 0.1 * low.ttft_ms)
+    context = sum(p.prompt_tokens + p.output_tokens / 2.0 for p in points) / len(points)
     return {
         "step_base_ms": step0,
         "step_per_seq_ms": max(float(slope), 1e-3),
+        "step_per_kv_token_ms": max(float(slope), 1e-3) / (2.0 * context),
         "step_per_prefill_token_ms": 0.5 * prefill / low.prompt_tokens,
         "ttft_overhead_ms": 0.5 * prefill,
         "max_batched_tokens": float(base.max_batched_tokens),
@@ -276,7 +309,16 @@ def with_coefficients(base: MockSettings, values: Mapping[str, float]) -> MockSe
 
 
 def predict_all(settings: MockSettings, points: Sequence[Point]) -> list[Predicted]:
-    return [predict(settings, p.concurrency, p.prompt_tokens, p.output_tokens) for p in points]
+    return [
+        predict(
+            settings,
+            p.concurrency,
+            p.prompt_tokens,
+            p.output_tokens,
+            warmup_requests=p.warmup_requests,
+        )
+        for p in points
+    ]
 
 
 def _loss(points: Sequence[Point], pred: Sequence[Predicted]) -> float:
@@ -370,12 +412,16 @@ def fit(
         return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
 
     def objective(x: np.ndarray) -> float:
-        key = tuple(np.round(x, 6))
+        values = values_of(x)
+        # one replay per distinct model: integer coefficients are rounded before they are used
+        key = tuple(
+            float(max(1, round(v))) if n in INT_COEFFICIENTS else float(f"{v:.6g}")
+            for n, v in values.items()
+        )
         if key not in cache:
-            penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
-            pred = predict_all(with_coefficients(base, values_of(x)), points)
-            cache[key] = _loss(points, pred) + 10.0 * penalty
-        return cache[key]
+            cache[key] = _loss(points, predict_all(with_coefficients(base, values), points))
+        penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
+        return cache[key] + 10.0 * penalty
 
     x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
     best_loss = math.inf
@@ -397,4 +443,5 @@ def fit(
         predicted=predict_all(final, points),
         loss=best_loss,
         evaluations=evals,
+        replays=len(cache),
     )

@@ -16,6 +16,7 @@ import json
 import math
 import shlex
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from mock_llm.errors import SettingsError
 from mock_llm.fit import (
     BOUNDS,
     DEFAULT_FREE,
+    MAX_WARMUP_REQUESTS,
     FitError,
     FitResult,
     Point,
@@ -35,6 +37,8 @@ from mock_llm.settings import FIELDS, MockSettings, load_profile
 from surgebench import options
 
 TABLE_COLUMNS: tuple[str, ...] = ("concurrency", "isl", "osl", "ttft_ms", "itl_ms", "tokens_per_s")
+# optional: request times of the closed loop the measurement left out (default 0: no warm-up)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("warmup_requests",)
 MAX_TABLE_BYTES = 1_048_576
 MAX_SUMMARY_BYTES = 64 * 1_048_576
 POLICIES: tuple[str, ...] = ("mixed", "prefill_first", "both")
@@ -55,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "a users sweep. Writes a TOML profile for `surgebench mock --profile FILE`.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--table", metavar="CSV", help="CSV with header " + ",".join(TABLE_COLUMNS))
+    src.add_argument(
+        "--table",
+        metavar="CSV",
+        help="CSV with header " + ",".join(TABLE_COLUMNS) + " (optional column: warmup_requests)",
+    )
     src.add_argument("--sweep", metavar="DIR", help="a `surgebench sweep` folder (load = users)")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="profile file to write")
     p.add_argument(
@@ -109,6 +117,14 @@ def _float_cell(raw: str, where: str) -> float:
         raise FitError(f"{where}: {raw!r} is not a number") from None
 
 
+def _warmup(value: float, where: str) -> float:
+    if math.isnan(value):  # column absent or cell empty: no warm-up
+        return 0.0
+    if not math.isfinite(value):
+        raise FitError(f"{where}: warmup_requests must be a number")
+    return value
+
+
 def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
     """Points and the comment lines (`# ...`, the source) of a table CSV."""
     comments = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")]
@@ -120,7 +136,7 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
     missing = [c for c in TABLE_COLUMNS if c not in header]
     if missing:
         raise FitError(f"{source}: missing column(s) {missing}; expected {','.join(TABLE_COLUMNS)}")
-    idx = {c: header.index(c) for c in TABLE_COLUMNS}
+    idx = {c: header.index(c) for c in TABLE_COLUMNS + OPTIONAL_COLUMNS if c in header}
     points = []
     for n, row in enumerate(rows[1:], start=2):
         where = f"{source}: data row {n - 1}"
@@ -138,6 +154,7 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
                 ttft_ms=v["ttft_ms"],
                 itl_ms=v["itl_ms"],
                 tokens_per_s=v["tokens_per_s"],
+                warmup_requests=_warmup(v.get("warmup_requests", math.nan), where),
             )
         )
         points[-1].check(where)
@@ -162,6 +179,20 @@ def _mean(summary: Mapping[str, Any], metric: str, where: Path) -> float:
     if not isinstance(value, int | float) or not value > 0:
         raise FitError(f"{where}: no {metric}.mean in summary.json (no streamed tokens?)")
     return float(value)
+
+
+def sweep_warmup_requests(warmup_s: object, request_ms: float) -> float:
+    """The run's warm-up in request times, as the replay takes it.
+
+    A run's users start together (at the default spawn rate) and its first `warmup_s` are left
+    out: less than half a request time leaves the burst in the measurement (0); more is a
+    steady-state measurement after that many request times (at least 1, at most the limit)."""
+    if not isinstance(warmup_s, int | float) or not request_ms > 0:
+        return 0.0
+    times = 1000.0 * float(warmup_s) / request_ms
+    if not math.isfinite(times) or times < 0.5:
+        return 0.0
+    return float(f"{min(MAX_WARMUP_REQUESTS, max(1.0, times)):.3g}")
 
 
 def read_sweep(
@@ -200,13 +231,17 @@ def read_sweep(
         ok = (summary.get("outcomes") or {}).get("ok", 0)
         tokens = summary.get("output_tokens", 0)
         cell_osl = osl or (round(tokens / ok) if ok else 0)
+        ttft_ms, itl_ms = _mean(summary, "ttft_ms", path), _mean(summary, "itl_ms", path)
         point = Point(
             concurrency=int(cell.get("load", 0)),
             prompt_tokens=isl,
             output_tokens=cell_osl,
-            ttft_ms=_mean(summary, "ttft_ms", path),
-            itl_ms=_mean(summary, "itl_ms", path),
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
             tokens_per_s=float(summary.get("output_tokens_per_s") or math.nan),
+            warmup_requests=sweep_warmup_requests(
+                summary.get("warmup_s"), ttft_ms + (cell_osl - 1) * itl_ms
+            ),
         )
         point.check(f"{path}")
         points.append(point)
@@ -323,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for policy in policies:
             start = replace(base, mode="engine", prefill_policy=policy)
             print(f"fitting {', '.join(free)} ({policy}) to {len(points)} points ...", flush=True)
+            started = time.process_time()
             result = fit(
                 points,
                 start,
@@ -331,7 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restarts=args.rounds - 1,
                 start=initial,
             )
-            print(f"  {policy}: loss {result.loss:.4f} after {result.evaluations} evaluations")
+            cpu_s = time.process_time() - started
+            print(
+                f"  {policy}: loss {result.loss:.4f} after {result.evaluations} evaluations "
+                f"({result.replays} replays of the table, {cpu_s:.0f} s of CPU)"
+            )
             if best is None or result.loss < best[0].loss:
                 best = (result, start)
     except FitError as exc:

@@ -5,7 +5,9 @@ Hosted mode (independent streams):
     ITL  = itl_ms x J,   J has mean 1 and coefficient of variation itl_cv
 Engine mode (continuous batching; one decode step emits one token to every running sequence):
     step_ms = (step_base_ms + step_per_seq_ms x n_decode
-               + step_per_prefill_token_ms x n_prefill_tokens) x J(step_jitter_cv)
+               + step_per_prefill_token_ms x n_prefill_tokens
+               + step_per_kv_token_ms x kv_tokens) x J(step_jitter_cv)
+    kv_tokens = the context (prompt + tokens generated so far) of the decoding sequences
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class StepModel:
     per_prefill_token_ms: float
     jitter_cv: float
     jitter: str
+    per_kv_token_ms: float = 0.0
 
     @classmethod
     def from_settings(cls, s: MockSettings) -> StepModel:
@@ -72,19 +75,30 @@ class StepModel:
             s.step_per_prefill_token_ms,
             s.step_jitter_cv,
             s.jitter,
+            s.step_per_kv_token_ms,
         )
 
-    def step_ms(self, n_decode: int, n_prefill_tokens: int, rng: random.Random) -> float:
+    def step_ms(
+        self, n_decode: int, n_prefill_tokens: int, rng: random.Random, kv_tokens: int = 0
+    ) -> float:
         ms = (
-            self.base_ms + self.per_seq_ms * n_decode + self.per_prefill_token_ms * n_prefill_tokens
+            self.base_ms
+            + self.per_seq_ms * n_decode
+            + self.per_prefill_token_ms * n_prefill_tokens
+            + self.per_kv_token_ms * kv_tokens
         )
         return ms * jitter_factor(rng, self.jitter_cv, self.jitter)
 
     def itl_ms_at(self, running: int, prompt_tokens: int, output_tokens: int) -> float:
-        """Steady-state ITL of a closed loop of `running` users (prefill of arrivals included)."""
+        """Steady-state ITL of a closed loop of `running` users (prefill of arrivals included;
+        each decoding sequence holds on average its prompt and half its output)."""
         prefill_per_step = running * prompt_tokens / max(1, output_tokens)
+        kv_per_step = running * (prompt_tokens + output_tokens / 2.0)
         return (
-            self.base_ms + self.per_seq_ms * running + self.per_prefill_token_ms * prefill_per_step
+            self.base_ms
+            + self.per_seq_ms * running
+            + self.per_prefill_token_ms * prefill_per_step
+            + self.per_kv_token_ms * kv_per_step
         )
 
 

@@ -306,6 +306,7 @@ class Scheduler:
         prefilled: list[Sequence] = []
         budget = self.settings.max_batched_tokens
         prefill_tokens = 0
+        kv_tokens = 0
         next_due = math.inf
         prefill_waiting = False
         for seq in self._running:
@@ -314,6 +315,7 @@ class Scheduler:
             if seq.prefill_left == 0:
                 if seq.due <= t:
                     decode.append(seq)
+                    kv_tokens += seq.prompt_tokens + seq.sent
                 else:
                     next_due = min(next_due, seq.due)
             else:
@@ -322,6 +324,7 @@ class Scheduler:
             # prefill-first (vLLM without chunked prefill, SGLang's default): while prompts wait,
             # a step prefills them alone and the running sequences skip their decode token
             decode = []
+            kv_tokens = 0
         budget -= len(decode)
         for seq in self._running:
             if budget <= 0:
@@ -339,15 +342,26 @@ class Scheduler:
             return
         self._decode, self._prefilled = decode, prefilled
         self.stats.batch_size.observe(len(decode) + len(prefilled))
-        self._step_end = t + self.step_model.step_ms(len(decode), prefill_tokens, self.rng) / 1000.0
+        ms = self.step_model.step_ms(len(decode), prefill_tokens, self.rng, kv_tokens)
+        self._step_end = t + ms / 1000.0
 
     def _end_step(self, t: float, now: float) -> None:
+        stats = self.stats
+        # the common case, inlined from _record_emit: most sequences of a step share one gap
+        # (they decoded in the previous step too), so gaps are counted, then observed once each
+        gaps: dict[float, int] = {}
         for group in (self._decode, self._prefilled):
             for seq in group:
                 if seq.state != RUNNING:
                     continue
                 done = seq.sent + 1 >= seq.out_tokens
-                self._record_emit(seq, 1, now)
+                if seq.sent:
+                    gap = now - seq.last_at
+                    gaps[gap] = gaps.get(gap, 0) + 1
+                    stats.generation_tokens += 1
+                    seq.last_at = now
+                else:
+                    self._record_emit(seq, 1, now)
                 alive = seq.sink.emit(seq, 1, now, done)
                 seq.sent += 1
                 if seq.sent == seq.stall_at:
@@ -356,6 +370,8 @@ class Scheduler:
                     self._finish(seq, now, seq.finish_reason or "stop")
                 elif not alive:
                     self._finish(seq, now, "abort")
+        for gap, n in gaps.items():
+            stats.itl_s.observe(gap, n)
         self._running = [s for s in self._running if s.state == RUNNING]
         self._decode, self._prefilled = [], []
         self._step_end = None

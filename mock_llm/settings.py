@@ -88,6 +88,12 @@ class MockSettings:
     step_base_ms: float = _num(10.0, "engine: fixed cost of one decode step")
     step_per_seq_ms: float = _num(0.0, "engine: step cost per running sequence")
     step_per_prefill_token_ms: float = _num(0.0, "engine: step cost per prefilled prompt token")
+    step_per_kv_token_ms: float = _num(
+        0.0,
+        "engine: step cost per context token (prompt + generated) of each decoding sequence "
+        "(attention reads the whole KV cache)",
+        hi=1000.0,
+    )
     step_jitter_cv: float = _num(0.0, "engine: coefficient of variation of each step", hi=5.0)
     max_batched_tokens: int = _int(8192, "engine: token budget of one step (chunked prefill)", lo=1)
     ttft_overhead_ms: float = _num(0.0, "engine: fixed frontend cost added to every TTFT")

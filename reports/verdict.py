@@ -141,6 +141,9 @@ def validity_sentence(summary: Summary) -> str:
 
 
 GENERIC_ADVICE = "run with more --processes or fewer --users (or a lower --rate)"
+GENERIC_ADVICE_REMOTE = (
+    "run with more workers (--expect-workers) or fewer --users (or a lower --rate)"
+)
 BUSY_RUNQUEUE_PERCENT = 10.0
 """The generator waited for a CPU at least this share of the time: another process had it."""
 BUSY_STEAL_PERCENT = 5.0
@@ -152,12 +155,18 @@ TARGET_CPU_PERCENT = 50.0
 
 
 def guard_advice(
-    figures: Mapping[str, float | None], processes: int, max_cpu_percent: float
+    figures: Mapping[str, float | None],
+    processes: int,
+    max_cpu_percent: float,
+    *,
+    remote_workers: bool = False,
 ) -> tuple[str, str]:
     """Why the generator lagged, and what to do: ``("delayed", "the machine was busy: ...")``
     when other processes held the CPU (its run-queue wait, steal, CPU pressure), ``("saturated",
     "the generator saturated ...: use --processes N")`` when its own CPU ran out, both when both;
-    the generic advice when the figures cannot tell (no /proc, or neither)."""
+    the generic advice when the figures cannot tell (no /proc, or neither). `remote_workers`
+    (a ``--master`` run): the advice names workers (``--expect-workers N``), not ``--processes``.
+    """
 
     def num(name: str) -> float:
         value = figures.get(name)
@@ -172,6 +181,8 @@ def guard_advice(
     busy = wait >= BUSY_RUNQUEUE_PERCENT or steal >= BUSY_STEAL_PERCENT or psi >= BUSY_PSI_PERCENT
     saturated = cpu_mean >= SATURATED_CPU_MEAN_PERCENT or cpu_max > max_cpu_percent
     needed = max(processes + 1, math.ceil(processes * cpu_mean / TARGET_CPU_PERCENT))
+    scale = f"--expect-workers {needed}" if remote_workers else f"--processes {needed}"
+    more = "more workers" if remote_workers else "more --processes"
     evidence = [f"it waited for a CPU {wait:.0f} % of the time"]
     if steal >= 1:
         evidence.append(f"steal {steal:.0f} %")
@@ -184,18 +195,17 @@ def guard_advice(
     if busy and saturated:
         return (
             "saturated",
-            f"{busy_text}, and the generator saturated: use --processes {needed} on a quieter "
-            "machine",
+            f"{busy_text}, and the generator saturated: use {scale} on a quieter machine",
         )
     if busy:
-        return "delayed", f"{busy_text}; rerun on a quieter machine (more --processes won't help)"
+        return "delayed", f"{busy_text}; rerun on a quieter machine ({more} won't help)"
     if saturated:
         return (
             "saturated",
             f"the generator saturated (CPU {cpu_mean:.0f} % of a core on average, "
-            f"{cpu_max:.0f} % at most): use --processes {needed}",
+            f"{cpu_max:.0f} % at most): use {scale}",
         )
-    return "saturated", GENERIC_ADVICE
+    return "saturated", GENERIC_ADVICE_REMOTE if remote_workers else GENERIC_ADVICE
 
 
 TRANSIENT_PREFIXES = ("load generator saturated:", "load generator delayed:", "Locust reported")

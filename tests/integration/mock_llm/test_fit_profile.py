@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -53,3 +56,36 @@ def test_fitted_profile_file_loads_and_serves(tmp_path: Path, start_mock: StartM
     metrics = httpx.get(proc.url + "/metrics", timeout=10).text
     # engine mode: the tokens went out in engine steps (one prefill step, then one per token)
     assert "mock_batch_size_count 12.0" in metrics
+
+
+def _gaps_s(url: str, content: str) -> list[float]:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": content}],
+        "stream": True,
+        "max_tokens": 20,
+    }
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        times = [
+            time.monotonic()
+            for line in r.iter_lines()
+            if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line
+        ]
+    assert len(times) == 20
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_live_mock_step_cost_grows_with_the_context(start_mock: StartMock) -> None:
+    # 2 ms + 0.05 ms per context token: a 1004-token prompt (4000 characters + 4 per message)
+    # makes each decode step about 52 ms; a 5-token prompt, about 2.3 ms
+    proc = start_mock(
+        "--mode", "engine", "--step-base-ms", "2", "--step-per-kv-token-ms", "0.05",
+        "--output-tokens", "20",
+    )  # fmt: skip
+    long_gaps = _gaps_s(proc.url, "abcd" * 1000)
+    short_gaps = _gaps_s(proc.url, "hi")
+    # a late step is caught up (steps keep the model's clock), so a busy machine moves the mean
+    # gap by at most the first token's lateness / 19: loose bounds around 52 and 2.3 ms
+    assert statistics.fmean(long_gaps) > 0.8 * 0.0522, long_gaps
+    assert statistics.fmean(short_gaps) < 0.5 * statistics.fmean(long_gaps), short_gaps

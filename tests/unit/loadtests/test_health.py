@@ -106,6 +106,11 @@ def test_the_advice_names_the_cause() -> None:
     both = guard_advice({**busy, "cpu_mean_percent": 90.0}, 1, 85.0)[1]
     assert "the machine was busy" in both and "use --processes 2 on a quieter machine" in both
     assert "more --processes or fewer --users" in guard_advice({}, 1, 85.0)[1]
+    # a --master run's processes are workers the user starts: the advice names them
+    remote = guard_advice({**own, "cpu_mean_percent": 160.0}, 2, 85.0, remote_workers=True)[1]
+    assert remote.endswith("--expect-workers 7") and "--processes" not in remote
+    assert "--expect-workers" in guard_advice({}, 2, 85.0, remote_workers=True)[1]
+    assert "more workers won't help" in guard_advice(busy, 2, 85.0, remote_workers=True)[1]
 
 
 def test_a_lagging_run_on_a_busy_machine_says_so_and_stays_transient() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mock_llm.fit import FitError, Point, check_identifiable, fit, predict
-from mock_llm.fit_cli import main, parse_table
+from mock_llm.fit_cli import main, parse_table, read_sweep, sweep_warmup_requests
 from mock_llm.settings import MockSettings, resolve
 from reports.results import LatencyStats, Summary, write_summary
 from reports.sweeps import SweepCell, SweepManifest, write_manifest
@@ -56,6 +56,53 @@ def test_predict_is_the_closed_loop_law() -> None:
     one = predict(KNOWN, 1, 100, 20)
     assert one.ttft_ms == pytest.approx(5.0 + 10.0 + 0.05 * 100, abs=0.01)
     assert one.itl_ms == pytest.approx(10.0 + 0.5, abs=0.01)
+
+
+def test_predict_with_warmup_measures_the_steady_state_queue() -> None:
+    """Past max_num_seqs N, a closed loop's steady-state TTFT is (C - N) / N generations (Little's
+    law) plus the prefill step; without warm-up the burst's first wave is measured."""
+    s = replace(MockSettings(), mode="engine", step_base_ms=10.0, max_num_seqs=4)
+    steady = predict(s, 12, 1, 20, warmup_requests=2.0)
+    assert steady.ttft_ms == pytest.approx((12 - 4) / 4 * 20 * 10.0 + 10.0, rel=0.01)
+    assert steady.tokens_per_s == pytest.approx(4 * 1000.0 / 10.0, rel=0.01)
+    burst = predict(s, 12, 1, 20)
+    assert burst.ttft_ms < 0.6 * steady.ttft_ms
+
+
+def test_fit_recovers_the_context_cost(tmp_path: Path) -> None:
+    truth = replace(KNOWN, step_per_kv_token_ms=0.002)
+    points = synthetic(truth)
+    free = ["step_base_ms", "step_per_seq_ms", "step_per_prefill_token_ms", "step_per_kv_token_ms"]
+    start = replace(truth, **dict.fromkeys(free, 1e-3))
+    result = fit(points, start, free, max_evals=200, restarts=2)
+    for name in free:
+        assert result.coefficients[name] == pytest.approx(getattr(truth, name), rel=0.05), name
+
+
+def test_refuses_context_cost_with_one_context_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    points = synthetic(KNOWN, isls=(200,))
+    with pytest.raises(FitError, match=r"step_per_kv_token_ms .* cannot be told apart"):
+        check_identifiable(points, ["step_per_seq_ms", "step_per_kv_token_ms"])
+    check_identifiable(points, ["step_per_kv_token_ms"])  # per-sequence cost fixed: determined
+    check_identifiable(synthetic(KNOWN), ["step_per_seq_ms", "step_per_kv_token_ms"])
+    with pytest.raises(FitError, match=r"step_per_kv_token_ms .* 3 distinct concurrencies"):
+        check_identifiable([p for p in points if p.concurrency < 16], ["step_per_kv_token_ms"])
+    table = tmp_path / "t.csv"
+    table.write_text(csv_text(points), "utf-8")
+    out = str(tmp_path / "p.toml")
+    free = "step_base_ms,step_per_seq_ms,step_per_kv_token_ms"
+    assert main(["--table", str(table), "--out", out, "--free", free]) == 2
+    assert "step_per_kv_token_ms" in capsys.readouterr().err
+
+
+def test_table_warmup_column(tmp_path: Path) -> None:
+    text = f"{HEADER},warmup_requests\n1,200,200,25,13,75,2\n5,200,200,60,13,380,\n"
+    points, _ = parse_table(text, "t.csv")
+    assert [p.warmup_requests for p in points] == [2.0, 0.0]
+    with pytest.raises(FitError, match=r"warmup_requests 0.5 out of range"):
+        parse_table(f"{HEADER},warmup_requests\n1,200,200,25,13,75,0.5\n", "t.csv")
 
 
 @pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
@@ -137,7 +184,7 @@ def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "surgebench fit:" in capsys.readouterr().err
 
 
-def _write_sweep(sweep_dir: Path, points: list[Point]) -> None:
+def _write_sweep(sweep_dir: Path, points: list[Point], warmup_s: float = 0.0) -> None:
     """A users sweep folder as `surgebench sweep` writes it, one cell per point."""
     cells = []
     for i, p in enumerate(points):
@@ -149,6 +196,7 @@ def _write_sweep(sweep_dir: Path, points: list[Point]) -> None:
             started_at="2026-01-01T00:00:00Z",
             duration_s=measured_s,
             measured_s=measured_s,
+            warmup_s=warmup_s,
             outcomes={"ok": requests},
             output_tokens=requests * p.output_tokens,
             latency={
@@ -195,6 +243,23 @@ def test_sweep_round_trip_recovers_the_profile_within_5_percent(tmp_path: Path) 
     assert s.mode == "engine" and s.output_tokens == osl
     for name in ("step_base_ms", "step_per_seq_ms", "step_per_prefill_token_ms"):
         assert getattr(s, name) == pytest.approx(TRUE[name], rel=0.05), name
+
+
+def test_sweep_warmup_becomes_the_replay_protocol(tmp_path: Path) -> None:
+    assert sweep_warmup_requests(0.04, 100.0) == 0.0  # under half a request: the burst counts
+    assert sweep_warmup_requests(0.08, 100.0) == 1.0
+    assert sweep_warmup_requests(0.25, 100.0) == 2.5
+    assert sweep_warmup_requests(3600.0, 100.0) == 20.0
+    assert sweep_warmup_requests(None, 100.0) == 0.0
+    points = synthetic(KNOWN, isls=(100,))
+    _write_sweep(tmp_path / "burst", points)
+    _write_sweep(tmp_path / "steady", points, warmup_s=5.0)
+    burst, _ = read_sweep(tmp_path / "burst", "", 100, 0)
+    steady, _ = read_sweep(tmp_path / "steady", "", 100, 0)
+    assert [p.warmup_requests for p in burst] == [0.0, 0.0, 0.0]
+    for p in steady:  # 5 s of warm-up over a request time of TTFT + 11 ITLs
+        request_s = (p.ttft_ms + 11 * p.itl_ms) / 1000.0
+        assert p.warmup_requests == pytest.approx(min(20.0, 5.0 / request_s), rel=0.01)
 
 
 def test_sweep_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -75,6 +75,59 @@ def test_engine_itl_grows_with_running_sequences() -> None:
     assert itl_with(40) == pytest.approx(0.030, rel=1e-6)
 
 
+def test_engine_step_cost_grows_with_the_context_of_the_decoding_sequences() -> None:
+    # 10 ms + 0.001 ms per context token: a 1000-token prompt makes every decode step 1 ms longer,
+    # and each generated token adds to the context of the next step
+    s = settings(mode="engine", step_base_ms=10.0, step_per_kv_token_ms=0.001, output_tokens=4)
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=4, prompt_tokens=1000)
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sink.emits)]
+    # the prefill step decodes nothing (10 ms); decode steps see 1001, 1002, 1003 context tokens
+    assert sink.first_at == pytest.approx(0.010, abs=1e-9)
+    assert gaps == pytest.approx([0.011001, 0.011002, 0.011003], abs=1e-9)
+
+
+def test_engine_prefill_first_decode_pause_carries_no_context_cost() -> None:
+    s = settings(
+        mode="engine",
+        step_base_ms=10.0,
+        step_per_kv_token_ms=0.01,
+        prefill_policy="prefill_first",
+        output_tokens=50,
+    )
+    sched = Scheduler(s)
+    a, sink_a = new_seq(out_tokens=50, prompt_tokens=100)
+    sched.submit(a, 0.0)
+    run_until(sched, 0.0155)  # a's first token at 10 ms; its first decode step is in flight
+    b, sink_b = new_seq(out_tokens=2, prompt_tokens=100)
+    sched.submit(b, 0.0155)
+    run_until(sched, 10.0)
+    # a's decode step: 10 + 0.01 x 101 = 11.01 ms (ends at 21.01); then b's prefill step alone,
+    # with a's decode paused: 10 ms, no context cost (ends at 31.01)
+    assert sink_b.first_at == pytest.approx(0.03101, abs=1e-9)
+    assert sink_a.emits[1][0] == pytest.approx(0.02101, abs=1e-9)
+
+
+def test_engine_itl_histogram_holds_every_gap_of_every_stream() -> None:
+    # staggered arrivals: the streams of one step have different gaps (one just prefilled)
+    s = settings(mode="engine", step_base_ms=10.0, step_per_seq_ms=0.5, output_tokens=6)
+    sched = Scheduler(s)
+    sinks = []
+    for i in range(5):
+        seq, sink = new_seq(out_tokens=6, prompt_tokens=1)
+        sched.submit(seq, 0.013 * i)
+        run_until(sched, 0.013 * i)
+        sinks.append(sink)
+    run_until(sched, 10.0)
+    gaps = [b[0] - a[0] for k in sinks for a, b in itertools.pairwise(k.emits)]
+    assert len({round(g, 9) for g in gaps}) > 1
+    assert sched.stats.itl_s.total == len(gaps) == 5 * 5
+    assert sched.stats.itl_s.sum == pytest.approx(sum(gaps), abs=1e-9)
+    assert sched.stats.generation_tokens == 5 * 6
+
+
 def test_engine_prefill_costs_step_time_and_is_chunked() -> None:
     s = settings(
         mode="engine",
