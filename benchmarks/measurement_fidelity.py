@@ -10,6 +10,8 @@ pinned to CPU 0. Each generator runs closed-loop at N concurrent streams (50, 20
   client, one ``recv`` per segment), as it runs behind a proxy: the reader before the fast one;
 - ``naive``: Locust FastHttpUser with Locust's own ``iter_lines`` (benchmarks/naive_locustfile.py);
 - ``asyncio``: a raw uvloop client (asyncio streams, one connection per stream), CPU 1;
+- ``floor``: the gevent floor (benchmarks/gevent_floor.py: raw gevent sockets, httptools, SSE
+  lines split by hand, no Locust), CPU 1: the least a gevent reader can cost, run beside ours;
 - ``guidellm``: listed when the ``guidellm`` command is installed; it is not run here (offline
   it needs a locally built tokenizer and ~35 s of start-up per point).
 
@@ -21,7 +23,7 @@ is one. Each row also carries the machine's 1-minute load average when it finish
 machine other processes' load shows up as lag here.
 
 Usage: python benchmarks/measurement_fidelity.py [--streams 50,200,500,1000] [--repeat 1]
-       [--measure-s 6] [--generators ours,ours-2p,fallback,naive,asyncio]
+       [--measure-s 6] [--generators ours,ours-2p,floor,fallback,naive,asyncio]
 Prints a table and one JSON line (medians over repeats).
 """
 
@@ -60,6 +62,7 @@ TTFT_MS = 100.0
 ITL_MS = 20.0
 TOKENS = 50
 WARMUP_S = 3.0
+GENERATORS = ("ours", "ours-2p", "floor", "fallback", "naive", "asyncio")
 
 
 def taskset(cpus: str) -> list[str]:
@@ -245,6 +248,25 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_floor(url: str, streams: int, measure_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as out:
+        path = f"{out}/floor.json"
+        argv = [*taskset("1"), sys.executable, str(ROOT / "benchmarks/gevent_floor.py"),
+                url.removeprefix("http://"), str(streams), str(TOKENS), f"{WARMUP_S:g}",
+                f"{measure_s:g}", path]  # fmt: skip
+        proc = subprocess.Popen(argv, **child_popen_options())
+        cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
+        proc.wait(timeout=WARMUP_S + measure_s + 60)
+        data = json.loads(Path(path).read_text())
+    return {
+        "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
+        "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
+        "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
+        "cpu": cpu, "requests": len(data["ttft_ms"]),
+        "events_per_s": events_per_s, "valid": None,
+    }  # fmt: skip
+
+
 def us_per_event(row: dict[str, Any]) -> float | None:
     """Generator CPU per token event, in microseconds."""
     cpu, rate = row.get("cpu"), row.get("events_per_s")
@@ -262,6 +284,18 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+SATURATED_SHARE = 0.95
+"""A generator using this share of its CPUs or more is saturated: it reads several events per
+``recv``, which makes its CPU per event look lower (compare that column between unsaturated
+rows only)."""
+
+
+def saturated(row: dict[str, Any]) -> str:
+    cpus = 2 if row["generator"] == "ours-2p" else 1
+    cpu = row.get("cpu")
+    return " (saturated)" if cpu is not None and cpu >= SATURATED_SHARE * cpus else ""
+
+
 def fmt(value: float | None, minus: float = 0.0) -> str:
     return "-" if value is None else f"{value - minus:+.1f}" if minus else f"{value:.1f}"
 
@@ -272,12 +306,15 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", default="50,200,500,1000")
-    p.add_argument("--generators", default="ours,ours-2p,fallback,naive,asyncio")
+    p.add_argument("--generators", default="ours,ours-2p,floor,fallback,naive,asyncio")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--measure-s", type=float, default=6.0)
     args = p.parse_args()
     levels = [int(x) for x in args.streams.split(",")]
     generators = args.generators.split(",")
+    unknown = [g for g in generators if g not in GENERATORS]
+    if unknown:
+        p.error(f"--generators: unknown {unknown[0]!r} (allowed: {', '.join(GENERATORS)})")
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     mock_argv = [
@@ -301,6 +338,8 @@ def main() -> None:
                         runs.append(run_naive(mock.url, streams, args.measure_s))
                     elif gen == "asyncio":
                         runs.append(run_asyncio(mock.url, streams, args.measure_s))
+                    elif gen == "floor":
+                        runs.append(run_floor(mock.url, streams, args.measure_s))
                     runs[-1]["us_per_event"] = us_per_event(runs[-1])
                     runs[-1]["loadavg_1m"] = os.getloadavg()[0]
                 row = {"streams": streams, "generator": gen, **median_of(runs)}
@@ -318,7 +357,7 @@ def main() -> None:
             f"| {r['streams']} | {r['generator']} | {fmt(r['ttft_p50'], TTFT_MS)} / "
             f"{fmt(r['ttft_p99'], TTFT_MS)} | {fmt(r['itl_p50'], ITL_MS)} / "
             f"{fmt(r['itl_p99'], ITL_MS)} | {fmt(r['lag_p50'])} / {fmt(r['lag_p99'])} | "
-            f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])} | {fmt(r['requests'])} | "
+            f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])}{saturated(r)} | {fmt(r['requests'])} | "
             f"{'-' if r['valid'] is None else 'yes' if r['valid'] else 'NO'} | "
             f"{fmt(r['loadavg_1m'])} |"
         )

@@ -259,7 +259,15 @@ def tls_context(insecure: bool) -> ssl.SSLContext:
 class Connection:
     """One user's keep-alive connection to a `Target` and its request/answer exchange."""
 
-    __slots__ = ("connect_timeout_s", "insecure", "read_timeout_s", "sock", "target", "watchdog")
+    __slots__ = (
+        "_wait_read",
+        "connect_timeout_s",
+        "insecure",
+        "read_timeout_s",
+        "sock",
+        "target",
+        "watchdog",
+    )
 
     def __init__(
         self,
@@ -276,6 +284,8 @@ class Connection:
         self.sock: socket.socket | None = None
         self.watchdog: ReadWatchdog | None = None
         """Set on gevent's sockets (then the socket itself has no read timeout)."""
+        self._wait_read: tuple[Any, Callable[[Any], None], Any] | None = None
+        """On a plain (not TLS) gevent socket: (its OS socket, gevent's wait, its read watcher)."""
 
     def request_head(
         self, method: str, path: str, headers: Mapping[str, str], length: int
@@ -293,6 +303,7 @@ class Connection:
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
+        self._wait_read = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -308,6 +319,9 @@ class Connection:
                 sock.settimeout(None)
                 if self.watchdog is None:
                     self.watchdog = ReadWatchdog(self.read_timeout_s)
+                if not target.tls:  # (TLS may hold decrypted bytes: its own recv knows)
+                    gsock: Any = sock  # gevent's socket: its OS socket, hub and read watcher
+                    self._wait_read = (gsock._sock, gsock.hub.wait, gsock._read_event)
             else:
                 sock.settimeout(self.read_timeout_s)
         except BaseException:
@@ -353,11 +367,25 @@ class Connection:
                 if reused:
                     raise StaleConnectionError(str(exc)) from exc
                 raise
-            recv = sock.recv
+            # On a plain gevent socket: wait for the socket to be readable, then one recv of
+            # the OS socket (gevent's own recv tries first, and nearly every try of a stream
+            # between its tokens fails with EAGAIN: a syscall and an exception per event). A
+            # full buffer means more may be waiting: then recv again without the wait.
+            raw = self._wait_read
+            if raw is None:
+                recv, wait, readable = sock.recv, None, None
+            else:
+                recv, wait, readable = raw[0].recv, raw[1], raw[2]
             got_bytes = False
+            full = False
             while not response.complete:
                 try:
+                    if wait is not None and not full:
+                        wait(readable)
                     chunk = recv(RECV_BYTES)
+                except BlockingIOError:  # woken with nothing to read (the OS socket only)
+                    full = False
+                    continue
                 except ConnectionResetError as exc:
                     if reused and not got_bytes:
                         raise StaleConnectionError(str(exc)) from exc
@@ -372,6 +400,7 @@ class Connection:
                         raise StaleConnectionError("kept-alive connection closed by the server")
                     raise ConnectionError("connection closed before the end of the answer")
                 got_bytes = True
+                full = len(chunk) == RECV_BYTES
                 response.now_ns = now_ns
                 parser.feed_data(chunk)
             if not response.keep_alive:

@@ -82,7 +82,7 @@ def p99_of_new_counts(hist: Any, previous: np.ndarray | None) -> tuple[float | N
     """p99 (ms) of the values recorded into an HDR histogram (microseconds) since `previous`, a
     copy of its counts then; returns the figure and the counts now. A histogram that was reset
     in between (a worker's report) counts from zero."""
-    now = np.array(hist.counts[: hist.counts_len], dtype=np.int64)
+    now = np.ctypeslib.as_array(hist.counts)[: hist.counts_len].astype(np.int64)  # (C copy)
     new = now if previous is None or len(previous) != len(now) else now - previous
     if (new < 0).any():
         new = now

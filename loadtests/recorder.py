@@ -10,11 +10,11 @@ percentiles.
 from __future__ import annotations
 
 import bisect
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadtests import outcomes as oc
@@ -35,6 +35,9 @@ HIST_LOWEST_US = HDR_LOWEST_US
 HIST_HIGHEST_US = HDR_HIGHEST_US
 HIST_DIGITS = HDR_SIGNIFICANT_FIGURES
 SERIES_DIGITS = 2
+PENDING_VALUES = 16384
+"""Values wait in lists (one append per value) until this many, then go into their histograms
+in one vectorised pass (`Recorder.flush`); readers of the histograms flush first."""
 """Per-second histograms only feed the time series' p50/p95, so 2 significant digits suffice."""
 
 LOOP_LAG = "loop_lag_ms"
@@ -53,53 +56,48 @@ def _us(ns: int) -> int:
 
 
 def record_all_ns(
-    hist: HdrHistogram, values_ns: list[int], twin: HdrHistogram | None = None
+    hist: HdrHistogram, values_ns: Sequence[int], twin: HdrHistogram | None = None
 ) -> None:
-    """``hist.record_value(_us(v))`` for every value, in one loop (a stream's token gaps or
-    lags: ~1 us per value instead of ~3 through hdrh's per-call method chain); ``twin``, a
-    histogram of the same layout (the same digits), gets the same values in the same pass.
+    """``hist.record_value(_us(v))`` for every value, vectorised (numpy: ~20 ns per value in a
+    batch of thousands, against ~3 us per hdrh ``record_value`` call); ``twin``, a histogram of
+    the same layout (the same digits), gets the same values.
 
-    Uses hdrh's bucket layout (`_get_bucket_index`, `_get_sub_bucket_index`, `_counts_index`
-    inlined; ``64 - clz(x)`` is ``x.bit_length()``); tests check it against ``record_value``.
+    hdrh's bucket layout (`_get_bucket_index`, `_get_sub_bucket_index`, `_counts_index`;
+    ``64 - clz(x)`` is the bit length, exact through ``frexp`` for values below 2**53, and
+    values are at most HIST_HIGHEST_US); tests check it against ``record_value``.
     """
+    if not len(values_ns):
+        return
     mask = hist.sub_bucket_mask
     unit = hist.unit_magnitude
     half_magnitude = hist.sub_bucket_half_count_magnitude
-    shift = half_magnitude + 1 + unit
-    half = hist.sub_bucket_half_count
-    counts = hist.counts
     size = hist.counts_len
-    highest = HIST_HIGHEST_US
-    low, high = sys.maxsize, 0  # of this batch
-    indices: list[int] = []
-    for ns in values_ns:
-        value = ns // 1000
-        if value < 0:
-            value = 0
-        elif value > highest:
-            value = highest
-        bucket = (value | mask).bit_length() - shift
-        index = ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - half
-        if 0 <= index < size:
-            indices.append(index)
-            if value < low:
-                low = value
-            if value > high:
-                high = value
-    for index in indices:
-        counts[index] += 1
-    hist.total_count += len(indices)
-    if not indices:
-        return
-    hist.min_value, hist.max_value = min(hist.min_value, low), max(hist.max_value, high)
-    if twin is not None:
-        if twin.counts_len != size or twin.sub_bucket_mask != mask or twin.unit_magnitude != unit:
-            raise ValueError("record_all_ns: the twin histogram has another layout")
-        counts = twin.counts
-        for index in indices:
-            counts[index] += 1
-        twin.total_count += len(indices)
-        twin.min_value, twin.max_value = min(twin.min_value, low), max(twin.max_value, high)
+    if twin is not None and (
+        twin.counts_len != size or twin.sub_bucket_mask != mask or twin.unit_magnitude != unit
+    ):
+        raise ValueError("record_all_ns: the twin histogram has another layout")
+    value = np.asarray(values_ns, dtype=np.int64) // 1000
+    np.clip(value, 0, HIST_HIGHEST_US, out=value)
+    bucket = np.frexp((value | mask).astype(np.float64))[1] - (half_magnitude + 1 + unit)
+    index = (
+        ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - hist.sub_bucket_half_count
+    )
+    inside = (index >= 0) & (index < size)
+    if not inside.all():
+        index, value = index[inside], value[inside]
+        if not len(index):
+            return
+    low, high, n = int(value.min()), int(value.max()), len(index)
+    first = int(index.min())
+    added = np.bincount(index - first).astype(np.uint64)  # (``add.at`` on hdrh's ctypes
+    # counts is ~30x slower)
+    for target in (hist, twin):
+        if target is None:
+            continue
+        np.ctypeslib.as_array(target.counts)[first : first + len(added)] += added
+        target.total_count += n
+        target.min_value = min(target.min_value, low)
+        target.max_value = max(target.max_value, high)
 
 
 def encode_histogram(hist: HdrHistogram) -> str:
@@ -241,24 +239,25 @@ class _PhaseData:
             hist = self.hists[name] = new_histogram()
         return hist
 
-    def record(self, record: RequestRecord) -> None:
-        """Count one request (its token gaps: by the recorder, with its own, in one pass)."""
+    def record(self, record: RequestRecord, defer: Callable[[HdrHistogram, int], None]) -> None:
+        """Count one request; its values go to ``defer`` (the recorder's batch; its token gaps:
+        by the recorder, with its own)."""
         outcome = record.outcome
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if outcome == oc.REJECTED:
-            self.hist("rejected_ms").record_value(_us(record.e2e_ns))
+            defer(self.hist("rejected_ms"), record.e2e_ns)
             return
         if outcome != oc.OK:
             return
         self.output_tokens += record.output_tokens
-        self.hist("e2e_ms").record_value(_us(record.e2e_ns))
+        defer(self.hist("e2e_ms"), record.e2e_ns)
         ttft = record.ttft_ns
         if ttft is not None:
-            self.hist("ttft_ms").record_value(_us(ttft))
+            defer(self.hist("ttft_ms"), ttft)
         for part in PHASE_PARTS:
             value = record.timings_ms.get(part)
             if value is not None:
-                self.hist(f"breakdown.{part}").record_value(_us(int(value * 1e6)))
+                defer(self.hist(f"breakdown.{part}"), int(value * 1e6))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -297,11 +296,14 @@ class Recorder:
         self._reset()
 
     def _reset(self) -> None:
-        self.hists: dict[str, HdrHistogram] = {}
+        self._hists: dict[str, HdrHistogram] = {}
+        self._pending: dict[int, tuple[HdrHistogram, list[int]]] = {}
+        """Values (ns) not yet in their histogram, by ``id(histogram)``: recorded in bulk."""
+        self._pending_n = 0
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.output_tokens = 0
         self.good = 0
-        self.seconds: dict[int, _Second] = {}
+        self._seconds: dict[int, _Second] = {}
         self.cpu_max = 0.0
         self.cpu_sum = 0.0
         self.cpu_samples = 0
@@ -313,15 +315,53 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self.phases: dict[int, _PhaseData] = {}
 
+    @property
+    def hists(self) -> dict[str, HdrHistogram]:
+        """The whole run's histograms by name, every value recorded so far in them."""
+        self.flush()
+        return self._hists
+
+    @property
+    def seconds(self) -> dict[int, _Second]:
+        """The per-second points by epoch second, every value recorded so far in them."""
+        self.flush()
+        return self._seconds
+
     # -- recording -----------------------------------------------------------------------------
     def hist(self, name: str) -> HdrHistogram:
-        hist = self.hists.get(name)
+        """The named histogram (created empty); values deferred into it may be pending."""
+        hist = self._hists.get(name)
         if hist is None:
-            hist = self.hists[name] = new_histogram()
+            hist = self._hists[name] = new_histogram()
         return hist
 
     def record_ns(self, name: str, value_ns: int) -> None:
-        self.hist(name).record_value(_us(value_ns))
+        self._defer(self.hist(name), value_ns)
+
+    def _defer(self, hist: HdrHistogram, value_ns: int) -> None:
+        """Record ``value_ns`` into ``hist`` at the next `flush` (one list append now)."""
+        entry = self._pending.get(id(hist))
+        if entry is None:
+            entry = self._pending[id(hist)] = (hist, [])
+        entry[1].append(value_ns)
+        self._pending_n += 1
+
+    def _defer_all(self, hist: HdrHistogram, values_ns: list[int]) -> None:
+        entry = self._pending.get(id(hist))
+        if entry is None:
+            entry = self._pending[id(hist)] = (hist, [])
+        entry[1].extend(values_ns)
+        self._pending_n += len(values_ns)
+        if self._pending_n >= PENDING_VALUES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record every pending value into its histogram (vectorised, `record_all_ns`)."""
+        if not self._pending_n:
+            return
+        pending, self._pending, self._pending_n = self._pending, {}, 0
+        for hist, values in pending.values():
+            record_all_ns(hist, values)
 
     def record_request(self, record: RequestRecord) -> None:
         """Add one finished request."""
@@ -335,11 +375,11 @@ class Recorder:
             if ttft is not None:
                 if second.ttft is None:
                     second.ttft = new_histogram(SERIES_DIGITS)
-                second.ttft.record_value(_us(ttft))
+                self._defer(second.ttft, ttft)
             if record.itl_ns:
                 if second.itl is None:
                     second.itl = new_histogram(SERIES_DIGITS)
-                record_all_ns(second.itl, record.itl_ns)
+                self._defer_all(second.itl, record.itl_ns)
         elif outcome == oc.REJECTED:
             second.rejected += 1
         elif outcome == oc.TIMEOUT:
@@ -357,9 +397,9 @@ class Recorder:
             key = f"{outcome}: {record.error}"[:200]
             self.errors[key] = self.errors.get(key, 0) + 1
         phase = self._phase(self._phase_index(record.start_ns))
-        phase.record(record)
+        phase.record(record, self._defer)
         if record.client_lag_ns:
-            record_all_ns(self.hist("client_lag_ms"), record.client_lag_ns)
+            self._defer_all(self.hist("client_lag_ms"), record.client_lag_ns)
         if outcome == oc.REJECTED:
             self.record_ns("rejected_ms", record.e2e_ns)
             return
@@ -380,8 +420,9 @@ class Recorder:
         tpot = tpot_ns(record)
         if tpot is not None:
             self.record_ns("tpot_ms", tpot)
-        if record.itl_ns:  # the whole run's and its phase's, in one pass
-            record_all_ns(self.hist("itl_ms"), record.itl_ns, phase.hist("itl_ms"))
+        if record.itl_ns:  # the whole run's and its phase's
+            self._defer_all(self.hist("itl_ms"), record.itl_ns)
+            self._defer_all(phase.hist("itl_ms"), record.itl_ns)
         if record.intended_ns is not None:
             self.record_ns("e2e_from_intended_ms", record.end_ns - record.intended_ns)
             if record.first_token_ns is not None:
@@ -399,7 +440,7 @@ class Recorder:
         if record.start_ns < self.measure_from_ns:
             return
         self.outcomes[oc.UNFINISHED] = self.outcomes.get(oc.UNFINISHED, 0) + 1
-        self._phase(self._phase_index(record.start_ns)).record(record)
+        self._phase(self._phase_index(record.start_ns)).record(record, self._defer)
 
     def record_loop_lag_ns(self, lag_ns: int) -> None:
         self.record_ns(LOOP_LAG, lag_ns)
@@ -426,16 +467,17 @@ class Recorder:
         return phase
 
     def _second(self, epoch_s: int) -> _Second:
-        second = self.seconds.get(epoch_s)
+        second = self._seconds.get(epoch_s)
         if second is None:
-            second = self.seconds[epoch_s] = _Second()
+            second = self._seconds[epoch_s] = _Second()
         return second
 
     # -- transfer ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Everything recorded, as plain data (histograms as base64 text)."""
+        self.flush()
         series: dict[str, dict[str, Any]] = {}
-        for epoch_s, sec in self.seconds.items():
+        for epoch_s, sec in self._seconds.items():
             point: dict[str, Any] = {
                 "users": sec.users,
                 "requests": sec.requests,
@@ -536,6 +578,7 @@ class Recorder:
     def phase_measurements(self) -> dict[int, Phase]:
         """What was measured in each phase, by phase index (span and label filled in later by
         `loadtests.phases.phase_results`)."""
+        self.flush()
         measured: dict[int, Phase] = {}
         for index, data in sorted(self.phases.items()):
             measured[index] = Phase(

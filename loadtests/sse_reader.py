@@ -122,6 +122,53 @@ class SSEParser:
             lines = buf.split(b"\n")
             self._partial = lines.pop()
             data = self._data
+            if not data and self._stamp is None and not self._event:
+                # Whole usual events while nothing is pending, each `[stamp] [event] data`
+                # and its blank line (one per chunk, or a few when the reader fell behind).
+                sink = self._sink
+                n = len(lines)
+                if n == 3 and not lines[2]:  # the usual chunk: one stamped event, straight
+                    stamp, line = lines[0][4:], lines[1]
+                    if (
+                        line.startswith(b"data: ")
+                        and lines[0].startswith(STAMP_PREFIX)
+                        and stamp.isdigit()
+                    ):
+                        sink("message", line[6:], t_ns, int(stamp))
+                        return
+                i = 0
+                while i + 1 < n:
+                    line = lines[i]
+                    if line.startswith(b"data: "):
+                        if lines[i + 1]:
+                            break
+                        sink("message", line[6:], t_ns, None)
+                        i += 2
+                        continue
+                    stamp = line[4:]
+                    if not (line.startswith(STAMP_PREFIX) and stamp.isdigit() and i + 2 < n):
+                        break
+                    line = lines[i + 1]
+                    if line.startswith(b"data: ") and not lines[i + 2]:
+                        sink("message", line[6:], t_ns, int(stamp))
+                        i += 3
+                        continue
+                    if not (line.startswith(b"event: ") and i + 3 < n) or lines[i + 3]:
+                        break
+                    data_line = lines[i + 2]
+                    if not data_line.startswith(b"data: "):
+                        break
+                    sink(
+                        line[7:].decode("utf-8", "replace") or "message",
+                        data_line[6:],
+                        t_ns,
+                        int(stamp),
+                    )
+                    i += 4
+                if i:
+                    if i == n:
+                        return
+                    del lines[:i]
             for line in lines:
                 if not line:  # dispatch (as `_dispatch`, inline: one call less per event)
                     if data or self._event:

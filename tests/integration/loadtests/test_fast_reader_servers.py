@@ -183,6 +183,14 @@ def test_on_gevent_the_read_timeout_is_on_the_gaps_not_the_whole_stream(start: S
     assert all(float(str(r["s"])) > 0.25 for r in runs), runs  # longer than the read timeout
 
 
+def test_on_gevent_a_burst_larger_than_one_recv_is_read_whole(start: Start) -> None:
+    """Zero ITL: the answer arrives in full 64 KiB reads (read again at once, no wait between)
+    and every token is counted, twice on one kept-alive connection."""
+    mock = start("mock", "--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "3000", "--stamp")
+    runs = gevent_read(mock.url + "/v1", 5.0, 3000)
+    assert [(r["outcome"], r["tokens"]) for r in runs] == [(oc.OK, 3000), (oc.OK, 3000)], runs
+
+
 def test_on_gevent_a_silent_server_times_out_as_a_read_timeout(start: Start) -> None:
     mock = start("mock", "--ttft-ms", "3000", "--itl-ms", "5")
     runs = gevent_read(mock.url + "/v1", 0.3, 3)

@@ -97,3 +97,47 @@ def test_a_sink_gets_the_same_events_as_feed_returns(cuts: list[int], crlf: bool
     assert sunk == returned
     assert kinds(sunk) == ["thinking", "token", "token", "done"]
     assert sinking.comments == listing.comments == 1
+
+
+LINE = st.sampled_from(
+    [b": t=12", b": t=007", b": t=1_0", b": t=+3", b": t=", b": t=x", b": ping", b"event: token",
+     b"event: ", b"event:done", b"data: x", b"data:y", b"data:  z", b"data: ", b"data",
+     b'data: {"a":1}', b"id: 3", b"retry: 5", b"", b"\xff\xfe"]
+)  # fmt: skip
+
+
+USUAL = st.tuples(
+    st.sampled_from([[], [b": t=5"], [b": t=x"]]),
+    st.sampled_from([[], [b"event: token"], [b"event: "]]),
+    st.sampled_from([[b"data: {}"], [b"data:{}"], [b"data: a", b"data: b"]]),
+).map(lambda parts: [line for part in parts for line in part])
+"""Well-formed events, most of them in the usual layout."""
+
+
+@given(
+    st.lists(st.lists(LINE, max_size=5) | USUAL, max_size=12),
+    st.integers(min_value=0, max_value=3),
+    st.integers(min_value=1, max_value=4),
+)
+def test_whole_event_chunks_parse_as_byte_by_byte(
+    blocks: list[list[bytes]], skip: int, per_chunk: int
+) -> None:
+    """Chunks of whole blocks of lines, each ending with a blank line (the usual arrival, one
+    event or a few when the reader fell behind, which the parser takes whole when nothing is
+    pending) give the same events, arrival times and comment count as the same bytes fed one
+    at a time."""
+    whole_blocks = [b"".join(line + b"\n" for line in block) + b"\n" for block in blocks]
+    whole_blocks = [*whole_blocks[skip:], b"data: tail\n", *whole_blocks[:skip]]  # pending
+    chunks = [
+        b"".join(whole_blocks[i : i + per_chunk]) for i in range(0, len(whole_blocks), per_chunk)
+    ]
+    whole: list[SSEEvent] = []
+    single: list[SSEEvent] = []
+    by_chunk = SSEParser(lambda *args: whole.append(SSEEvent(*args)))
+    by_byte = SSEParser(lambda *args: single.append(SSEEvent(*args)))
+    for t, chunk in enumerate(chunks):
+        by_chunk.push(chunk, t)
+        for i in range(len(chunk)):
+            by_byte.push(chunk[i : i + 1], t)
+    assert whole == single
+    assert by_chunk.comments == by_byte.comments
