@@ -110,8 +110,17 @@ def decode_histogram(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode("ascii"))
 
 
+STATS_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
 def stats_from_histogram(hist: HdrHistogram) -> LatencyStats:
-    """Milliseconds statistics of a microsecond histogram (HDR precision: 3 digits)."""
+    """Milliseconds statistics of a microsecond histogram (HDR precision: 3 digits).
+
+    The same figures as hdrh's ``get_value_at_percentile``/``get_mean_value``, computed over the
+    counts array with numpy (one cumulative sum, a binary search per percentile, the mean over
+    the non-empty buckets only): hdrh walks all ~23,000 buckets in Python for each figure, which
+    took tens of milliseconds per histogram at the end of every run and in every summary test.
+    """
     count = int(hist.get_total_count())
     if count == 0:
         return LatencyStats()
@@ -119,16 +128,28 @@ def stats_from_histogram(hist: HdrHistogram) -> LatencyStats:
     def ms(value: float) -> float:
         return round(value / 1000.0, 4)
 
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    cumulative = np.cumsum(counts, dtype=np.int64)
+    at: dict[float, int] = {}
+    for percentile in STATS_PERCENTILES:
+        target = hist.get_target_count_at_percentile(percentile)
+        index = int(np.searchsorted(cumulative, target, side="left"))
+        value = hist.get_value_from_index(min(index, hist.counts_len - 1))
+        at[percentile] = hist.get_highest_equivalent_value(value)
+    total = 0
+    for index in np.flatnonzero(counts).tolist():
+        value = hist.get_value_from_index(index)
+        total += int(counts[index]) * hist._hdr_median_equiv_value(value)
     return LatencyStats(
         count=count,
-        mean=ms(hist.get_mean_value()),
+        mean=ms(total / count),
         min=ms(hist.get_min_value()),
         max=ms(hist.get_max_value()),
-        p50=ms(hist.get_value_at_percentile(50)),
-        p90=ms(hist.get_value_at_percentile(90)),
-        p95=ms(hist.get_value_at_percentile(95)),
-        p99=ms(hist.get_value_at_percentile(99)),
-        p999=ms(hist.get_value_at_percentile(99.9)),
+        p50=ms(at[50.0]),
+        p90=ms(at[90.0]),
+        p95=ms(at[95.0]),
+        p99=ms(at[99.0]),
+        p999=ms(at[99.9]),
     )
 
 
