@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import logging
 import os
@@ -383,6 +384,7 @@ class SurgeState:
         self.workload = Workload(self.settings, self.worker_index)
         if self.run_time_s > 0:  # not a sampler: `on_test_stop` (which it causes) kills those
             self.run_timer = gevent.spawn(run_clock, self, now_ns)
+        warm_stop_path()
         if not self.is_master:
             freeze_heap()
             if self.settings.rate > 0:
@@ -529,6 +531,16 @@ def refuse_master(environment: Any, reason: str) -> None:
 
 GC_GEN0_THRESHOLD = 50_000
 """Young-generation threshold of the cyclic GC during a test (CPython's default: 700)."""
+
+
+def warm_stop_path() -> None:
+    """Make Locust's stop cheap before anything is measured: ``Runner.stop()`` logs its caller
+    through ``inspect.stack()``, whose first call in a process scans the path of every loaded
+    module (``inspect.getmodule``). Measured here at 500 streams: that first call blocked the
+    event loop for ~45 ms at the stop, while the streams still in flight were read (the run's
+    last second had client lag p99 57 ms against 19-23 ms before it). Called once at the test's
+    start, inspect caches the scan and the stop's own call takes ~0.3 ms."""
+    inspect.stack()
 
 
 def freeze_heap() -> None:
