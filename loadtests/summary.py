@@ -176,6 +176,12 @@ def build_summary(
     `health`: the generator's per-second points by epoch second (`loadtests.health`)."""
     health_series = series(health or {}, info.start_epoch_s)
     figures, reasons = saturation(recorder, guard or GuardSettings(), info, health_series)
+    if measured_s <= 0:
+        reasons.insert(
+            0,
+            f"the run ended before its warm-up of {info.warmup_s:g} s did: nothing was measured "
+            "(run longer than the warm-up, or set a shorter warm-up)",
+        )
     summary = Summary(
         name=info.name,
         started_at=info.started_at,

@@ -175,6 +175,16 @@ def test_saturation_guard_marks_the_run_invalid_with_advice() -> None:
     assert summary.open_loop == {"intended": 100, "sent": 0, "late": 0, "dropped": 3}
 
 
+def test_a_run_that_ends_inside_its_warm_up_says_nothing_was_measured() -> None:
+    """A plain `locust -f` run with `-t 3s` under the default 5 s warm-up measured nothing: the
+    summary must say so instead of reading as a valid run with no requests."""
+    rec = Recorder()
+    summary = build_summary(rec, run_info(warmup_s=5.0, duration_s=3.0), measured_s=0.0)
+    assert not summary.valid
+    assert summary.invalid_reasons[0].startswith("the run ended before its warm-up of 5 s did")
+    assert build_summary(Recorder(), run_info(), measured_s=1.0).valid
+
+
 def test_console_table_shows_the_figures_and_a_loud_verdict() -> None:
     from loadtests.cli import console_table
 
