@@ -106,6 +106,9 @@ class ServerProcess:
     ) -> None:
         self.argv = list(argv)
         self._lines: list[str] = []
+        self._printed = threading.Condition()
+        """Notified at each line the child prints, and when its output ends (`wait_for_output`)."""
+        self._ended = False
         self._listening = threading.Event()
         self._log: IO[str] | None = log_path.open("a", encoding="utf-8") if log_path else None
         full_env = dict(os.environ)
@@ -146,8 +149,10 @@ class ServerProcess:
     def _pump(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if len(self._lines) < 2000:
-                self._lines.append(line)
+            with self._printed:
+                if len(self._lines) < 2000:
+                    self._lines.append(line)
+                self._printed.notify_all()
             if self._log is not None:
                 self._log.write(line)
                 self._log.flush()
@@ -156,7 +161,21 @@ class ServerProcess:
                 if match:
                     self.url = match.group(1).rstrip("/")
                     self._listening.set()
+        with self._printed:
+            self._ended = True
+            self._printed.notify_all()
         self._listening.set()  # exited: wake the waiter, which then sees no url
+
+    def wait_for_output(self, predicate: Callable[[str], bool], timeout_s: float) -> bool:
+        """Wait until `predicate` holds for the output so far, the output ends, or `timeout_s`
+        passes (woken by each printed line, no polling); whether it holds."""
+        with self._printed:
+            return bool(
+                self._printed.wait_for(
+                    lambda: predicate("".join(self._lines)) or self._ended, timeout_s
+                )
+                and predicate("".join(self._lines))
+            )
 
     @property
     def output(self) -> str:

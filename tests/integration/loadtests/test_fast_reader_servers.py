@@ -273,4 +273,7 @@ def test_locust_falls_back_behind_a_proxy_and_says_so(start: Start, tmp_path: Pa
     summary = read_summary(tmp_path)
     assert summary.config["generator"]["reader"] == "fallback"
     assert "http_proxy" in summary.config["generator"]["fallback_reason"]
-    assert summary.outcomes["ok"] > 0 and summary.requests == summary.outcomes["ok"]
+    # every request ended ok, except those of the 2 users cut off at the stop (no stop timeout)
+    unfinished = summary.outcomes.get("unfinished", 0)
+    assert summary.outcomes["ok"] > 0 and unfinished <= 2
+    assert summary.requests == summary.outcomes["ok"] + unfinished

@@ -34,13 +34,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def replicas_of(proc: ServerProcess) -> tuple[list[int], str]:
     """The worker pids and the per-replica metrics folder the supervisor printed."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        match = REPLICAS_LINE.search(proc.output)
-        if match:
-            return [int(p) for p in match.group(2).split(", ")], match.group(3)
-        time.sleep(0.05)
-    raise AssertionError(f"no replicas line in {proc.output!r}")
+    if not proc.wait_for_output(lambda out: REPLICAS_LINE.search(out) is not None, 10):
+        raise AssertionError(f"no replicas line in {proc.output!r}")
+    match = REPLICAS_LINE.search(proc.output)
+    assert match is not None
+    return [int(p) for p in match.group(2).split(", ")], match.group(3)
 
 
 def samples(text: str) -> tuple[Samples, set[str]]:
