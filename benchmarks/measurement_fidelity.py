@@ -149,6 +149,17 @@ def run_ours(
     }  # fmt: skip
 
 
+def samples_row(data: dict[str, Any], cpu: float, events_per_s: float) -> dict[str, Any]:
+    """A table row from a peer's raw samples (``ttft_ms``, ``itl_ms``, ``lag_ms`` lists)."""
+    return {
+        "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
+        "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
+        "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
+        "cpu": cpu, "requests": len(data["ttft_ms"]),
+        "events_per_s": events_per_s, "valid": None,
+    }  # fmt: skip
+
+
 def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         duration = WARMUP_S + measure_s
@@ -166,13 +177,7 @@ def run_naive(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         cpu, events_per_s = sample_cpu(proc.pid, 1.0 + WARMUP_S, measure_s - 1.0, url)
         proc.wait(timeout=duration + 60)
         data = json.loads(Path(f"{out}/naive.json").read_text())
-    return {
-        "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
-        "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
-        "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]),
-        "events_per_s": events_per_s, "valid": None,
-    }  # fmt: skip
+    return samples_row(data, cpu, events_per_s)
 
 
 async def _client(
@@ -239,13 +244,7 @@ def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
         proc.wait(timeout=WARMUP_S + measure_s + 60)
         data = json.loads(Path(path).read_text())
-    return {
-        "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
-        "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
-        "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]),
-        "events_per_s": events_per_s, "valid": None,
-    }  # fmt: skip
+    return samples_row(data, cpu, events_per_s)
 
 
 def run_floor(url: str, streams: int, measure_s: float) -> dict[str, Any]:
@@ -258,13 +257,7 @@ def run_floor(url: str, streams: int, measure_s: float) -> dict[str, Any]:
         cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
         proc.wait(timeout=WARMUP_S + measure_s + 60)
         data = json.loads(Path(path).read_text())
-    return {
-        "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
-        "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
-        "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]),
-        "events_per_s": events_per_s, "valid": None,
-    }  # fmt: skip
+    return samples_row(data, cpu, events_per_s)
 
 
 def us_per_event(row: dict[str, Any]) -> float | None:
