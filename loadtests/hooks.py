@@ -29,7 +29,7 @@ import gevent.event
 import psutil  # type: ignore[import-untyped]
 from gevent.queue import Queue
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_STOPPING, MasterRunner, WorkerRunner
 
 from loadtests import outcomes as oc
 from loadtests.arrivals import MAX_CATCH_UP_S, ArrivalBook, ArrivalSettings, intended_times_ns
@@ -444,6 +444,10 @@ class SurgeState:
                 self.recorder.count_open_loop(key, n)
 
 
+STOP_POLL_S = 0.05
+"""`run_clock`: how often it looks whether a stop under way has ended."""
+
+
 def run_clock(state: SurgeState, start_ns: int) -> None:
     """Quit the test ``run_time_s`` after its start, by the wall clock (Locust's ``-t`` timer,
     replaced by this one in `_on_init`, starts before the test does and on the event loop's
@@ -451,8 +455,15 @@ def run_clock(state: SurgeState, start_ns: int) -> None:
     deadline_ns = start_ns + int(state.run_time_s * 1e9)
     while (left_s := (deadline_ns - time.time_ns()) / 1e9) > 0:
         gevent.sleep(min(left_s, 0.5))
+    runner = state.environment.runner
+    # A stop already under way (a load shape's end, a signal) is let finish first: a second
+    # `quit()` now would stop every user again, and Locust raises for a user already stopping
+    # ("Tried to stop User in an unexpected state: stopping", a traceback per user, seen at the
+    # end of `make run`'s spike shape). Bounded: a stop ends within the stop timeout.
+    while runner.state in (STATE_CLEANUP, STATE_STOPPING):
+        gevent.sleep(STOP_POLL_S)
     log.info("run time of %gs reached (from the test's start), stopping", state.run_time_s)
-    state.environment.runner.quit()
+    runner.quit()
 
 
 def new_health_sampler() -> HealthSampler:
