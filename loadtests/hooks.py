@@ -382,7 +382,9 @@ class SurgeState:
         self.distribution.reset()
         self.written = None
         self.workload = Workload(self.settings, self.worker_index)
-        if self.run_time_s > 0:  # not a sampler: `on_test_stop` (which it causes) kills those
+        # not a sampler: `on_test_stop` (which it causes) kills those. A load shape ends the
+        # test itself (Locust ignores -t then): a clock of ours would stop it a second time.
+        if self.run_time_s > 0 and getattr(self.environment, "shape_class", None) is None:
             self.run_timer = gevent.spawn(run_clock, self, now_ns)
         warm_stop_path()
         if not self.is_master:

@@ -15,6 +15,21 @@ from tests.integration.loadtests.conftest import RunCommand
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
+def test_a_shape_in_one_process_ends_the_test_once(surge_run: RunCommand) -> None:
+    """The shape ends the test, once: our run clock used to stop it a second time, and Locust
+    printed a traceback per user already stopping ("unexpected state: stopping")."""
+    run = surge_run(
+        "--duration", "5s", "--shape", "spike:2:6:1:1", "--warmup", "1s", "--processes", "1",
+        "--mock-ttft-ms", "50", "--mock-itl-ms", "10", "--mock-output-tokens", "20",
+        timeout_s=100,
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    assert run.run_dir is not None and run.summary is not None
+    assert run.summary.outcomes.get("ok", 0) > 0
+    log = (run.run_dir / "locust.log").read_text()
+    assert "Traceback" not in log and "unexpected state" not in log, log[-3000:]
+
+
 def test_spike_run_has_phases_verdict_progress_and_server_metrics(surge_run: RunCommand) -> None:
     run = surge_run(
         "--duration", "8s", "--shape", "spike:2:14:3:3", "--warmup", "1s", "--processes", "2",
