@@ -206,7 +206,7 @@ def test_a_sweep_cell_runs_as_a_master_from_its_run_table(tmp_path: Path) -> Non
                 "master": True,
                 "expect-workers": 2,
                 "master-bind-host": "0.0.0.0",
-                "target": "http://10.0.0.5:8000",
+                "target": "http://llm-gateway.invalid:8000",
             },
         }
     )
