@@ -62,7 +62,7 @@ def test_bad_master_flags_exit_2_with_one_line(
 def test_master_settings_make_a_master_only_locust_command(tmp_path: Path) -> None:
     s = parse_run_args(
         ["--master", "--expect-workers", "3", "--users", "9", "--rate", "6",
-         "--target", "http://10.0.0.5:8000", "--master-bind-host", "0.0.0.0"]
+         "--target", "http://llm-gateway.invalid:8000", "--master-bind-host", "0.0.0.0"]
     )  # fmt: skip
     assert (s.master, s.expect_workers, s.master_port, s.expect_workers_timeout_s) == (
         True, 3, 5557, 60.0,
