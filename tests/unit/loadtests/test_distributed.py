@@ -185,12 +185,12 @@ def test_a_skewed_workers_seconds_move_onto_the_masters_clock() -> None:
 def test_worker_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert worker.main([]) == 2
     assert "--master-host" in capsys.readouterr().err
-    assert worker.main(["--master-host", "10.0.0.1", "--master-port", "0"]) == 2
+    assert worker.main(["--master-host", "master.invalid", "--master-port", "0"]) == 2
     assert "--master-port: bad value 0; allowed: 1..65535" in capsys.readouterr().err
     assert worker.main(["--master-host", "a;b"]) == 2
     assert "--master-host: bad value 'a;b'" in capsys.readouterr().err
-    argv = worker.worker_argv("10.0.0.1", 5557)
-    assert argv[-5:] == ["--worker", "--master-host", "10.0.0.1", "--master-port", "5557"]
+    argv = worker.worker_argv("master.invalid", 5557)
+    assert argv[-5:] == ["--worker", "--master-host", "master.invalid", "--master-port", "5557"]
     assert "--sb-config" not in argv  # the configuration comes from the master
 
 
