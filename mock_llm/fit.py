@@ -35,9 +35,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "step_per_seq_ms": (1e-5, 1_000.0),
     "step_per_prefill_token_ms": (1e-6, 100.0),
     "step_per_kv_token_ms": (1e-9, 10.0),
+    "step_compute_per_token_ms": (1e-6, 100.0),
     "ttft_overhead_ms": (1e-3, 60_000.0),
     "max_batched_tokens": (16.0, 1_048_576.0),
     "max_num_seqs": (1.0, 65_536.0),
+    "frontend_tokens_per_s": (10.0, 1e8),
 }
 INT_COEFFICIENTS = frozenset({"max_batched_tokens", "max_num_seqs"})
 DEFAULT_FREE: tuple[str, ...] = (
@@ -289,14 +291,21 @@ def _initial(points: Sequence[Point], base: MockSettings) -> dict[str, float]:
     step0 = max(float(icpt), 0.5 * min(p.itl_ms for p in points))
     prefill = max(low.ttft_ms - step0, 0.1 * low.ttft_ms)
     context = sum(p.prompt_tokens + p.output_tokens / 2.0 for p in points) / len(points)
+    busiest = max(points, key=lambda p: (p.concurrency, p.itl_ms))
+    measured_tps = [p.tokens_per_s for p in points if not math.isnan(p.tokens_per_s)]
     return {
         "step_base_ms": step0,
         "step_per_seq_ms": max(float(slope), 1e-3),
         "step_per_kv_token_ms": max(float(slope), 1e-3) / (2.0 * context),
+        # the roofline starts where the busiest point's step would be compute-bound
+        "step_compute_per_token_ms": busiest.itl_ms
+        / (busiest.concurrency * (1.0 + busiest.prompt_tokens / busiest.output_tokens)),
         "step_per_prefill_token_ms": 0.5 * prefill / low.prompt_tokens,
         "ttft_overhead_ms": 0.5 * prefill,
         "max_batched_tokens": float(base.max_batched_tokens),
         "max_num_seqs": float(base.max_num_seqs or max(p.concurrency for p in points)),
+        # the frontend starts a little above the highest throughput measured
+        "frontend_tokens_per_s": 1.1 * max(measured_tps, default=1000.0),
     }
 
 

@@ -8,6 +8,9 @@ Engine mode (continuous batching; one decode step emits one token to every runni
                + step_per_prefill_token_ms x n_prefill_tokens
                + step_per_kv_token_ms x kv_tokens) x J(step_jitter_cv)
     kv_tokens = the context (prompt + tokens generated so far) of the decoding sequences
+With `step_compute_per_token_ms` set, a step also cannot be shorter than its compute (roofline:
+the larger of the memory-bound sum above and step_compute_per_token_ms x (n_decode +
+n_prefill_tokens)), before the jitter.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class StepModel:
     jitter_cv: float
     jitter: str
     per_kv_token_ms: float = 0.0
+    compute_per_token_ms: float = 0.0
 
     @classmethod
     def from_settings(cls, s: MockSettings) -> StepModel:
@@ -76,6 +80,7 @@ class StepModel:
             s.step_jitter_cv,
             s.jitter,
             s.step_per_kv_token_ms,
+            s.step_compute_per_token_ms,
         )
 
     def step_ms(
@@ -87,6 +92,8 @@ class StepModel:
             + self.per_prefill_token_ms * n_prefill_tokens
             + self.per_kv_token_ms * kv_tokens
         )
+        if self.compute_per_token_ms > 0.0:
+            ms = max(ms, self.compute_per_token_ms * (n_decode + n_prefill_tokens))
         return ms * jitter_factor(rng, self.jitter_cv, self.jitter)
 
     def itl_ms_at(self, running: int, prompt_tokens: int, output_tokens: int) -> float:
@@ -94,12 +101,13 @@ class StepModel:
         each decoding sequence holds on average its prompt and half its output)."""
         prefill_per_step = running * prompt_tokens / max(1, output_tokens)
         kv_per_step = running * (prompt_tokens + output_tokens / 2.0)
-        return (
+        memory_ms = (
             self.base_ms
             + self.per_seq_ms * running
             + self.per_prefill_token_ms * prefill_per_step
             + self.per_kv_token_ms * kv_per_step
         )
+        return max(memory_ms, self.compute_per_token_ms * (running + prefill_per_step))
 
 
 def output_length(

@@ -54,6 +54,8 @@ class Sequence:
     # scheduler state
     state: int = PENDING
     sent: int = 0
+    made: int = 0  # engine mode: tokens computed (more than `sent` while the frontend lags)
+    gone: bool = False  # the client left (queued tokens are dropped)
     arrival: float = 0.0
     admitted_at: float = 0.0
     last_at: float = 0.0
@@ -93,6 +95,11 @@ class Scheduler:
         self._idle_until: float | None = None
         self._decode: list[Sequence] = []
         self._prefilled: list[Sequence] = []
+        # engine: the frontend's token queue (0 = tokens go out at their step's end)
+        self._token_s = 1.0 / s.frontend_tokens_per_s if s.frontend_tokens_per_s > 0 else 0.0
+        # (when the frontend is done with a step's tokens, [(sequence, its last token?)])
+        self._out: deque[tuple[float, list[tuple[Sequence, bool]]]] = deque()
+        self._out_free = 0.0
 
     # ----------------------------------------------------------------- public API
     def can_accept(self) -> bool:
@@ -113,6 +120,7 @@ class Scheduler:
 
     def cancel(self, seq: Sequence, now: float) -> None:
         """The client left: free the slot at once."""
+        seq.gone = True
         if seq.state == DONE:
             return
         if seq.state == WAITING:
@@ -136,6 +144,8 @@ class Scheduler:
             best = min(best, self._step_end)
         elif self._idle_until is not None:
             best = min(best, self._idle_until)
+        if self._out:
+            best = min(best, self._out[0][0])
         return None if best == math.inf else best
 
     def advance(self, now: float) -> None:
@@ -268,15 +278,18 @@ class Scheduler:
 
     # ----------------------------------------------------------------- engine mode
     def _advance_engine(self, now: float) -> None:
-        arrivals = self._arrivals
+        arrivals, out = self._arrivals, self._out
         while True:
             ta = arrivals[0][0] if arrivals else math.inf
             ts = self._step_end if self._step_end is not None else self._idle_until
             ts = math.inf if ts is None else ts
-            t = min(ta, ts)
+            td = out[0][0] if out else math.inf
+            t = min(ta, ts, td)
             if t > now:
                 return
-            if ta <= ts:
+            if td <= t:
+                self._deliver(td)
+            elif ta <= ts:
                 _, _, seq = heapq.heappop(arrivals)
                 if seq.state == PENDING:
                     self._enter(seq, ta)
@@ -315,7 +328,7 @@ class Scheduler:
             if seq.prefill_left == 0:
                 if seq.due <= t:
                     decode.append(seq)
-                    kv_tokens += seq.prompt_tokens + seq.sent
+                    kv_tokens += seq.prompt_tokens + seq.made
                 else:
                     next_due = min(next_due, seq.due)
             else:
@@ -346,6 +359,9 @@ class Scheduler:
         self._step_end = t + ms / 1000.0
 
     def _end_step(self, t: float, now: float) -> None:
+        if self._token_s > 0.0:
+            self._end_step_queued(t, now)
+            return
         stats = self.stats
         # the common case, inlined from _record_emit: most sequences of a step share one gap
         # (they decoded in the previous step too), so gaps are counted, then observed once each
@@ -364,6 +380,7 @@ class Scheduler:
                     self._record_emit(seq, 1, now)
                 alive = seq.sink.emit(seq, 1, now, done)
                 seq.sent += 1
+                seq.made = seq.sent
                 if seq.sent == seq.stall_at:
                     seq.due = t + seq.stall_s
                 if done:
@@ -372,6 +389,46 @@ class Scheduler:
                     self._finish(seq, now, "abort")
         for gap, n in gaps.items():
             stats.itl_s.observe(gap, n)
+        self._next_step(t)
+
+    def _end_step_queued(self, t: float, now: float) -> None:
+        """The step's tokens go to the frontend as one batch: the frontend handles batches in
+        order, each taking 1 / rate seconds per token, and sends a batch's tokens when it is
+        done with it. A sequence leaves the engine (its slot is free) at its last computed token."""
+        batch: list[tuple[Sequence, bool]] = []
+        for group in (self._decode, self._prefilled):
+            for seq in group:
+                if seq.state != RUNNING:
+                    continue
+                seq.made += 1
+                done = seq.made >= seq.out_tokens
+                batch.append((seq, done))
+                if seq.made == seq.stall_at:
+                    seq.due = t + seq.stall_s
+                if done:
+                    self._finish(seq, now, seq.finish_reason or "stop")
+        if batch:
+            self._out_free = max(self._out_free, now) + self._token_s * len(batch)
+            self._out.append((self._out_free, batch))
+        self._next_step(t)
+
+    def _deliver(self, t: float) -> None:
+        """Send the frontend's batches that are done by `t` (the client sees them then)."""
+        out = self._out
+        while out and out[0][0] <= t:
+            at, batch = out.popleft()
+            for seq, done in batch:
+                if seq.gone:
+                    continue  # the client left: its queued tokens are dropped
+                self._record_emit(seq, 1, at)
+                alive = seq.sink.emit(seq, 1, at, done)
+                seq.sent += 1
+                if not alive and not done:
+                    seq.gone = True
+                    if seq.state == RUNNING:
+                        self._finish(seq, at, "abort")
+
+    def _next_step(self, t: float) -> None:
         self._running = [s for s in self._running if s.state == RUNNING]
         self._decode, self._prefilled = [], []
         self._step_end = None

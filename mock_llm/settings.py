@@ -94,6 +94,13 @@ class MockSettings:
         "(attention reads the whole KV cache)",
         hi=1000.0,
     )
+    step_compute_per_token_ms: float = _num(
+        0.0,
+        "engine: compute-bound cost per token a step processes (decode + prompt); a step takes "
+        "the larger of this x tokens and the memory-bound sum of the other costs (roofline); "
+        "0 = off",
+        hi=1000.0,
+    )
     step_jitter_cv: float = _num(0.0, "engine: coefficient of variation of each step", hi=5.0)
     max_batched_tokens: int = _int(8192, "engine: token budget of one step (chunked prefill)", lo=1)
     ttft_overhead_ms: float = _num(0.0, "engine: fixed frontend cost added to every TTFT")
@@ -103,6 +110,12 @@ class MockSettings:
         "(vLLM chunked prefill); prefill_first = waiting prompts get steps of their own while "
         "decodes pause (vLLM without chunked prefill, SGLang)",
         ("mixed", "prefill_first"),
+    )
+    frontend_tokens_per_s: float = _num(
+        0.0,
+        "engine: most tokens per second the frontend sends (detokenize + stream), in the order "
+        "the engine computed them; tokens beyond it queue (0 = no limit)",
+        hi=100_000_000.0,
     )
     max_num_seqs: int = _int(0, "most sequences running at once (0 = unlimited); others wait")
     max_waiting: int = _int(0, "waiting-queue cap (0 = unbounded); overflow is rejected")

@@ -18,6 +18,26 @@ def test_step_formula() -> None:
     assert m.step_ms(4, 1000, random.Random(1)) == pytest.approx(10 + 2 + 10)
 
 
+def test_step_roofline_takes_the_larger_of_memory_and_compute() -> None:
+    m = StepModel(5.0, 0.01, 0.002, 0.0, "normal", compute_per_token_ms=0.05)
+    rng = random.Random(1)
+    # 10 decodes: memory-bound 5 + 0.1 = 5.1 ms beats compute 0.05 x 10 = 0.5 ms
+    assert m.step_ms(10, 0, rng) == pytest.approx(5.1)
+    # 200 decodes + 100 prompt tokens: memory 5 + 2 + 0.2 = 7.2 ms, compute 0.05 x 300 = 15 ms
+    assert m.step_ms(200, 100, rng) == pytest.approx(15.0)
+    # off (0, the default): the memory-bound sum whatever the count
+    off = StepModel(5.0, 0.01, 0.002, 0.0, "normal")
+    assert off.step_ms(200, 100, rng) == pytest.approx(7.2)
+
+
+def test_closed_loop_itl_formula_with_the_roofline() -> None:
+    m = StepModel(4.0, 0.01, 0.005, 0.0, "normal", compute_per_token_ms=0.04)
+    # C=20, ISL=OSL=200: memory 4 + 0.2 + 0.1 = 4.3 ms; compute 0.04 x 40 = 1.6 ms
+    assert m.itl_ms_at(20, 200, 200) == pytest.approx(4.3)
+    # C=250: memory 4 + 2.5 + 1.25 = 7.75 ms; compute 0.04 x 500 = 20 ms
+    assert m.itl_ms_at(250, 200, 200) == pytest.approx(20.0)
+
+
 def test_closed_loop_itl_formula() -> None:
     m = StepModel(12.9, 0.036, 0.06, 0.0, "normal")
     # C=200, ISL=OSL=200: 12.9 + 0.036*200 + 0.06*200

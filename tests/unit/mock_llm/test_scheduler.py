@@ -89,6 +89,33 @@ def test_engine_step_cost_grows_with_the_context_of_the_decoding_sequences() -> 
     assert gaps == pytest.approx([0.011001, 0.011002, 0.011003], abs=1e-9)
 
 
+def test_engine_roofline_makes_busy_steps_compute_bound() -> None:
+    """Memory-bound 10 ms + 0.01 ms per decode; compute-bound 0.1 ms per token processed.
+
+    A lone stream's decode steps stay at 10.01 ms; a 300-token prompt's prefill step is compute
+    bound (0.1 x 300 = 30 ms, not 10 ms); 150 streams decoding together take 0.1 x 150 = 15 ms
+    per step (memory-bound would be 11.5 ms), 149 take 14.9 ms."""
+    s = settings(
+        mode="engine", step_base_ms=10.0, step_per_seq_ms=0.01, step_compute_per_token_ms=0.1
+    )
+    sched = Scheduler(s)
+    seq, sink = new_seq(out_tokens=3, prompt_tokens=300)
+    sched.submit(seq, 0.0)
+    run_until(sched, 10.0)
+    assert [e[0] for e in sink.emits] == pytest.approx([0.030, 0.04001, 0.05002], abs=1e-9)
+
+    sched = Scheduler(s)
+    sinks = []
+    for _ in range(150):
+        seq, sink = new_seq(out_tokens=4, prompt_tokens=1)
+        sched.submit(seq, 0.0)
+        sinks.append(sink)
+    run_until(sched, 10.0)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sinks[-1].emits)]
+    # the first arrival started a step alone, so it is one step ahead and gone for the last one
+    assert gaps == pytest.approx([0.015, 0.015, 0.0149], abs=1e-9)
+
+
 def test_engine_prefill_first_decode_pause_carries_no_context_cost() -> None:
     s = settings(
         mode="engine",
@@ -154,6 +181,38 @@ def test_engine_new_arrival_waits_for_the_step_boundary() -> None:
     sched.submit(b, 0.025)
     run_until(sched, 10.0)
     assert sink_b.first_at == pytest.approx(0.040)  # admitted at 30, prefilled by 40 ms
+
+
+def test_engine_frontend_rate_queues_tokens_and_frees_the_slot_at_the_last_computed_one() -> None:
+    """Steps of 5 ms; the frontend sends 100 tokens/s (one per 10 ms) in the order the engine
+    computed them. A (3 tokens) is computed at 5, 10, 15 ms and reaches the client at 15, 25,
+    35 ms. With one slot, B starts when A's last token is computed (15 ms), not when it is sent:
+    B's first token is computed at 20 ms and sent after A's, at 45 ms."""
+    s = settings(mode="engine", step_base_ms=5.0, frontend_tokens_per_s=100.0, max_num_seqs=1)
+    sched = Scheduler(s)
+    a, sink_a = new_seq(out_tokens=3, prompt_tokens=1)
+    b, sink_b = new_seq(out_tokens=2, prompt_tokens=1)
+    sched.submit(a, 0.0)
+    sched.submit(b, 0.0)
+    run_until(sched, 10.0)
+    assert [e[0] for e in sink_a.emits] == pytest.approx([0.015, 0.025, 0.035], abs=1e-9)
+    assert [e[0] for e in sink_b.emits] == pytest.approx([0.045, 0.055], abs=1e-9)
+    assert sink_a.emits[-1][3] and sink_b.emits[-1][3]
+    assert [e[1] for e in sink_a.emits] == [0, 1, 2]  # each token sent once, in order
+    # the metrics see what the client sees: TTFT 15 and 45 ms, 3 gaps of 10 ms
+    assert sched.stats.ttft_s.total == 2 and sched.stats.ttft_s.sum == pytest.approx(0.060)
+    assert sched.stats.itl_s.total == 3 and sched.stats.itl_s.sum == pytest.approx(0.030)
+
+
+def test_engine_frontend_queue_drops_the_tokens_of_a_client_that_left() -> None:
+    s = settings(mode="engine", step_base_ms=5.0, frontend_tokens_per_s=100.0)
+    sched = Scheduler(s)
+    a, sink_a = new_seq(out_tokens=3, prompt_tokens=1)
+    sched.submit(a, 0.0)
+    run_until(sched, 0.020)  # all 3 computed by 15 ms; 1 sent (15 ms), 2 queued
+    sched.cancel(a, 0.020)
+    run_until(sched, 10.0)
+    assert sink_a.tokens == 1 and sched.next_deadline() is None
 
 
 def test_cancel_frees_the_slot_at_once() -> None:
