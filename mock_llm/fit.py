@@ -266,6 +266,18 @@ def check_identifiable(points: Sequence[Point], free: Sequence[str]) -> None:
             "ISL or OSL, or fix one with --fix step_per_kv_token_ms=VALUE or "
             "--fix step_per_seq_ms=VALUE"
         )
+    if "step_compute_per_token_ms" in free and len(concurrencies) < 3:
+        raise FitError(
+            f"step_compute_per_token_ms (the compute-bound step cost per token) needs at least 3 "
+            f"distinct concurrencies; the data has {sorted(concurrencies)}"
+        )
+    with_tps = {p.concurrency for p in points if not math.isnan(p.tokens_per_s)}
+    if "frontend_tokens_per_s" in free and len(with_tps) < 3:
+        raise FitError(
+            f"frontend_tokens_per_s (the frontend's token rate) shows only in measured "
+            f"throughput levelling off: it needs tokens_per_s at 3 or more distinct "
+            f"concurrencies; the data has it at {sorted(with_tps)}"
+        )
     if "max_num_seqs" in free and len(concurrencies) < 4:
         raise FitError(
             f"max_num_seqs needs at least 4 distinct concurrencies (some past the plateau); "

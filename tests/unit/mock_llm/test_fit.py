@@ -133,6 +133,30 @@ def test_refuses_prefill_cost_with_constant_prompt_length() -> None:
     check_identifiable(points, ["step_base_ms", "step_per_prefill_token_ms"])
 
 
+def test_refuses_roofline_and_frontend_rate_without_enough_concurrencies() -> None:
+    points = [p for p in synthetic(KNOWN) if p.concurrency < 16]
+    with pytest.raises(FitError, match=r"step_compute_per_token_ms .* 3 distinct concurrencies"):
+        check_identifiable(points, ["step_compute_per_token_ms"])
+    no_tps = [
+        replace(p, tokens_per_s=math.nan) if p.concurrency == 16 else p for p in synthetic(KNOWN)
+    ]
+    with pytest.raises(FitError, match=r"frontend_tokens_per_s .* tokens_per_s at 3 or more"):
+        check_identifiable(no_tps, ["frontend_tokens_per_s"])
+    check_identifiable(synthetic(KNOWN), ["step_compute_per_token_ms", "frontend_tokens_per_s"])
+
+
+def test_fit_recovers_the_frontend_rate_and_the_roofline() -> None:
+    """A known engine whose frontend sends at most 2,000 tokens/s and whose busy steps are
+    compute-bound (0.04 ms per token): both come back within 5 % from 6 points."""
+    truth = replace(KNOWN, frontend_tokens_per_s=2000.0, step_compute_per_token_ms=0.04)
+    points = synthetic(truth, osl=24)
+    free = ["step_base_ms", "step_per_seq_ms", "frontend_tokens_per_s", "step_compute_per_token_ms"]
+    start = replace(truth, frontend_tokens_per_s=3000.0, step_compute_per_token_ms=0.02)
+    result = fit(points, start, free, max_evals=150, restarts=2)
+    for name in free:
+        assert result.coefficients[name] == pytest.approx(getattr(truth, name), rel=0.05), name
+
+
 def test_refuses_too_few_points() -> None:
     points = synthetic(KNOWN)[:1]
     with pytest.raises(FitError, match="too few points"):
