@@ -7,8 +7,16 @@ blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they
 - HTTP framing (status, headers, chunked or content-length or until-close bodies) is llhttp's,
   through ``httptools.HttpResponseParser``; nothing here splits HTTP by hand.
 - A streamed 2xx body goes to a sink ``(bytes, arrival_ns)`` piece by piece, in the same call
-  as the ``recv`` that brought it, with one ``time.time_ns()`` per arrival. Other bodies are kept
-  (bounded) for the caller.
+  as the ``recv`` that brought it. Other bodies are kept (bounded) for the caller.
+- Arrival times: on a plain (not TLS) gevent socket on Linux, the kernel's receive timestamp of
+  the bytes read (``SO_TIMESTAMPNS``, read with ``recvmsg``): the time the bytes reached this
+  host, not the time this process got round to reading them, so a busy event loop no longer adds
+  its delay to TTFT and ITL. The delay itself (read time minus kernel time) is kept per read as
+  the generator's *read lag*. Where several events wait in the socket when it is read, they all
+  get the time of the last one (TCP merges them): a read lag larger than the gap between two
+  events of one stream is what still bends the figures. Elsewhere (TLS, stdlib sockets, other
+  systems) the arrival time is ``time.time_ns()`` when ``recv`` returns (`Connection.timestamps`
+  says which).
 - Timeouts: a connect timeout for connect + TLS handshake (the socket's own), then a read
   timeout on the gaps between arrivals (as Locust's FastHttpUser's ``network_timeout``). Both
   raise ``TimeoutError``, which `loadtests.outcomes` classifies as a timeout. On gevent's sockets
@@ -28,6 +36,8 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +58,16 @@ PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROX
 
 FAST = "fast"
 FALLBACK = "fallback"
+KERNEL = "kernel"
+"""Arrival times are the kernel's receive timestamps (``SO_TIMESTAMPNS``)."""
+READ = "read"
+"""Arrival times are taken when the reader's ``recv`` returns (``time.time_ns()``)."""
+
+SO_TIMESTAMPNS = 35
+"""Linux's ``SO_TIMESTAMPNS`` (= ``SCM_TIMESTAMPNS``; not in Python's socket module)."""
+_TIMESPEC = struct.Struct("@ll")
+"""The kernel's ``struct timespec`` in an ``SCM_TIMESTAMPNS`` message (native longs)."""
+ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 BodySink = Callable[[bytes, int], None]
 
@@ -97,8 +117,13 @@ def reader_record(base_url: str, user_classes: list[type]) -> dict[str, str]:
     proxy = next((p for c in user_classes if (p := getattr(c, "proxy_host", None))), None)
     target, why = reader_choice(base_url, proxy_host=proxy)
     if target is not None:
-        return {"reader": FAST}
-    return {"reader": FALLBACK, "fallback_reason": why}
+        return {"reader": FAST, "timestamps": timestamps_for(target)}
+    return {"reader": FALLBACK, "fallback_reason": why, "timestamps": READ}
+
+
+def timestamps_for(target: Target) -> str:
+    """Where the fast reader's arrival times come from for a target (see the module's doc)."""
+    return KERNEL if sys.platform == "linux" and ANCILLARY_BYTES and not target.tls else READ
 
 
 class Response:
@@ -266,6 +291,7 @@ class Connection:
         "read_timeout_s",
         "sock",
         "target",
+        "timestamps",
         "watchdog",
     )
 
@@ -286,6 +312,8 @@ class Connection:
         """Set on gevent's sockets (then the socket itself has no read timeout)."""
         self._wait_read: tuple[Any, Callable[[Any], None], Any] | None = None
         """On a plain (not TLS) gevent socket: (its OS socket, gevent's wait, its read watcher)."""
+        self.timestamps = READ
+        """`KERNEL` once the connection's socket gives kernel receive timestamps, else `READ`."""
 
     def request_head(
         self, method: str, path: str, headers: Mapping[str, str], length: int
@@ -322,6 +350,11 @@ class Connection:
                 if not target.tls:  # (TLS may hold decrypted bytes: its own recv knows)
                     gsock: Any = sock  # gevent's socket: its OS socket, hub and read watcher
                     self._wait_read = (gsock._sock, gsock.hub.wait, gsock._read_event)
+                    self.timestamps = READ
+                    if timestamps_for(target) == KERNEL:
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                            self.timestamps = KERNEL
             else:
                 sock.settimeout(self.read_timeout_s)
         except BaseException:
@@ -329,18 +362,21 @@ class Connection:
             raise
         return sock
 
-    def exchange(self, data: bytes, sink: BodySink | None) -> Response:
+    def exchange(
+        self, data: bytes, sink: BodySink | None, read_lag_ns: list[int] | None = None
+    ) -> Response:
         """Send one request (head + body bytes) and read its whole answer.
 
         ``sink`` gets a 2xx body piece by piece with its arrival time; without a sink (or for a
-        non-2xx answer) the body is kept in `Response.body`. Raises on timeouts (TimeoutError),
-        resets and early closes (ConnectionError), malformed answers (httptools' errors); the
-        connection is closed then.
+        non-2xx answer) the body is kept in `Response.body`. ``read_lag_ns`` (with kernel
+        timestamps) gets each read's lag: when it returned minus when its bytes arrived. Raises
+        on timeouts (TimeoutError), resets and early closes (ConnectionError), malformed
+        answers (httptools' errors); the connection is closed then.
         """
         for attempt in (1, 2):
             reused = self.sock is not None
             try:
-                return self._exchange_once(data, sink, reused)
+                return self._exchange_once(data, sink, reused, read_lag_ns)
             except StaleConnectionError:
                 self.close()
                 if attempt == 2:
@@ -350,7 +386,9 @@ class Connection:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exchange_once(self, data: bytes, sink: BodySink | None, reused: bool) -> Response:
+    def _exchange_once(
+        self, data: bytes, sink: BodySink | None, reused: bool, read_lag_ns: list[int] | None
+    ) -> Response:
         sock = self.sock
         if sock is None:
             sock = self.sock = self._connect()
@@ -371,18 +409,32 @@ class Connection:
             # the OS socket (gevent's own recv tries first, and nearly every try of a stream
             # between its tokens fails with EAGAIN: a syscall and an exception per event). A
             # full buffer means more may be waiting: then recv again without the wait.
+            # With kernel timestamps: recvmsg, and the arrival time is the kernel's stamp.
             raw = self._wait_read
             if raw is None:
                 recv, wait, readable = sock.recv, None, None
             else:
                 recv, wait, readable = raw[0].recv, raw[1], raw[2]
+            recvmsg = raw[0].recvmsg if raw is not None and self.timestamps == KERNEL else None
+            lags = read_lag_ns if read_lag_ns is not None else []
             got_bytes = False
             full = False
             while not response.complete:
                 try:
                     if wait is not None and not full:
                         wait(readable)
-                    chunk = recv(RECV_BYTES)
+                    if recvmsg is None:
+                        chunk = recv(RECV_BYTES)
+                        now_ns = time.time_ns()
+                    else:
+                        chunk, ancillary, _flags, _address = recvmsg(RECV_BYTES, ANCILLARY_BYTES)
+                        now_ns = read_ns = time.time_ns()
+                        if ancillary:
+                            stamp = ancillary[0][2]
+                            if len(stamp) == _TIMESPEC.size:
+                                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+                                now_ns = seconds * 1_000_000_000 + nanoseconds
+                                lags.append(max(0, read_ns - now_ns))  # (a clock step)
                 except BlockingIOError:  # woken with nothing to read (the OS socket only)
                     full = False
                     continue
@@ -390,7 +442,6 @@ class Connection:
                     if reused and not got_bytes:
                         raise StaleConnectionError(str(exc)) from exc
                     raise
-                now_ns = time.time_ns()
                 if not chunk:
                     if response.until_close:
                         response.complete = True

@@ -40,6 +40,8 @@ PENDING_VALUES = 16384
 in one vectorised pass (`Recorder.flush`); readers of the histograms flush first."""
 """Per-second histograms only feed the time series' p50/p95, so 2 significant digits suffice."""
 
+READ_LAG = "read_lag_ms"
+"""Extra histogram: per read, the reader's delay after the kernel received the bytes."""
 LOOP_LAG = "loop_lag_ms"
 """Extra histogram: oversleep of a 10 ms sleeper in the generator's event loop (hub lag)."""
 
@@ -169,6 +171,8 @@ class RequestRecord:
     itl_ns: list[int] = field(default_factory=list)
     client_lag_ns: list[int] = field(default_factory=list)
     first_token_lag_ns: int | None = None
+    read_lag_ns: list[int] = field(default_factory=list)
+    """Per read with kernel timestamps: when the reader got the bytes minus when they arrived."""
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
@@ -421,6 +425,8 @@ class Recorder:
         phase.record(record, self._defer)
         if record.client_lag_ns:
             self._defer_all(self.hist("client_lag_ms"), record.client_lag_ns)
+        if record.read_lag_ns:
+            self._defer_all(self.hist(READ_LAG), record.read_lag_ns)
         if outcome == oc.REJECTED:
             self.record_ns("rejected_ms", record.e2e_ns)
             return
