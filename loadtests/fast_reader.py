@@ -17,6 +17,8 @@ blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they
   events of one stream is what still bends the figures. Elsewhere (TLS, stdlib sockets, other
   systems) the arrival time is ``time.time_ns()`` when ``recv`` returns (`Connection.timestamps`
   says which).
+- On a plain gevent socket the answer is read from the hub's loop (`HubRead`): one callback
+  per arrival, no greenlet switch until the answer is complete.
 - Timeouts: a connect timeout for connect + TLS handshake (the socket's own), then a read
   timeout on the gaps between arrivals (as Locust's FastHttpUser's ``network_timeout``). Both
   raise ``TimeoutError``, which `loadtests.outcomes` classifies as a timeout. On gevent's sockets
@@ -285,7 +287,7 @@ class Connection:
     """One user's keep-alive connection to a `Target` and its request/answer exchange."""
 
     __slots__ = (
-        "_wait_read",
+        "_hub_read",
         "connect_timeout_s",
         "insecure",
         "read_timeout_s",
@@ -310,8 +312,9 @@ class Connection:
         self.sock: socket.socket | None = None
         self.watchdog: ReadWatchdog | None = None
         """Set on gevent's sockets (then the socket itself has no read timeout)."""
-        self._wait_read: tuple[Any, Callable[[Any], None], Any] | None = None
-        """On a plain (not TLS) gevent socket: (its OS socket, gevent's wait, its read watcher)."""
+        self._hub_read: tuple[Any, Any, Any] | None = None
+        """On a plain (not TLS) gevent socket: (its OS socket, gevent's hub, its read watcher):
+        the answer is then read by `HubRead` from the hub's loop."""
         self.timestamps = READ
         """`KERNEL` once the connection's socket gives kernel receive timestamps, else `READ`."""
 
@@ -331,7 +334,7 @@ class Connection:
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
-        self._wait_read = None
+        self._hub_read = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -349,7 +352,7 @@ class Connection:
                     self.watchdog = ReadWatchdog(self.read_timeout_s)
                 if not target.tls:  # (TLS may hold decrypted bytes: its own recv knows)
                     gsock: Any = sock  # gevent's socket: its OS socket, hub and read watcher
-                    self._wait_read = (gsock._sock, gsock.hub.wait, gsock._read_event)
+                    self._hub_read = (gsock._sock, gsock.hub, gsock._read_event)
                     self.timestamps = READ
                     if timestamps_for(target) == KERNEL:
                         with contextlib.suppress(OSError):
@@ -405,55 +408,16 @@ class Connection:
                 if reused:
                     raise StaleConnectionError(str(exc)) from exc
                 raise
-            # On a plain gevent socket: wait for the socket to be readable, then one recv of
-            # the OS socket (gevent's own recv tries first, and nearly every try of a stream
-            # between its tokens fails with EAGAIN: a syscall and an exception per event). A
-            # full buffer means more may be waiting: then recv again without the wait.
-            # With kernel timestamps: recvmsg, and the arrival time is the kernel's stamp.
-            raw = self._wait_read
-            if raw is None:
-                recv, wait, readable = sock.recv, None, None
+            hub_read = self._hub_read
+            if hub_read is not None:
+                reader = HubRead(
+                    response, parser, hub_read, self.timestamps == KERNEL, read_lag_ns, reused
+                )
+                if reader.read_all():  # the answer ended with the connection
+                    self.close()
+                    return response
             else:
-                recv, wait, readable = raw[0].recv, raw[1], raw[2]
-            recvmsg = raw[0].recvmsg if raw is not None and self.timestamps == KERNEL else None
-            lags = read_lag_ns if read_lag_ns is not None else []
-            got_bytes = False
-            full = False
-            while not response.complete:
-                try:
-                    if wait is not None and not full:
-                        wait(readable)
-                    if recvmsg is None:
-                        chunk = recv(RECV_BYTES)
-                        now_ns = time.time_ns()
-                    else:
-                        chunk, ancillary, _flags, _address = recvmsg(RECV_BYTES, ANCILLARY_BYTES)
-                        now_ns = read_ns = time.time_ns()
-                        if ancillary:
-                            stamp = ancillary[0][2]
-                            if len(stamp) == _TIMESPEC.size:
-                                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
-                                now_ns = seconds * 1_000_000_000 + nanoseconds
-                                lags.append(max(0, read_ns - now_ns))  # (a clock step)
-                except BlockingIOError:  # woken with nothing to read (the OS socket only)
-                    full = False
-                    continue
-                except ConnectionResetError as exc:
-                    if reused and not got_bytes:
-                        raise StaleConnectionError(str(exc)) from exc
-                    raise
-                if not chunk:
-                    if response.until_close:
-                        response.complete = True
-                        self.close()
-                        return response
-                    if reused and not got_bytes:
-                        raise StaleConnectionError("kept-alive connection closed by the server")
-                    raise ConnectionError("connection closed before the end of the answer")
-                got_bytes = True
-                full = len(chunk) == RECV_BYTES
-                response.now_ns = now_ns
-                parser.feed_data(chunk)
+                self._read_loop(sock, response, parser, reused)
             if not response.keep_alive:
                 self.close()
             return response
@@ -461,3 +425,131 @@ class Connection:
             if watchdog is not None:
                 watchdog.disarm()
             response._parser = None  # no reference cycle between the parser and its callbacks
+
+    def _read_loop(
+        self, sock: socket.socket, response: Response, parser: Any, reused: bool
+    ) -> None:
+        """Read an answer with the socket's own blocking ``recv`` (stdlib sockets; TLS)."""
+        got_bytes = False
+        while not response.complete:
+            try:
+                chunk = sock.recv(RECV_BYTES)
+            except ConnectionResetError as exc:
+                if reused and not got_bytes:
+                    raise StaleConnectionError(str(exc)) from exc
+                raise
+            now_ns = time.time_ns()
+            if not chunk:
+                if response.until_close:
+                    response.complete = True
+                    self.close()
+                    return
+                if reused and not got_bytes:
+                    raise StaleConnectionError("kept-alive connection closed by the server")
+                raise ConnectionError("connection closed before the end of the answer")
+            got_bytes = True
+            response.now_ns = now_ns
+            parser.feed_data(chunk)
+
+
+class HubRead:
+    """One answer read on a plain gevent socket from the hub's loop: no greenlet switch per event.
+
+    The socket's read watcher calls `on_readable` in the hub each time bytes wait; it reads them
+    once from the OS socket (``recvmsg`` with kernel timestamps, else ``recv``), feeds the parser
+    and, when the answer is complete or something failed, stops the watcher and wakes the user's
+    greenlet (parked in `read_all`) with the result or the exception. gevent's own wait would
+    start and stop the watcher and switch greenlets twice for every event.
+    """
+
+    __slots__ = (
+        "_got_bytes",
+        "_lags",
+        "_parser",
+        "_recv",
+        "_recvmsg",
+        "_response",
+        "_reused",
+        "_waiter",
+        "_watcher",
+        "ended_with_close",
+    )
+
+    def __init__(
+        self,
+        response: Response,
+        parser: Any,
+        hub_read: tuple[Any, Any, Any],
+        stamped: bool,
+        read_lag_ns: list[int] | None,
+        reused: bool,
+    ) -> None:
+        from gevent._waiter import Waiter  # gevent is loaded (its socket is in hub_read)
+
+        os_sock, hub, watcher = hub_read
+        self._response = response
+        self._parser = parser
+        self._recv = os_sock.recv
+        self._recvmsg = os_sock.recvmsg if stamped else None
+        self._lags = read_lag_ns if read_lag_ns is not None else []
+        self._reused = reused
+        self._got_bytes = False
+        self._watcher = watcher
+        self._waiter: Any = Waiter(hub)
+        self.ended_with_close = False
+
+    def read_all(self) -> bool:
+        """Wait (in the user's greenlet) until the answer is read; True when it ended with the
+        connection. Raises what the read raised (or what the watchdog threw in)."""
+        self._watcher.start(self.on_readable)
+        try:
+            self._waiter.get()
+        finally:
+            self._watcher.stop()
+        return self.ended_with_close
+
+    def on_readable(self) -> None:
+        """In the hub: read what waits, once."""
+        try:
+            done = self._read_once()
+        except BaseException as exc:  # to the user's greenlet, whatever it is
+            self._watcher.stop()
+            self._waiter.throw(exc)
+            return
+        if done:
+            self._watcher.stop()
+            self._waiter.switch(None)
+
+    def _read_once(self) -> bool:
+        response = self._response
+        try:
+            if self._recvmsg is None:
+                chunk = self._recv(RECV_BYTES)
+                now_ns = time.time_ns()
+            else:
+                chunk, ancillary, _flags, _address = self._recvmsg(RECV_BYTES, ANCILLARY_BYTES)
+                now_ns = read_ns = time.time_ns()
+                if ancillary:
+                    stamp = ancillary[0][2]
+                    if len(stamp) == _TIMESPEC.size:
+                        seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+                        now_ns = seconds * 1_000_000_000 + nanoseconds
+                        self._lags.append(max(0, read_ns - now_ns))  # (0: a clock step)
+        except BlockingIOError:  # woken with nothing to read
+            return False
+        except ConnectionResetError as exc:
+            if self._reused and not self._got_bytes:
+                raise StaleConnectionError(str(exc)) from exc
+            raise
+        if not chunk:
+            if response.until_close:
+                response.complete = True
+                self.ended_with_close = True
+                return True
+            if self._reused and not self._got_bytes:
+                raise StaleConnectionError("kept-alive connection closed by the server")
+            raise ConnectionError("connection closed before the end of the answer")
+        self._got_bytes = True
+        response.now_ns = now_ns
+        self._parser.feed_data(chunk)
+        return response.complete

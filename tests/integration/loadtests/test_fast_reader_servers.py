@@ -340,3 +340,44 @@ def test_on_gevent_arrival_times_are_the_kernels_not_the_late_reads() -> None:
         assert -20e6 < pieces[text] - sent < 20e6, (text, pieces[text] - sent, result)
     lags_ms = [lag / 1e6 for lag in result["read_lag_ns"]]
     assert len(lags_ms) >= 3 and max(lags_ms) > (block_s - gap_s) * 1000 * 0.8, lags_ms
+
+
+GEVENT_KILLED_READ = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, time
+import gevent
+from loadtests.fast_reader import Connection, reader_choice
+from loadtests.stream import OpenAIStreamTracker, StreamFeed
+target, _ = reader_choice(sys.argv[1], environ={})
+conn = Connection(target, connect_timeout_s=5.0, read_timeout_s=10.0)
+def request(tokens):
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       "stream": True, "max_tokens": tokens}).encode()
+    tracker = OpenAIStreamTracker(time.time_ns())
+    feed = StreamFeed(tracker)
+    conn.exchange(conn.request_head("POST", "/chat/completions", {}, len(body)) + body, feed.push)
+    return tracker
+reading = gevent.spawn(request, 1000)  # 1000 tokens at 5 ms: killed while it reads
+gevent.sleep(0.3)
+reading.kill(timeout=5)
+killed = {"dead": reading.dead, "closed": conn.sock is None}
+gevent.sleep(0.1)  # the hub goes on: no callback of the killed read fires any more
+second = request(5)  # the same Connection, a new socket
+print(json.dumps({**killed, "second_tokens": second.record.output_tokens,
+                  "second_finished": second.finished}))
+"""
+
+
+def test_on_gevent_a_read_killed_midway_stops_and_the_connection_is_reusable(start: Start) -> None:
+    """Locust kills a user's greenlet mid-stream at the stop: the hub's read of that answer
+    stops (its socket closed), nothing of it runs afterwards, and the connection serves the
+    next request on a new socket."""
+    mock = start("mock", "--ttft-ms", "10", "--itl-ms", "5", "--output-tokens", "1000")
+    argv = [sys.executable, "-c", GEVENT_KILLED_READ, mock.url + "/v1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"dead": True, "closed": True, "second_tokens": 5, "second_finished": True}, (
+        result,
+        done.stderr[-2000:],
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
