@@ -381,3 +381,40 @@ def test_on_gevent_a_read_killed_midway_stops_and_the_connection_is_reusable(sta
         done.stderr[-2000:],
     )
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+GEVENT_POLL_ORDER = """
+from gevent import monkey; monkey.patch_all()
+import json, socket
+import gevent
+from gevent.monkey import get_original
+from loadtests.fast_reader import shared_poll
+block = get_original("time", "sleep")
+poll = shared_poll(gevent.get_hub())
+order = []
+class Reader:
+    def __init__(self, i, sock):
+        self.i, self.sock = i, sock
+    def on_readable(self):
+        self.sock._sock.recv(16)
+        order.append(self.i)
+        poll.remove(self.sock.fileno())
+pairs = [socket.socketpair() for _ in range(40)]
+for i, (a, _b) in enumerate(pairs):
+    poll.add(a.fileno(), Reader(i, a))
+for _a, b in pairs:  # ready one after the other while the loop cannot run
+    b.send(b"x")
+    block(0.0005)
+gevent.sleep(0.2)
+print(json.dumps(order))
+"""
+
+
+def test_sockets_ready_together_are_read_first_ready_first() -> None:
+    """A burst: 40 sockets become ready one after the other while the event loop is busy. They
+    are read in the order they became ready (libev's own watchers would serve the last first,
+    and the first-ready socket, whose next token may already be on its way, would wait most)."""
+    argv = [sys.executable, "-c", GEVENT_POLL_ORDER]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    order = json.loads(done.stdout.strip().splitlines()[-1])
+    assert order == list(range(40)), order
