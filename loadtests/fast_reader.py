@@ -484,12 +484,23 @@ class SharedPoll:
         self._epoll: Any = epoll()
         self._readers: dict[int, HubRead] = {}
         self._watcher: Any = hub.loop.io(self._epoll.fileno(), 1)
+        self._watcher.ref = False  # (an idle set does not keep the loop running)
         self._watcher.start(self.drain)
         self.pid = os.getpid()
 
     def add(self, fd: int, reader: HubRead) -> None:
         self._readers[fd] = reader
-        self._epoll.register(fd, EPOLLIN)
+        try:
+            self._epoll.register(fd, EPOLLIN)
+        except FileExistsError:  # (a descriptor number reused before its removal took)
+            self._epoll.modify(fd, EPOLLIN)
+
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's set (the child makes its own)."""
+        self._watcher.stop()
+        self._readers.clear()
+        with contextlib.suppress(OSError):
+            self._epoll.close()
 
     def remove(self, fd: int) -> None:
         if self._readers.pop(fd, None) is not None:
@@ -521,6 +532,8 @@ def shared_poll(hub: Any) -> SharedPoll:
     """This process's `SharedPoll` (a new one after a fork: Locust's ``--processes``)."""
     global _POLL
     if _POLL is None or _POLL.pid != os.getpid():
+        if _POLL is not None:
+            _POLL.abandon()
         _POLL = SharedPoll(hub)
     return _POLL
 
