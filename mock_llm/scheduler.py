@@ -12,7 +12,8 @@ Engine mode: continuous batching as in vLLM. One step at a time; at its start th
 (FIFO) is admitted while fewer than `max_num_seqs` run, every running sequence past prefill gets
 one decode token, and prefill chunks fill the rest of the `max_batched_tokens` budget. At the
 step's end each decoded sequence emits its token, and a sequence whose prefill finished emits its
-first token.
+first token. With `frontend_tokens_per_s` set, the step's tokens go to a frontend queue instead,
+which sends them in order at that rate (the engine frees a slot at its last computed token).
 
 Both modes cap running sequences at `max_num_seqs` (0 = no cap); the others wait in FIFO order.
 """
