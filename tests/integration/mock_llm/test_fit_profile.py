@@ -89,3 +89,18 @@ def test_live_mock_step_cost_grows_with_the_context(start_mock: StartMock) -> No
     # gap by at most the first token's lateness / 19: loose bounds around 52 and 2.3 ms
     assert statistics.fmean(long_gaps) > 0.8 * 0.0522, long_gaps
     assert statistics.fmean(short_gaps) < 0.5 * statistics.fmean(long_gaps), short_gaps
+
+
+def test_live_mock_frontend_rate_paces_the_stream(start_mock: StartMock) -> None:
+    # 1 ms steps, but the frontend sends 100 tokens/s: the client sees one token per 10 ms
+    proc = start_mock(
+        "--mode", "engine", "--step-base-ms", "1", "--frontend-tokens-per-s", "100",
+        "--output-tokens", "20",
+    )  # fmt: skip
+    gaps = _gaps_s(proc.url, "hi")
+    # the queue keeps the model's clock, so a busy machine makes single gaps late, not the mean
+    # short: the mean is about 10 ms, far from the engine's 1 ms steps
+    assert statistics.fmean(gaps) > 0.8 * 0.010, gaps
+    assert httpx.get(proc.url + "/config", timeout=10).json()["settings"][
+        "frontend_tokens_per_s"
+    ] == pytest.approx(100.0)
