@@ -202,9 +202,30 @@ def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
     try:
         return ServerProcess(surgebench_argv(command, *args), log_path=run_dir / f"{name}.log")
     except ServerStartError as exc:
-        text = str(exc)
-        bad_flag = "allowed" in text or "usage:" in text or "unrecognized" in text
-        raise RunError(f"the {name} did not start: {text}", 2 if bad_flag else 1) from None
+        refusal = passthrough_refusal(command, exc) if exc.returncode == 2 else None
+        if refusal is not None:
+            raise RunError(refusal, 2) from None
+        raise RunError(f"the {name} did not start: {exc}", 1) from None
+
+
+_SERVER_ERROR = re.compile(r"surgebench (mock|serve): (.+)")
+_SERVER_FLAG = re.compile(r"--(?!-)([\w-]+)")
+
+
+def passthrough_refusal(command: str, exc: ServerStartError) -> str | None:
+    """A server that refused the flags it was given (exit 2, one line ``surgebench mock: --X:
+    ...``) as one line in `surgebench run`'s own terms: its flags as the ``--mock-X`` /
+    ``--service-X`` the user typed. None when its output holds no such line."""
+    lines = [m for line in exc.output.splitlines() if (m := _SERVER_ERROR.fullmatch(line.strip()))]
+    if not lines:
+        return None
+    prefix = "--mock-" if command == "mock" else "--service-"
+    hint = f" (see surgebench {command} --help)"
+    text = lines[-1].group(2)
+    text = _SERVER_FLAG.sub(lambda m: prefix + m.group(1), text.removesuffix(hint))
+    if lines[-1].group(2).endswith(hint):
+        text += f" (see surgebench {command} --help: its --FLAG is {prefix}FLAG here)"
+    return text
 
 
 def _pump(
@@ -261,14 +282,28 @@ def run_locust(
     return code
 
 
+def make_run_dir(settings: RunSettings) -> Path:
+    """The run's folder, created: ``--run-dir`` as given, or a new one under ``--out``;
+    `RunError` (exit 2) naming the flag when it cannot be created."""
+    flag, where = ("--run-dir", settings.run_dir) if settings.run_dir else ("--out", settings.out)
+    try:
+        if settings.run_dir:
+            run_dir = Path(settings.run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return run_dir
+        return new_run_dir(Path(settings.out), settings.name)
+    except OSError as exc:
+        raise RunError(
+            f"{flag}: cannot create a run folder in {str(where)!r} ({exc.strerror or exc}); "
+            "allowed: a folder this user can write",
+            2,
+        ) from None
+
+
 def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     """The whole job; raises `RunError` when it cannot be done. Ctrl-C ends the test early,
     still stops every server and keeps what was measured."""
-    if settings.run_dir:
-        run_dir = Path(settings.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = new_run_dir(settings.out, settings.name)
+    run_dir = make_run_dir(settings)
     code = 1
     interrupted = False
     watch = MasterWatch(settings) if settings.master else None
