@@ -43,6 +43,8 @@ def console_table(summary: Summary) -> str:
                 f"{label:<24}{_fmt(stats.p50):>10}{_fmt(stats.p90):>10}{_fmt(stats.p99):>10}"
                 f"{_fmt(stats.mean):>10}{stats.count:>9}"
             )
+    if len(lines) == 1:  # nothing was measured: no table header without rows
+        lines = []
     outcomes = ", ".join(f"{k} {v}" for k, v in summary.outcomes.items() if v)
     lines += [
         f"requests {summary.requests} ({outcomes or 'none'}); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadtests.effective import describe, expect, fetch_config
+from loadtests.schedules import parse_schedule
 from loadtests.scrape import given_targets, local_targets, scraping
 from loadtests.settings import RunSettings, config_document
 from reports.results import (
@@ -282,6 +284,38 @@ def run_locust(
     return code
 
 
+def shape_note(settings: RunSettings) -> str | None:
+    """A note when ``--duration`` ends a ``--shape`` before its peak (e.g. the demo's spike at
+    25 s in a 20 s run), so that a run which never reached its load does not go unremarked."""
+    if not settings.shape:
+        return None
+    schedule = parse_schedule(settings.shape, settings.duration_s)
+    run_s = f"--duration {settings.duration_s:g}s"
+    if schedule.kind == "spike":
+        base, peak = schedule.levels
+        at_s, for_s = schedule.times_s
+        if at_s >= settings.duration_s:
+            return (
+                f"note: {run_s} ends before the spike to {peak} users at {at_s:g} s: this run "
+                f"stays at {base} users (the whole spike needs --duration {at_s + for_s:g}s)"
+            )
+        return None
+    every_s = schedule.times_s[0]
+    periods = max(1, math.ceil(settings.duration_s / every_s))
+    if schedule.kind == "step":
+        start, step, cap = schedule.levels
+        reached = min(cap, start + step * (periods - 1))
+        if reached < cap:
+            return f"note: {run_s} ends the step shape at {reached} of its {cap} users"
+        return None
+    if periods < len(schedule.levels):
+        return (
+            f"note: {run_s} ends the sweep shape after {periods} of its {len(schedule.levels)} "
+            f"levels ({schedule.levels[periods - 1]} users)"
+        )
+    return None
+
+
 def make_run_dir(settings: RunSettings) -> Path:
     """The run's folder, created: ``--run-dir`` as given, or a new one under ``--out``;
     `RunError` (exit 2) naming the flag when it cannot be created."""
@@ -315,6 +349,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
             write_config(run_dir, config_document(settings, started.effective))
             if settings.processes_reason:
                 say(settings.processes_reason)
+            note = shape_note(settings)
+            if note:
+                say(note)
             spread = f", {settings.processes} processes" if settings.processes > 1 else ""
             if settings.master:
                 spread = f", {settings.expect_workers} remote workers"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.cli import main
-from loadtests.runner import RunError, make_run_dir, passthrough_refusal
+from loadtests.runner import RunError, make_run_dir, passthrough_refusal, shape_note
 from loadtests.settings import parse_run_args
 from surgebench.process import ServerStartError
 
@@ -70,3 +70,34 @@ def test_a_run_folder_that_cannot_be_made_is_exit_2(
     assert main([flag, where, "--duration", "1s"]) == 2  # before any server starts
     err = capsys.readouterr().err
     assert err.startswith(f"surgebench run: {flag}: cannot create") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "note"),
+    [
+        # `make run ARGS="--duration 20s"`: the demo never spikes, and said nothing about it
+        (["--duration", "20s"], "note: --duration 20s ends before the spike to 24 users at 25 s: "
+         "this run stays at 8 users (the whole spike needs --duration 40s)"),
+        (["--shape", "step:2:2:10:10", "--duration", "30s"],
+         "note: --duration 30s ends the step shape at 6 of its 10 users"),
+        (["--shape", "sweep:1,2,3:10", "--duration", "15s"],
+         "note: --duration 15s ends the sweep shape after 2 of its 3 levels (2 users)"),
+        (["--duration", "60s"], None),
+        (["--duration", "30s"], None),  # the spike starts: the run shows it
+        (["--shape", "step:2:2:10:10", "--duration", "50s"], None),
+        (["--shape", "sweep:1,2,3:10", "--duration", "30s"], None),
+        (["--users", "3", "--duration", "5s"], None),
+    ],
+)  # fmt: skip
+def test_a_shape_cut_short_by_the_duration_is_noted(argv: list[str], note: str | None) -> None:
+    assert shape_note(parse_run_args(argv)) == note
+
+
+def test_console_table_has_no_header_without_rows() -> None:
+    from loadtests.cli import console_table
+    from loadtests.recorder import Recorder
+    from loadtests.summary import RunInfo, build_summary
+
+    info = RunInfo(name="t", started_at="2026-12-01T00:00:00Z", start_epoch_s=0.0, duration_s=1.0)
+    text = console_table(build_summary(Recorder(), info, measured_s=1.0))
+    assert "p50" not in text and text.startswith("requests 0 (none)")
