@@ -16,7 +16,10 @@ pinned to CPU 0. Each generator runs closed-loop at N concurrent streams (50, 20
   it needs a locally built tokenizer and ~35 s of start-up per point).
 
 For each: measured minus true TTFT and ITL (p50, p99), client lag p50/p99 from the send stamps
-(receive time minus the mock's send time: pure load-generator delay), the generator's CPU in
+(the arrival time a generator recorded minus the mock's send time: the error the generator adds;
+``ours`` records the kernel's receive time where it can, the peers the time their read returned),
+``ours``'s read lag (when its read returned minus the kernel's receive time: its own delay, which
+bends a time only when a stream's next event arrives before the read), the generator's CPU in
 cores over the measured window and per token event (us; token events counted by the mock over the
 same window), and our validity verdict where there
 is one. Each row also carries the machine's 1-minute load average when it finished: on a shared
@@ -144,6 +147,8 @@ def run_ours(
     return {
         "ttft_p50": ttft.p50, "ttft_p99": ttft.p99, "itl_p50": itl.p50, "itl_p99": itl.p99,
         "lag_p50": lag.p50, "lag_p99": lag.p99, "cpu": cpu, "requests": s.requests,
+        "read_p50": s.saturation.get("read_lag_p50_ms"),
+        "read_p99": s.saturation.get("read_lag_p99_ms"),
         "events_per_s": events_per_s,
         "valid": s.valid,
     }  # fmt: skip
@@ -155,7 +160,7 @@ def samples_row(data: dict[str, Any], cpu: float, events_per_s: float) -> dict[s
         "ttft_p50": pct(data["ttft_ms"], 50), "ttft_p99": pct(data["ttft_ms"], 99),
         "itl_p50": pct(data["itl_ms"], 50), "itl_p99": pct(data["itl_ms"], 99),
         "lag_p50": pct(data["lag_ms"], 50), "lag_p99": pct(data["lag_ms"], 99),
-        "cpu": cpu, "requests": len(data["ttft_ms"]),
+        "read_p50": None, "read_p99": None, "cpu": cpu, "requests": len(data["ttft_ms"]),
         "events_per_s": events_per_s, "valid": None,
     }  # fmt: skip
 
@@ -340,16 +345,17 @@ def main() -> None:
                 print(f"  done: {streams} streams, {gen}: {row}", file=sys.stderr, flush=True)
     header = (
         "| streams | generator | TTFT err p50 / p99 ms | ITL err p50 / p99 ms | "
-        "client lag p50 / p99 ms | generator CPU (cores) | CPU per token event (us) | "
-        "requests | valid | load avg 1 min |"
+        "client lag p50 / p99 ms | read lag p50 / p99 ms | generator CPU (cores) | "
+        "CPU per token event (us) | requests | valid | load avg 1 min |"
     )
     print(header)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for r in rows:
         print(
             f"| {r['streams']} | {r['generator']} | {fmt(r['ttft_p50'], TTFT_MS)} / "
             f"{fmt(r['ttft_p99'], TTFT_MS)} | {fmt(r['itl_p50'], ITL_MS)} / "
             f"{fmt(r['itl_p99'], ITL_MS)} | {fmt(r['lag_p50'])} / {fmt(r['lag_p99'])} | "
+            f"{fmt(r['read_p50'])} / {fmt(r['read_p99'])} | "
             f"{fmt(r['cpu'])} | {fmt(r['us_per_event'])}{saturated(r)} | {fmt(r['requests'])} | "
             f"{'-' if r['valid'] is None else 'yes' if r['valid'] else 'NO'} | "
             f"{fmt(r['loadavg_1m'])} |"

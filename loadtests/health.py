@@ -33,7 +33,13 @@ REPORT_KEY = "surgebench_health"
 MAX_POINTS = 86_400
 """At most a day of seconds kept per process (a bound; older points are dropped)."""
 
-MAX_FIELDS = ("client_lag_p99_ms", "loop_lag_max_ms", "cpu_percent", "runqueue_wait_percent")
+MAX_FIELDS = (
+    "client_lag_p99_ms",
+    "read_lag_p99_ms",
+    "loop_lag_max_ms",
+    "cpu_percent",
+    "runqueue_wait_percent",
+)
 MACHINE_FIELDS = ("machine_busy_percent", "steal_percent", "psi_cpu_some_avg10")
 SUM_FIELDS = ("cpu_sum_percent",)
 
@@ -106,15 +112,19 @@ class HealthSampler:
         self._loop_max_ms = 0.0
         self._wait_ns = schedstat_wait_ns(self.read("/proc/self/schedstat"))
         self._jiffies = proc_stat_jiffies(self.read("/proc/stat"))
-        self._lag_counts: np.ndarray | None = None
-        self._lag_hist: Any = None
+        self._counts: dict[str, tuple[Any, np.ndarray]] = {}
+        """Per figure: the cumulative histogram last sampled and a copy of its counts then."""
 
     def loop_lag(self, lag_ms: float) -> None:
         """Every event-loop lag sample (100 a second): the second's largest is kept."""
         self._loop_max_ms = max(self._loop_max_ms, lag_ms)
 
-    def sample(self, epoch_s: int, wall_s: float, lag_hist: Any | None) -> None:
-        """The figures of the second that just ended (`wall_s`: its length as measured)."""
+    def sample(
+        self, epoch_s: int, wall_s: float, lag_hist: Any | None, read_hist: Any | None = None
+    ) -> None:
+        """The figures of the second that just ended (`wall_s`: its length as measured);
+        ``lag_hist``/``read_hist``: the recorder's cumulative client-lag and read-lag
+        histograms (None where there are none)."""
         wait_ns = schedstat_wait_ns(self.read("/proc/self/schedstat"))
         jiffies = proc_stat_jiffies(self.read("/proc/stat"))
         cpu = self.cpu_percent()
@@ -128,6 +138,7 @@ class HealthSampler:
             "machine_busy_percent": None,
             "steal_percent": None,
             "client_lag_p99_ms": None,
+            "read_lag_p99_ms": None,
         }
         if wait_ns is not None and self._wait_ns is not None and wall_s > 0:
             waited_s = max(0, wait_ns - self._wait_ns) / 1e9
@@ -136,10 +147,12 @@ class HealthSampler:
             total = jiffies[2] - self._jiffies[2]
             point["machine_busy_percent"] = 100.0 * (jiffies[0] - self._jiffies[0]) / total
             point["steal_percent"] = 100.0 * (jiffies[1] - self._jiffies[1]) / total
-        if lag_hist is not None:
-            previous = self._lag_counts if lag_hist is self._lag_hist else None
-            point["client_lag_p99_ms"], self._lag_counts = p99_of_new_counts(lag_hist, previous)
-            self._lag_hist = lag_hist
+        for name, hist in (("client_lag_p99_ms", lag_hist), ("read_lag_p99_ms", read_hist)):
+            if hist is not None:
+                last = self._counts.get(name)
+                previous = last[1] if last is not None and last[0] is hist else None
+                point[name], counts = p99_of_new_counts(hist, previous)
+                self._counts[name] = (hist, counts)
         self._wait_ns, self._jiffies, self._loop_max_ms = wait_ns, jiffies, 0.0
         self.points[epoch_s] = point
         while len(self.points) > MAX_POINTS:

@@ -51,7 +51,7 @@ from loadtests.health import REPORT_KEY as HEALTH_KEY
 from loadtests.health import HealthSampler, merge_points
 from loadtests.phases import phase_plan, phase_starts_ns
 from loadtests.prompts import PromptSource
-from loadtests.recorder import Recorder, RequestRecord, Slo
+from loadtests.recorder import READ_LAG, Recorder, RequestRecord, Slo
 from loadtests.settings import DEFAULTS, RunSettings, SettingsError, read_config_document
 from loadtests.summary import Window, summarize
 from loadtests.workload import REPORT_KEY as WORKLOAD_KEY
@@ -148,8 +148,10 @@ class Samplers:
         while True:
             gevent.sleep(1.0)
             now = time.perf_counter()
-            hist = self.state.recorder.hists.get("client_lag_ms")
-            health.sample(int(time.time()) - 1, now - before, hist)
+            hists = self.state.recorder.hists
+            health.sample(
+                int(time.time()) - 1, now - before, hists.get("client_lag_ms"), hists.get(READ_LAG)
+            )
             before = now
 
     def _users(self) -> None:

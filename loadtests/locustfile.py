@@ -140,7 +140,7 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         data = conn.request_head("POST", path, STREAM_HEADERS, len(payload)) + payload
         feed = StreamFeed(tracker)
         try:
-            resp = conn.exchange(data, feed.push)
+            resp = conn.exchange(data, feed.push, tracker.record.read_lag_ns)
         except GreenletExit:  # stopped after the stop timeout, this stream still in flight
             self._cut_off(tracker, feed.end_ns, name)
             raise
@@ -264,8 +264,9 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
         data = conn.request_head("POST", path, JSON_HEADERS, len(payload)) + payload
         start_ns = time.time_ns()
         record = RequestRecord(start_ns, start_ns, oc.OK, intended_ns=intended)
+        resp = None
         try:
-            resp = conn.exchange(data, None)
+            resp = conn.exchange(data, None, record.read_lag_ns)
         except GreenletExit:  # stopped after the stop timeout, this request still in flight
             record.outcome, record.error = oc.UNFINISHED, "still in flight at the stop"
             record.end_ns = time.time_ns()
@@ -279,7 +280,8 @@ class _SurgeUser(FastHttpUser):  # type: ignore[misc]
                 record.error = f"answer larger than {MAX_BODY_BYTES} bytes"
             else:
                 self._judge_json(record, resp.status, bytes(resp.body))
-        record.end_ns = time.time_ns()
+        # the answer's last arrival (the kernel's time where there is one), else now
+        record.end_ns = resp.now_ns if resp is not None and resp.now_ns else time.time_ns()
         self._finish(record, name, None)
 
     def _json_request_fallback(self, path: str, body: dict[str, Any], name: str) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 from loadtests.health import max_of, mean_of, series
 from loadtests.phases import PhaseSpan, phase_plan, phase_results
-from loadtests.recorder import LOOP_LAG, Recorder, decode_histogram, stats_from_histogram
+from loadtests.recorder import (
+    LOOP_LAG,
+    READ_LAG,
+    Recorder,
+    decode_histogram,
+    stats_from_histogram,
+)
 from loadtests.settings import DEFAULTS, RunSettings
 from reports.results import LATENCY_METRICS, Summary, TimePoint
 from reports.verdict import guard_advice
@@ -61,6 +67,19 @@ class RunInfo:
     phases: tuple[PhaseSpan, ...] = ()
 
 
+def read_lag_limit_ms(guard: GuardSettings, itl_p50_ms: float | None) -> tuple[float, str]:
+    """The read-lag p99 past which a run with kernel timestamps is not trusted, and why.
+
+    With kernel receive timestamps a late read no longer delays the time an event is given;
+    it bends a time only when the stream's next event arrives before the read (both then get
+    the later one's time). So the limit is half the median gap between tokens, and never below
+    the event-loop limit (``--max-loop-lag-ms``), which is also the limit where there is no ITL.
+    """
+    if itl_p50_ms is None or itl_p50_ms / 2 <= guard.max_loop_lag_p99_ms:
+        return guard.max_loop_lag_p99_ms, "--max-loop-lag-ms"
+    return itl_p50_ms / 2, "half the median ITL"
+
+
 def saturation(
     recorder: Recorder,
     guard: GuardSettings,
@@ -71,6 +90,7 @@ def saturation(
     advice names the cause when the per-second `health` series tells it (`guard_advice`)."""
     lag = recorder.stats("client_lag_ms")
     loop = recorder.stats(LOOP_LAG)
+    read = recorder.stats(READ_LAG)
     cpu_mean = recorder.cpu_sum / recorder.cpu_samples if recorder.cpu_samples else None
     figures: dict[str, float | None] = {
         "client_lag_p50_ms": lag.p50,
@@ -78,6 +98,9 @@ def saturation(
         "client_lag_max_ms": lag.max,
         "loop_lag_p50_ms": loop.p50,
         "loop_lag_p99_ms": loop.p99,
+        "read_lag_p50_ms": read.p50,
+        "read_lag_p99_ms": read.p99,
+        "read_lag_max_ms": read.max,
         "cpu_max_percent": recorder.cpu_max if recorder.cpu_samples else None,
         "cpu_mean_percent": cpu_mean,
         "cpu_warnings": float(recorder.cpu_warnings),
@@ -100,7 +123,14 @@ def saturation(
             f"load generator {cause}: client lag p99 {lag.p99:.1f} ms > "
             f"{guard.max_client_lag_p99_ms:g} ms (tokens were read late); {advice}"
         )
-    if loop.p99 is not None and loop.p99 > guard.max_loop_lag_p99_ms:
+    if read.count:  # kernel timestamps: a late read bends a time only past the next token
+        limit_ms, why = read_lag_limit_ms(guard, recorder.stats("itl_ms").p50)
+        if read.p99 is not None and read.p99 > limit_ms:
+            reasons.append(
+                f"load generator {cause}: read lag p99 {read.p99:.1f} ms > {limit_ms:.3g} ms "
+                f"({why}: later reads merge a stream's tokens); {advice}"
+            )
+    elif loop.p99 is not None and loop.p99 > guard.max_loop_lag_p99_ms:
         reasons.append(
             f"load generator {cause}: event-loop lag p99 {loop.p99:.1f} ms > "
             f"{guard.max_loop_lag_p99_ms:g} ms; {advice}"

@@ -35,7 +35,8 @@ METRICS = (
     ("tpot_ms", "TPOT", "per request: (end - first token) / (tokens - 1)"),
     ("e2e_ms", "end-to-end", "ok requests"),
     ("rejected_ms", "rejection time", "503/429 answers: not failures"),
-    ("client_lag_ms", "client lag", "token read - server's send stamp (our own delay)"),
+    ("client_lag_ms", "client lag", "token's recorded arrival - server's send stamp"),
+    ("read_lag_ms", "read lag", "read returned - kernel received the bytes (our own delay)"),
     ("loop_lag_ms", "event-loop lag", "oversleep of a 10 ms timer in the load process"),
 )
 

@@ -567,6 +567,7 @@ def generator_health_figure(summary: Summary) -> Figure | None:
     shade_phases(cpu_ax, summary)
     for name, label, color in (
         ("client_lag_p99_ms", "client lag p99", "C3"),
+        ("read_lag_p99_ms", "read lag p99", "C1"),
         ("loop_lag_max_ms", "event-loop lag (max)", "C4"),
     ):
         lag_ax.plot(times, _optional([p.get(name) for p in points]), color=color, label=label)

@@ -142,6 +142,7 @@ def summary_table(runs: Sequence[Summary]) -> Table:
 
 GENERATOR_ROWS: tuple[tuple[str, str, str], ...] = (
     ("client lag p99", "client_lag_p99_ms", "ms"),
+    ("read lag p99", "read_lag_p99_ms", "ms"),
     ("event-loop lag p99", "loop_lag_p99_ms", "ms"),
     ("CPU of a load process, max", "cpu_max_percent", "%"),
     ("load processes", "processes", ""),

@@ -25,7 +25,7 @@ language::
     histograms{metric: base64 HDR histogram in microseconds},
     timeseries[{t_s, users, requests, ok, rejected, timeout, errors, output_tokens,
                 ttft_p50_ms, ttft_p95_ms, itl_p50_ms, itl_p95_ms}],
-    health[{t_s, client_lag_p99_ms, loop_lag_max_ms, cpu_percent, cpu_sum_percent,
+    health[{t_s, client_lag_p99_ms, read_lag_p99_ms, loop_lag_max_ms, cpu_percent, cpu_sum_percent,
             runqueue_wait_percent, machine_busy_percent, others_cpu_percent, steal_percent,
             psi_cpu_some_avg10, cores}] (the load generator per second; loadtests/health.py),
     phases[{index, kind, label, start_s, end_s, users, rate_per_s, requests, outcomes{...},

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +278,143 @@ def test_locust_falls_back_behind_a_proxy_and_says_so(start: Start, tmp_path: Pa
     unfinished = summary.outcomes.get("unfinished", 0)
     assert summary.outcomes["ok"] > 0 and unfinished <= 2
     assert summary.requests == summary.outcomes["ok"] + unfinished
+
+
+GEVENT_BLOCKED_READ = """
+from gevent import monkey; monkey.patch_all()
+import json, sys
+from gevent.monkey import get_original
+from loadtests.fast_reader import Connection, reader_choice
+block = get_original("time", "sleep")  # blocks the whole process, as a busy event loop does
+target, _ = reader_choice(sys.argv[1], environ={})
+conn = Connection(target, connect_timeout_s=5.0, read_timeout_s=10.0)
+arrivals, lags = [], []
+def sink(chunk, now_ns):
+    arrivals.append([chunk.decode(), now_ns])
+    if len(arrivals) == 1:
+        block(float(sys.argv[2]))  # the next piece arrives while nothing reads
+conn.exchange(b"GET /s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n", sink, lags)
+print(json.dumps({"arrivals": arrivals, "read_lag_ns": lags, "timestamps": conn.timestamps}))
+"""
+
+
+def test_on_gevent_arrival_times_are_the_kernels_not_the_late_reads() -> None:
+    """A piece that arrives while the reading process is blocked gets its arrival time, not the
+    time it was read: the reader takes the kernel's receive timestamp. The delay is kept as read
+    lag. (Before: the read time, 150 ms late here.)"""
+    block_s, gap_s = 0.3, 0.15
+    sent_ns: list[int] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            sent_ns.append(time.time_ns())
+            threading.Event().wait(gap_s)  # the reader is blocked now (for block_s)
+            conn.sendall(b"6\r\nsecond\r\n")
+            sent_ns.append(time.time_ns())
+            threading.Event().wait(block_s)  # after the reader woke
+            conn.sendall(b"5\r\nthird\r\n0\r\n\r\n")
+            sent_ns.append(time.time_ns())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    argv = [sys.executable, "-c", GEVENT_BLOCKED_READ, url, str(block_s)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    thread.join(10)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if sys.platform != "linux":
+        assert result["timestamps"] == "read"
+        return
+    assert result["timestamps"] == "kernel"
+    pieces = {text: t_ns for text, t_ns in result["arrivals"]}
+    assert list(pieces) == ["first", "second", "third"], result
+    for text, sent in zip(pieces, sent_ns, strict=True):
+        # the kernel stamps the arrival before sendall returns; 20 ms covers a busy machine
+        assert -20e6 < pieces[text] - sent < 20e6, (text, pieces[text] - sent, result)
+    lags_ms = [lag / 1e6 for lag in result["read_lag_ns"]]
+    assert len(lags_ms) >= 3 and max(lags_ms) > (block_s - gap_s) * 1000 * 0.8, lags_ms
+
+
+GEVENT_KILLED_READ = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, time
+import gevent
+from loadtests.fast_reader import Connection, reader_choice
+from loadtests.stream import OpenAIStreamTracker, StreamFeed
+target, _ = reader_choice(sys.argv[1], environ={})
+conn = Connection(target, connect_timeout_s=5.0, read_timeout_s=10.0)
+def request(tokens):
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       "stream": True, "max_tokens": tokens}).encode()
+    tracker = OpenAIStreamTracker(time.time_ns())
+    feed = StreamFeed(tracker)
+    conn.exchange(conn.request_head("POST", "/chat/completions", {}, len(body)) + body, feed.push)
+    return tracker
+reading = gevent.spawn(request, 1000)  # 1000 tokens at 5 ms: killed while it reads
+gevent.sleep(0.3)
+reading.kill(timeout=5)
+killed = {"dead": reading.dead, "closed": conn.sock is None}
+gevent.sleep(0.1)  # the hub goes on: no callback of the killed read fires any more
+second = request(5)  # the same Connection, a new socket
+print(json.dumps({**killed, "second_tokens": second.record.output_tokens,
+                  "second_finished": second.finished}))
+"""
+
+
+def test_on_gevent_a_read_killed_midway_stops_and_the_connection_is_reusable(start: Start) -> None:
+    """Locust kills a user's greenlet mid-stream at the stop: the hub's read of that answer
+    stops (its socket closed), nothing of it runs afterwards, and the connection serves the
+    next request on a new socket."""
+    mock = start("mock", "--ttft-ms", "10", "--itl-ms", "5", "--output-tokens", "1000")
+    argv = [sys.executable, "-c", GEVENT_KILLED_READ, mock.url + "/v1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"dead": True, "closed": True, "second_tokens": 5, "second_finished": True}, (
+        result,
+        done.stderr[-2000:],
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+GEVENT_POLL_ORDER = """
+from gevent import monkey; monkey.patch_all()
+import json, socket
+import gevent
+from gevent.monkey import get_original
+from loadtests.fast_reader import shared_poll
+block = get_original("time", "sleep")
+poll = shared_poll(gevent.get_hub())
+order = []
+class Reader:
+    def __init__(self, i, sock):
+        self.i, self.sock = i, sock
+    def on_readable(self):
+        self.sock._sock.recv(16)
+        order.append(self.i)
+        poll.remove(self.sock.fileno())
+pairs = [socket.socketpair() for _ in range(40)]
+for i, (a, _b) in enumerate(pairs):
+    poll.add(a.fileno(), Reader(i, a))
+for _a, b in pairs:  # ready one after the other while the loop cannot run
+    b.send(b"x")
+    block(0.0005)
+gevent.sleep(0.2)
+print(json.dumps(order))
+"""
+
+
+def test_sockets_ready_together_are_read_first_ready_first() -> None:
+    """A burst: 40 sockets become ready one after the other while the event loop is busy. They
+    are read in the order they became ready (libev's own watchers would serve the last first,
+    and the first-ready socket, whose next token may already be on its way, would wait most)."""
+    argv = [sys.executable, "-c", GEVENT_POLL_ORDER]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    order = json.loads(done.stdout.strip().splitlines()[-1])
+    assert order == list(range(40)), order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -27,7 +28,11 @@ def test_direct_stream_ttft_and_itl_match_the_mock(surge_run: RunCommand) -> Non
     assert itl.count == 11 * s.outcomes["ok"]  # every gap of every stream, none merged
     assert s.output_tokens == 12 * s.outcomes["ok"]
     assert s.metric("client_lag_ms").count > 0  # the mock's send stamps were read
-    assert s.config["generator"] == {"reader": "fast"}
+    stamps = "kernel" if sys.platform == "linux" else "read"
+    assert s.config["generator"] == {"reader": "fast", "timestamps": stamps}
+    if stamps == "kernel":  # every read's lag after the kernel got the bytes, per second too
+        assert s.saturation["read_lag_p50_ms"] is not None
+        assert any(p["read_lag_p99_ms"] is not None for p in s.health)
     assert s.timeseries and sum(p.requests for p in s.timeseries) >= s.requests
     # the generator's health per second, from /proc and its own samplers
     assert len(s.health) >= 3, s.health

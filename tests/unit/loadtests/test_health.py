@@ -81,6 +81,24 @@ def test_a_second_of_contention_is_measured() -> None:
     assert sampler.drain() == {"1000": point} and sampler.points == {}
 
 
+def test_client_and_read_lag_are_per_second_from_cumulative_histograms() -> None:
+    proc = FakeProc()
+    proc.set(wait_ns=0, user=0, idle=0)
+    sampler = HealthSampler(cpu_percent=lambda: 10.0, read=proc.read, cores=2)
+    lag, read = HdrHistogram(1, 60_000_000, 3), HdrHistogram(1, 60_000_000, 3)
+    lag.record_value(2_000)
+    read.record_value(40_000)
+    sampler.sample(1, 1.0, lag, read)
+    read.record_value(3_000)  # the next second: one new read only, and no new client lag
+    sampler.sample(2, 1.0, lag, read)
+    first, second = sampler.points[1], sampler.points[2]
+    assert first["read_lag_p99_ms"] is not None and 39.9 < first["read_lag_p99_ms"] < 40.1
+    assert second["read_lag_p99_ms"] is not None and 2.9 < second["read_lag_p99_ms"] < 3.1
+    assert second["client_lag_p99_ms"] is None
+    sampler.sample(3, 1.0, lag, None)  # no kernel timestamps: no read lag
+    assert sampler.points[3]["read_lag_p99_ms"] is None
+
+
 def test_the_master_merges_the_worst_process_and_sums_cpu() -> None:
     merged: dict[int, dict[str, float | None]] = {}
     merge_points(

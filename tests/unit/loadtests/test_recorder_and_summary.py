@@ -175,6 +175,40 @@ def test_saturation_guard_marks_the_run_invalid_with_advice() -> None:
     assert summary.open_loop == {"intended": 100, "sent": 0, "late": 0, "dropped": 3}
 
 
+def with_reads(itl_ms: float, read_lag_ms: float, loop_lag_ms: float) -> Recorder:
+    """A recorder of one stream read with kernel timestamps (read lags) and a loop lag."""
+    rec = Recorder()
+    itl = [int(itl_ms * MS)] * 20
+    rec.record_request(
+        RequestRecord(
+            T0, T0 + 500 * MS, oc.OK, first_token_ns=T0 + 5 * MS, output_tokens=21,
+            itl_ns=itl, read_lag_ns=[int(read_lag_ms * MS)] * 21,
+        )
+    )  # fmt: skip
+    rec.record_loop_lag_ns(int(loop_lag_ms * MS))
+    return rec
+
+
+def test_with_kernel_timestamps_the_guard_judges_read_lag_against_the_token_gaps() -> None:
+    """Read 8 ms late with 20 ms between tokens: no token waits for a read past the next one,
+    so the times are right although the loop lagged 8 ms (the loop-lag limit is for read-time
+    timestamps). 12 ms late at 20 ms ITL is past half the gap; at 8 ms ITL the floor is the
+    event-loop limit (5 ms)."""
+
+    def reasons(rec: Recorder) -> list[str]:
+        return build_summary(rec, run_info(), measured_s=1.0, guard=GuardSettings()).invalid_reasons
+
+    assert reasons(with_reads(itl_ms=20, read_lag_ms=8, loop_lag_ms=8)) == []
+    (late,) = reasons(with_reads(itl_ms=20, read_lag_ms=12, loop_lag_ms=8))
+    assert "read lag p99 12.0 ms > 10 ms (half the median ITL" in late
+    (fast,) = reasons(with_reads(itl_ms=8, read_lag_ms=8, loop_lag_ms=8))
+    assert "read lag p99 8.0 ms > 5 ms (--max-loop-lag-ms" in fast
+    read_time_only = Recorder()  # no read lag recorded: the event-loop limit as before
+    read_time_only.record_loop_lag_ns(8 * MS)
+    (loop,) = reasons(read_time_only)
+    assert "event-loop lag p99 8.0 ms > 5 ms" in loop
+
+
 def test_a_run_that_ends_inside_its_warm_up_says_nothing_was_measured() -> None:
     """A plain `locust -f` run with `-t 3s` under the default 5 s warm-up measured nothing: the
     summary must say so instead of reading as a valid run with no requests."""

@@ -23,13 +23,15 @@ def reference_itl_and_lag(records: list[RequestRecord]) -> tuple[HdrHistogram, H
     return itl, lag
 
 
-def test_every_reader_sees_pending_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rec_mod, "PENDING_VALUES", 1000)  # some flushes on the way, a rest
-    records = random_records(300)
+@pytest.mark.parametrize("limit", ["PENDING_VALUES", "PENDING_PER_HISTOGRAM"])
+def test_every_reader_sees_pending_values(monkeypatch: pytest.MonkeyPatch, limit: str) -> None:
+    monkeypatch.setattr(rec_mod, limit, 1000 if limit == "PENDING_VALUES" else 60)
+    records = random_records(300)  # some flushes on the way (all, or one list), a rest
     recorder = Recorder()
     for r in records:
         recorder.record_request(r)
     assert recorder._pending_n > 0  # the rest is still pending: the readers must flush
+    assert recorder._pending_n == sum(len(v) for _h, v in recorder._pending.values())
     itl, lag = reference_itl_and_lag(records)
     assert list(recorder.hists["itl_ms"].counts) == list(itl.counts)
     assert list(recorder.hists["client_lag_ms"].counts) == list(lag.counts)
