@@ -8,13 +8,14 @@ blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they
   through ``httptools.HttpResponseParser``; nothing here splits HTTP by hand.
 - A streamed 2xx body goes to a sink ``(bytes, arrival_ns)`` piece by piece, in the same call
   as the ``recv`` that brought it. Other bodies are kept (bounded) for the caller.
-- Arrival times: on a plain (not TLS) gevent socket on Linux, the kernel's receive timestamp of
+- Arrival times: on a gevent socket on Linux (``http``, and ``https`` through `TlsBio`, TLS in
+  memory over the plain socket), the kernel's receive timestamp of
   the bytes read (``SO_TIMESTAMPNS``, read with ``recvmsg``): the time the bytes reached this
   host, not the time this process got round to reading them, so a busy event loop no longer adds
   its delay to TTFT and ITL. The delay itself (read time minus kernel time) is kept per read as
   the generator's *read lag*. Where several events wait in the socket when it is read, they all
   get the time of the last one (TCP merges them): a read lag larger than the gap between two
-  events of one stream is what still bends the figures. Elsewhere (TLS, stdlib sockets, other
+  events of one stream is what still bends the figures. Elsewhere (stdlib sockets, other
   systems) the arrival time is ``time.time_ns()`` when ``recv`` returns (`Connection.timestamps`
   says which).
 - On a plain gevent socket the answer is read from the hub's loop (`HubRead`): one callback
@@ -125,7 +126,7 @@ def reader_record(base_url: str, user_classes: list[type]) -> dict[str, str]:
 
 def timestamps_for(target: Target) -> str:
     """Where the fast reader's arrival times come from for a target (see the module's doc)."""
-    return KERNEL if sys.platform == "linux" and ANCILLARY_BYTES and not target.tls else READ
+    return KERNEL if sys.platform == "linux" and ANCILLARY_BYTES else READ
 
 
 class Response:
@@ -283,11 +284,72 @@ def tls_context(insecure: bool) -> ssl.SSLContext:
     return context
 
 
+class TlsBio:
+    """TLS over memory buffers (`ssl.SSLObject`): the OS socket stays plain, so its reads keep
+    their kernel timestamps and go through the same shared poll as plain ``http``.
+
+    `handshake` runs on the (gevent) socket with its connect timeout; then `encrypt` turns a
+    request into the bytes to send and `decrypt` turns the bytes of one read into the plain
+    bytes they complete (maybe none: a TLS record can span reads), or None at the peer's
+    ``close_notify``.
+    """
+
+    __slots__ = ("_incoming", "_outgoing", "_tls")
+
+    def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_hostname=server_hostname
+        )
+
+    def handshake(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = self._outgoing.read()
+                if pending:
+                    sock.sendall(pending)
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    raise ConnectionError("connection closed during the TLS handshake") from None
+                self._incoming.write(data)
+        pending = self._outgoing.read()
+        if pending:
+            sock.sendall(pending)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self._tls.write(data)
+        return self._outgoing.read()
+
+    def decrypt(self, data: bytes) -> bytes | None:
+        self._incoming.write(data)
+        pieces: list[bytes] = []
+        while True:
+            try:
+                piece = self._tls.read(RECV_BYTES)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                return b"".join(pieces) if pieces else None
+            if not piece:
+                return b"".join(pieces) if pieces else None
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def pending_output(self) -> bytes:
+        """What the TLS layer wants sent on its own (a key update's answer, say)."""
+        return self._outgoing.read()
+
+
 class Connection:
     """One user's keep-alive connection to a `Target` and its request/answer exchange."""
 
     __slots__ = (
         "_hub_read",
+        "_tls",
         "connect_timeout_s",
         "insecure",
         "read_timeout_s",
@@ -313,10 +375,12 @@ class Connection:
         self.watchdog: ReadWatchdog | None = None
         """Set on gevent's sockets (then the socket itself has no read timeout)."""
         self._hub_read: tuple[Any, Any, Any] | None = None
-        """On a plain (not TLS) gevent socket: (its OS socket, gevent's hub, its read watcher):
+        """On a gevent socket (TLS or not): (its OS socket, gevent's hub, its read watcher):
         the answer is then read by `HubRead` from the hub's loop."""
         self.timestamps = READ
         """`KERNEL` once the connection's socket gives kernel receive timestamps, else `READ`."""
+        self._tls: TlsBio | None = None
+        """On a gevent socket to an ``https`` target: the TLS layer over the plain socket."""
 
     def request_head(
         self, method: str, path: str, headers: Mapping[str, str], length: int
@@ -335,6 +399,7 @@ class Connection:
     def close(self) -> None:
         sock, self.sock = self.sock, None
         self._hub_read = None
+        self._tls = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -344,20 +409,24 @@ class Connection:
         sock = socket.create_connection((target.host, target.port), timeout=self.connect_timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if target.tls:
+            on_gevent = type(sock).__module__.startswith("gevent.")
+            if target.tls and on_gevent:  # TLS in memory over the plain socket (`TlsBio`)
+                tls = TlsBio(tls_context(self.insecure), target.host)
+                tls.handshake(sock)  # (within the connect timeout: still the socket's)
+                self._tls = tls
+            elif target.tls:
                 sock = tls_context(self.insecure).wrap_socket(sock, server_hostname=target.host)
-            if type(sock).__module__.startswith("gevent."):
+            if on_gevent:
                 sock.settimeout(None)
                 if self.watchdog is None:
                     self.watchdog = ReadWatchdog(self.read_timeout_s)
-                if not target.tls:  # (TLS may hold decrypted bytes: its own recv knows)
-                    gsock: Any = sock  # gevent's socket: its OS socket, hub and read watcher
-                    self._hub_read = (gsock._sock, gsock.hub, gsock._read_event)
-                    self.timestamps = READ
-                    if timestamps_for(target) == KERNEL:
-                        with contextlib.suppress(OSError):
-                            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                            self.timestamps = KERNEL
+                gsock: Any = sock  # gevent's socket: its OS socket, hub and read watcher
+                self._hub_read = (gsock._sock, gsock.hub, gsock._read_event)
+                self.timestamps = READ
+                if timestamps_for(target) == KERNEL:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                        self.timestamps = KERNEL
             else:
                 sock.settimeout(self.read_timeout_s)
         except BaseException:
@@ -403,7 +472,7 @@ class Connection:
             watchdog.arm(response)
         try:
             try:
-                sock.sendall(data)
+                sock.sendall(data if self._tls is None else self._tls.encrypt(data))
             except (BrokenPipeError, ConnectionResetError) as exc:
                 if reused:
                     raise StaleConnectionError(str(exc)) from exc
@@ -411,7 +480,13 @@ class Connection:
             hub_read = self._hub_read
             if hub_read is not None:
                 reader = HubRead(
-                    response, parser, hub_read, self.timestamps == KERNEL, read_lag_ns, reused
+                    response,
+                    parser,
+                    hub_read,
+                    self.timestamps == KERNEL,
+                    read_lag_ns,
+                    reused,
+                    self._tls,
                 )
                 if reader.read_all():  # the answer ended with the connection
                     self.close()
@@ -560,6 +635,8 @@ class HubRead:
         "_response",
         "_reused",
         "_run_callback",
+        "_sock",
+        "_tls",
         "_waiter",
         "ended_with_close",
     )
@@ -572,10 +649,14 @@ class HubRead:
         stamped: bool,
         read_lag_ns: list[int] | None,
         reused: bool,
+        tls: TlsBio | None = None,
     ) -> None:
         from gevent._waiter import Waiter  # gevent is loaded (its socket is in hub_read)
 
+        self._tls = tls
+
         os_sock, hub, _watcher = hub_read
+        self._sock = os_sock
         self._fd: int = os_sock.fileno()
         self._poll = shared_poll(hub)
         self._response = response
@@ -634,6 +715,19 @@ class HubRead:
             if self._reused and not self._got_bytes:
                 raise StaleConnectionError(str(exc)) from exc
             raise
+        tls = self._tls
+        if chunk and tls is not None:
+            plain = tls.decrypt(chunk)
+            pending = tls.pending_output()
+            if pending:  # (rare: the TLS layer's own answer; the socket's buffer takes it)
+                self._sock.send(pending)
+            if plain is None:  # close_notify: the end of the connection, as an empty read
+                chunk = b""
+            elif not plain:  # part of a TLS record: nothing to parse yet
+                self._got_bytes = True
+                return False
+            else:
+                chunk = plain
         if not chunk:
             if response.until_close:
                 response.complete = True

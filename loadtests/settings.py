@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-client-lag-ms", type=float, default=d.max_client_lag_ms, help="validity: client "
       f"lag p99 limit (default {d.max_client_lag_ms:g})")  # fmt: skip
     a("--max-loop-lag-ms", type=float, default=d.max_loop_lag_ms, help="validity: event-loop "
-      f"lag p99 limit (default {d.max_loop_lag_ms:g})")  # fmt: skip
+      f"lag p99 limit (default {d.max_loop_lag_ms:g}); with kernel timestamps the read-lag p99 "
+      "limit is half the median ITL, never below this")  # fmt: skip
     a("--max-cpu-percent", type=float, default=d.max_cpu_percent, help="validity: generator "
       f"CPU limit (default {d.max_cpu_percent:g})")  # fmt: skip
     a("--strict", action="store_true", help="exit 3 when the run is invalid (the load "

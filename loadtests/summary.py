@@ -21,7 +21,7 @@ from loadtests.recorder import (
 )
 from loadtests.settings import DEFAULTS, RunSettings
 from reports.results import LATENCY_METRICS, Summary, TimePoint
-from reports.verdict import guard_advice
+from reports.verdict import guard_advice, read_lag_limit_ms
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,6 @@ class RunInfo:
     versions: dict[str, str] | None = None
     effective: dict[str, Any] | None = None
     phases: tuple[PhaseSpan, ...] = ()
-
-
-def read_lag_limit_ms(guard: GuardSettings, itl_p50_ms: float | None) -> tuple[float, str]:
-    """The read-lag p99 past which a run with kernel timestamps is not trusted, and why.
-
-    With kernel receive timestamps a late read no longer delays the time an event is given;
-    it bends a time only when the stream's next event arrives before the read (both then get
-    the later one's time). So the limit is half the median gap between tokens, and never below
-    the event-loop limit (``--max-loop-lag-ms``), which is also the limit where there is no ITL.
-    """
-    if itl_p50_ms is None or itl_p50_ms / 2 <= guard.max_loop_lag_p99_ms:
-        return guard.max_loop_lag_p99_ms, "--max-loop-lag-ms"
-    return itl_p50_ms / 2, "half the median ITL"
 
 
 def saturation(
@@ -124,7 +111,7 @@ def saturation(
             f"{guard.max_client_lag_p99_ms:g} ms (tokens were read late); {advice}"
         )
     if read.count:  # kernel timestamps: a late read bends a time only past the next token
-        limit_ms, why = read_lag_limit_ms(guard, recorder.stats("itl_ms").p50)
+        limit_ms, why = read_lag_limit_ms(guard.max_loop_lag_p99_ms, recorder.stats("itl_ms").p50)
         if read.p99 is not None and read.p99 > limit_ms:
             reasons.append(
                 f"load generator {cause}: read lag p99 {read.p99:.1f} ms > {limit_ms:.3g} ms "

@@ -22,6 +22,7 @@ from reports.curves import Curve
 from reports.hdr import Distribution, distribution_of
 from reports.results import BREAKDOWN_PARTS, Summary
 from reports.servermetrics import PLOTTED, ServerSeries
+from reports.verdict import read_lag_limit_ms
 
 DPI = 100
 OUTCOME_COLORS: dict[str, str] = {
@@ -573,7 +574,18 @@ def generator_health_figure(summary: Summary) -> Figure | None:
         lag_ax.plot(times, _optional([p.get(name) for p in points]), color=color, label=label)
     limit = summary.config.get("max_client_lag_ms")
     if isinstance(limit, int | float) and limit > 0:
-        lag_ax.axhline(limit, color="C3", linestyle="--", linewidth=1, label=f"limit {limit:g} ms")
+        lag_ax.axhline(
+            limit, color="C3", linestyle="--", linewidth=1, label=f"client lag limit {limit:g} ms"
+        )
+    loop_limit = summary.config.get("max_loop_lag_ms")
+    if any(p.get("read_lag_p99_ms") is not None for p in points) and isinstance(
+        loop_limit, int | float
+    ):
+        read_limit, _why = read_lag_limit_ms(float(loop_limit), summary.metric("itl_ms").p50)
+        lag_ax.axhline(
+            read_limit, color="C1", linestyle=":", linewidth=1,
+            label=f"read lag limit {read_limit:.3g} ms",
+        )  # fmt: skip
     lag_ax.set_ylabel("generator lag (ms)")
     lag_ax.set_ylim(bottom=0)
     lag_ax.grid(alpha=0.3)

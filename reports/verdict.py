@@ -216,6 +216,19 @@ def guard_advice(
     return "saturated", GENERIC_ADVICE_REMOTE if remote_workers else GENERIC_ADVICE
 
 
+def read_lag_limit_ms(max_loop_lag_ms: float, itl_p50_ms: float | None) -> tuple[float, str]:
+    """The read-lag p99 past which a run with kernel timestamps is not trusted, and why.
+
+    With kernel receive timestamps a late read no longer delays the time an event is given;
+    it bends a time only when the stream's next event arrives before the read (both then get
+    the later one's time). So the limit is half the median gap between tokens, and never below
+    the event-loop limit (``--max-loop-lag-ms``), which is also the limit where there is no ITL.
+    """
+    if itl_p50_ms is None or itl_p50_ms / 2 <= max_loop_lag_ms:
+        return max_loop_lag_ms, "--max-loop-lag-ms"
+    return itl_p50_ms / 2, "half the median ITL"
+
+
 NOTHING_MEASURED_PREFIX = "the run ended before its warm-up"
 """How `loadtests.summary` opens the reason of a run that measured nothing."""
 

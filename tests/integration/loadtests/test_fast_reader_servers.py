@@ -212,9 +212,9 @@ SSE_ANSWER = (
 )
 
 
-@pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[str]:
-    """A TLS server (self-signed certificate) answering every request with SSE_ANSWER."""
+def serve_tls(tmp_path: Path, writes: list[bytes]) -> tuple[str, threading.Thread]:
+    """A TLS server (self-signed certificate) on 127.0.0.1 that answers two requests on one
+    kept-alive connection, each with ``writes`` (one ``sendall`` each, 1 ms apart)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -237,11 +237,21 @@ def tls_server(tmp_path: Path) -> Iterator[str]:
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                 while len(body) < length:
                     body += conn.recv(4096)
-                conn.sendall(SSE_ANSWER)
+                for i, piece in enumerate(writes):
+                    if i:
+                        threading.Event().wait(0.001)
+                    conn.sendall(piece)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{port}/v1"
+    return f"https://127.0.0.1:{port}/v1", thread
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[str]:
+    """A TLS server answering every request with SSE_ANSWER (one write)."""
+    url, thread = serve_tls(tmp_path, [SSE_ANSWER])
+    yield url
     thread.join(10)
 
 
@@ -255,6 +265,63 @@ def test_https_target(tls_server: str) -> None:
         assert response.status == 200 and record.outcome == oc.OK, record.error
         assert record.output_tokens == 1 and record.client_lag_ns
     assert isinstance(conn.sock, ssl.SSLSocket)
+
+
+GEVENT_TLS_READ = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, time
+from loadtests import outcomes as oc
+from loadtests.fast_reader import Connection, reader_choice
+from loadtests.stream import OpenAIStreamTracker, StreamFeed
+target, _ = reader_choice(sys.argv[1], environ={})
+conn = Connection(target, connect_timeout_s=5.0, read_timeout_s=5.0)
+body = b'{"stream": true}'
+data = conn.request_head("POST", "/chat/completions", {}, len(body)) + body
+out = []
+for _ in range(2):  # two requests on one kept-alive TLS connection
+    tracker = OpenAIStreamTracker(time.time_ns())
+    feed = StreamFeed(tracker)
+    lags = []
+    conn.exchange(data, feed.push, lags)
+    record = tracker.finish(feed.end_ns)
+    out.append({"outcome": record.outcome, "tokens": record.output_tokens,
+                "reads": len(lags), "open": conn.sock is not None})
+print(json.dumps({"runs": out, "timestamps": conn.timestamps, "tls": conn._tls is not None}))
+"""
+
+
+def test_on_gevent_https_is_read_from_the_shared_poll_with_kernel_timestamps(
+    tls_server: str,
+) -> None:
+    """Under gevent, TLS runs in memory over the plain socket: its reads keep their kernel
+    timestamps and the connection is kept alive across requests."""
+    argv = [sys.executable, "-c", GEVENT_TLS_READ, tls_server]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    stamps = "kernel" if sys.platform == "linux" else "read"
+    assert result["timestamps"] == stamps and result["tls"], result
+    for run in result["runs"]:
+        assert run["outcome"] == oc.OK and run["tokens"] == 1 and run["open"], result
+        assert run["reads"] >= 1 or stamps == "read", result
+
+
+def test_on_gevent_a_long_https_stream_is_read_whole(tmp_path: Path) -> None:
+    """Many small writes and one event larger than a TLS record (16 KiB) and than one read:
+    the TLS layer in memory hands the parser every byte, whatever the reads cut."""
+    events = [b'data: {"choices":[{"delta":{"content":"t%d"}}]}\n\n' % i for i in range(150)]
+    big = b'data: {"choices":[{"delta":{"content":"' + b"x" * 100_000 + b'"}}]}\n\n'
+    events.insert(75, big)
+    events.append(b"data: [DONE]\n\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    writes = [head] + [b"%x\r\n%s\r\n" % (len(e), e) for e in events] + [b"0\r\n\r\n"]
+    url, thread = serve_tls(tmp_path, writes)
+    argv = [sys.executable, "-c", GEVENT_TLS_READ, url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    thread.join(10)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(r["outcome"], r["tokens"]) for r in result["runs"]] == [(oc.OK, 151)] * 2, result
 
 
 def test_locust_falls_back_behind_a_proxy_and_says_so(start: Start, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from loadtests.health import (
     schedstat_wait_ns,
     series,
 )
-from loadtests.recorder import Recorder
+from loadtests.recorder import Recorder, RequestRecord
 from loadtests.summary import GuardSettings, RunInfo, build_summary
 from reports.plots import generator_health_figure
 from reports.verdict import guard_advice, transient_invalid
@@ -152,3 +152,24 @@ def test_a_lagging_run_on_a_busy_machine_says_so_and_stays_transient() -> None:
     figure = generator_health_figure(summary)
     assert figure is not None and len(figure.axes) == 2
     assert generator_health_figure(build_summary(recorder, info, measured_s=5.0)) is None
+
+
+def test_the_health_figure_draws_the_read_lag_and_its_limit() -> None:
+    recorder = Recorder()
+    recorder.record_request(
+        RequestRecord(
+            10**18, 10**18 + 10**9, "ok", first_token_ns=10**18 + 10**8, output_tokens=3,
+            itl_ns=[20_000_000, 20_000_000], read_lag_ns=[1_000_000] * 3,
+        )
+    )  # fmt: skip
+    points = {
+        100 + t: {"cpu_percent": 15.0, "cpu_sum_percent": 15.0, "read_lag_p99_ms": 2.0}
+        for t in range(3)
+    }
+    info = RunInfo(name="r", started_at="t", start_epoch_s=100.0, duration_s=3.0)
+    summary = build_summary(recorder, info, measured_s=3.0, health=points)
+    summary.config["max_loop_lag_ms"] = 5.0
+    figure = generator_health_figure(summary)
+    assert figure is not None
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert "read lag p99" in labels and "read lag limit 10 ms" in labels, labels

@@ -229,6 +229,14 @@ def test_console_table_shows_the_figures_and_a_loud_verdict() -> None:
     text = console_table(build_summary(rec, run_info(), measured_s=10.0))
     assert "TTFT ms" in text and "ITL ms" in text and "rejection rate" in text
     assert "VALID: NO" in text and "CPU of one process reached 99%" in text
+    assert "read lag" not in text  # read-time stamps: no read lag
+    kernel = console_table(
+        build_summary(
+            with_reads(itl_ms=20, read_lag_ms=3, loop_lag_ms=1), run_info(), measured_s=1.0
+        )
+    )
+    (row,) = [line for line in kernel.splitlines() if line.startswith("read lag ms")]
+    assert row.split()[3:] == ["3.0", "3.0"], row
 
 
 def test_summarize_is_a_function_of_the_recording_and_the_run_settings() -> None:
