@@ -6,9 +6,10 @@ The per-process capacity is a measured figure, not a guess: one Locust process o
 read 500 concurrent streams at 20 ms inter-token latency (23,000 token events a second at 29 us
 of CPU each, 0.7 of a core) with its read lag p99 at 7 ms, inside the validity limit of half the
 ITL (`benchmarks/measurement_fidelity.py`, 2026-12-01, tables in docs/loadtests.md). We plan with
-400, a fifth below that, for a machine less quiet than the one measured. What costs CPU is token events per second, so a run whose mock streams faster or
-slower than 20 ms a token scales the figure (only when the run starts the mock and so knows its
-ITL; a ``--target`` run plans at 20 ms).
+400, a fifth below that, for a machine less quiet than the one measured. What costs CPU is token
+events per second, so a run whose mock streams faster or slower than 20 ms a token scales the
+figure (only when the run starts the mock and so knows its ITL; a ``--target`` run plans at
+20 ms).
 """
 
 from __future__ import annotations
