@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--scrape", action="append", default=[], metavar="URL", help="with --target: a Prometheus "
       f"/metrics URL to scrape once a second (repeatable, at most {MAX_SCRAPE})")  # fmt: skip
     a("--processes", default="auto", help="Locust processes (distributed when > 1); auto: as "
-      "many as the load needs at ~250 streams per process, at most the cores left after the "
+      "many as the load needs at ~400 streams per process, at most the cores left after the "
       "local servers (default auto)")  # fmt: skip
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
     a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
