@@ -47,6 +47,8 @@ def console_table(summary: Summary) -> str:
     if read_p50 is not None:  # (kernel timestamps: the generator's own delay per read)
         read_p99 = summary.saturation.get("read_lag_p99_ms")
         lines.append(f"{'read lag ms':<24}{_fmt(read_p50):>10}{'':>10}{_fmt(read_p99):>10}")
+    if len(lines) == 1:  # nothing was measured: no table header without rows
+        lines = []
     outcomes = ", ".join(f"{k} {v}" for k, v in summary.outcomes.items() if v)
     lines += [
         f"requests {summary.requests} ({outcomes or 'none'}); "

@@ -3,12 +3,13 @@
 Pure except for `usable_cores` (the CPUs this process may run on). Locust-free.
 
 The per-process capacity is a measured figure, not a guess: one Locust process on the fast reader
-holds about 200-300 concurrent streams at 20 ms inter-token latency (about 10,000-15,000 token
-events a second at 20-30 us of CPU each) before its client lag p99 passes the 5 ms validity
-limit (`benchmarks/measurement_fidelity.py`, tables in docs/loadtests.md). We plan with the middle
-of that range. What costs CPU is token events per second, so a run whose mock streams faster or
-slower than 20 ms a token scales the figure (only when the run starts the mock and so knows its
-ITL; a ``--target`` run plans at 20 ms).
+read 500 concurrent streams at 20 ms inter-token latency (23,000 token events a second at 29 us
+of CPU each, 0.7 of a core) with its read lag p99 at 7 ms, inside the validity limit of half the
+ITL (`benchmarks/measurement_fidelity.py`, 2026-12-01, tables in docs/loadtests.md). We plan with
+400, a fifth below that, for a machine less quiet than the one measured. What costs CPU is token
+events per second, so a run whose mock streams faster or slower than 20 ms a token scales the
+figure (only when the run starts the mock and so knows its ITL; a ``--target`` run plans at
+20 ms).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-STREAMS_PER_PROCESS = 250
+STREAMS_PER_PROCESS = 400
 """Concurrent streams one Locust process holds at `REFERENCE_ITL_MS` with its lag in bounds."""
 REFERENCE_ITL_MS = 20.0
 LOCAL_SERVER_CORES = 1

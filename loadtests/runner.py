@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loadtests.effective import describe, expect, fetch_config
+from loadtests.schedules import parse_schedule
 from loadtests.scrape import given_targets, local_targets, scraping
 from loadtests.settings import RunSettings, config_document
 from reports.results import (
@@ -202,9 +204,30 @@ def _start(command: str, args: list[str], run_dir: Path) -> ServerProcess:
     try:
         return ServerProcess(surgebench_argv(command, *args), log_path=run_dir / f"{name}.log")
     except ServerStartError as exc:
-        text = str(exc)
-        bad_flag = "allowed" in text or "usage:" in text or "unrecognized" in text
-        raise RunError(f"the {name} did not start: {text}", 2 if bad_flag else 1) from None
+        refusal = passthrough_refusal(command, exc) if exc.returncode == 2 else None
+        if refusal is not None:
+            raise RunError(refusal, 2) from None
+        raise RunError(f"the {name} did not start: {exc}", 1) from None
+
+
+_SERVER_ERROR = re.compile(r"surgebench (mock|serve): (.+)")
+_SERVER_FLAG = re.compile(r"--(?!-)([\w-]+)")
+
+
+def passthrough_refusal(command: str, exc: ServerStartError) -> str | None:
+    """A server that refused the flags it was given (exit 2, one line ``surgebench mock: --X:
+    ...``) as one line in `surgebench run`'s own terms: its flags as the ``--mock-X`` /
+    ``--service-X`` the user typed. None when its output holds no such line."""
+    lines = [m for line in exc.output.splitlines() if (m := _SERVER_ERROR.fullmatch(line.strip()))]
+    if not lines:
+        return None
+    prefix = "--mock-" if command == "mock" else "--service-"
+    hint = f" (see surgebench {command} --help)"
+    text = lines[-1].group(2)
+    text = _SERVER_FLAG.sub(lambda m: prefix + m.group(1), text.removesuffix(hint))
+    if lines[-1].group(2).endswith(hint):
+        text += f" (see surgebench {command} --help: its --FLAG is {prefix}FLAG here)"
+    return text
 
 
 def _pump(
@@ -261,14 +284,60 @@ def run_locust(
     return code
 
 
+def shape_note(settings: RunSettings) -> str | None:
+    """A note when ``--duration`` ends a ``--shape`` before its peak (e.g. the demo's spike at
+    25 s in a 20 s run), so that a run which never reached its load does not go unremarked."""
+    if not settings.shape:
+        return None
+    schedule = parse_schedule(settings.shape, settings.duration_s)
+    run_s = f"--duration {settings.duration_s:g}s"
+    if schedule.kind == "spike":
+        base, peak = schedule.levels
+        at_s, for_s = schedule.times_s
+        if at_s >= settings.duration_s:
+            return (
+                f"note: {run_s} ends before the spike to {peak} users at {at_s:g} s: this run "
+                f"stays at {base} users (the whole spike needs --duration {at_s + for_s:g}s)"
+            )
+        return None
+    every_s = schedule.times_s[0]
+    periods = max(1, math.ceil(settings.duration_s / every_s))
+    if schedule.kind == "step":
+        start, step, cap = schedule.levels
+        reached = min(cap, start + step * (periods - 1))
+        if reached < cap:
+            return f"note: {run_s} ends the step shape at {reached} of its {cap} users"
+        return None
+    if periods < len(schedule.levels):
+        return (
+            f"note: {run_s} ends the sweep shape after {periods} of its {len(schedule.levels)} "
+            f"levels ({schedule.levels[periods - 1]} users)"
+        )
+    return None
+
+
+def make_run_dir(settings: RunSettings) -> Path:
+    """The run's folder, created: ``--run-dir`` as given, or a new one under ``--out``;
+    `RunError` (exit 2) naming the flag when it cannot be created."""
+    flag, where = ("--run-dir", settings.run_dir) if settings.run_dir else ("--out", settings.out)
+    try:
+        if settings.run_dir:
+            run_dir = Path(settings.run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return run_dir
+        return new_run_dir(Path(settings.out), settings.name)
+    except OSError as exc:
+        raise RunError(
+            f"{flag}: cannot create a run folder in {str(where)!r} ({exc.strerror or exc}); "
+            "allowed: a folder this user can write",
+            2,
+        ) from None
+
+
 def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
     """The whole job; raises `RunError` when it cannot be done. Ctrl-C ends the test early,
     still stops every server and keeps what was measured."""
-    if settings.run_dir:
-        run_dir = Path(settings.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = new_run_dir(settings.out, settings.name)
+    run_dir = make_run_dir(settings)
     code = 1
     interrupted = False
     watch = MasterWatch(settings) if settings.master else None
@@ -280,6 +349,9 @@ def run(settings: RunSettings, say: Callable[[str], None] = print) -> RunResult:
             write_config(run_dir, config_document(settings, started.effective))
             if settings.processes_reason:
                 say(settings.processes_reason)
+            note = shape_note(settings)
+            if note:
+                say(note)
             spread = f", {settings.processes} processes" if settings.processes > 1 else ""
             if settings.master:
                 spread = f", {settings.expect_workers} remote workers"

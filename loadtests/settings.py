@@ -23,7 +23,14 @@ from loadtests.arrivals import ARRIVAL_KINDS
 from loadtests.process_count import mock_itl_ms, plan_processes, usable_cores
 from loadtests.prompts import LengthSpec, PromptSpecError
 from loadtests.schedules import ShapeSpecError, parse_schedule
-from surgebench.options import OptionError, check_range, is_loopback
+from surgebench.options import (
+    OptionError,
+    argparse_message,
+    check_range,
+    is_loopback,
+    range_words,
+    shown,
+)
 from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 USER_CLASSES = {
@@ -224,7 +231,19 @@ def _duration(flag: str, text: str) -> float:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise SettingsError(message)
+        raise SettingsError(argparse_message(message, self.prog, _flag_ranges()))
+
+
+POSITIVE_FLAGS = ("--rate", "--spawn-rate")
+"""Flags whose 0 in `RunSettings` means "not set": a value given must be above 0."""
+
+
+def _flag_ranges() -> dict[str, str]:
+    """What each numeric flag a user types (``--users``) allows, in words (`RUN_BOUNDS`)."""
+    ranges = {flag: range_words(lo, hi) for flag, lo, hi in RUN_BOUNDS.values() if " " not in flag}
+    for flag in POSITIVE_FLAGS:
+        ranges[flag] = f"> 0 and <= {RUN_BOUNDS[flag.removeprefix('--').replace('-', '_')][2]:g}"
+    return ranges
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--scrape", action="append", default=[], metavar="URL", help="with --target: a Prometheus "
       f"/metrics URL to scrape once a second (repeatable, at most {MAX_SCRAPE})")  # fmt: skip
     a("--processes", default="auto", help="Locust processes (distributed when > 1); auto: as "
-      "many as the load needs at ~250 streams per process, at most the cores left after the "
+      "many as the load needs at ~400 streams per process, at most the cores left after the "
       "local servers (default auto)")  # fmt: skip
     a("--no-report", action="store_true", help="do not run `surgebench report` afterwards")
     a("--save-baseline", default="", metavar="NAME", help="keep this run as baseline NAME")
@@ -476,6 +495,13 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     """Flags -> settings; raises `SettingsError` naming the bad flag and the allowed values."""
     own, mock, service = _split_passthrough(argv)
     ns = build_parser().parse_args(own)
+    for flag, value in (("--rate", ns.rate), ("--spawn-rate", ns.spawn_rate)):
+        hi = RUN_BOUNDS[flag.removeprefix("--").replace("-", "_")][2]
+        if value is not None and not 0 < value <= hi:  # NaN fails too
+            allowed = _flag_ranges()[flag]
+            raise SettingsError(
+                f"{flag}: invalid value {shown(value)} (allowed: a number {allowed})"
+            )
     check_bounds(vars(ns))
     explicit = frozenset(a.split("=")[0] for a in own if a.startswith("--"))
     duration_s = _duration("--duration", ns.duration)
@@ -496,10 +522,6 @@ def parse_run_args(argv: Sequence[str]) -> RunSettings:
     if ns.users is not None and ns.users < 1:
         raise SettingsError(f"--users: bad value {ns.users}; allowed: an integer >= 1")
     ns.processes = _processes_flag(ns.processes)
-    if ns.rate is not None and ns.rate <= 0:
-        raise SettingsError(f"--rate: bad value {ns.rate}; allowed: a number > 0")
-    if ns.spawn_rate is not None and ns.spawn_rate <= 0:
-        raise SettingsError(f"--spawn-rate: bad value {ns.spawn_rate}; allowed: a number > 0")
     if ns.target and not re.match(r"^https?://[^\s/]+", ns.target):
         raise SettingsError(f"--target: bad URL {ns.target!r}; allowed: http(s)://HOST[:PORT]")
     if ns.scrape and not ns.target:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,16 @@ from mock_llm.errors import SettingsError
 from mock_llm.server import serve
 from mock_llm.settings import MockSettings, resolve
 from surgebench.options import is_loopback
+
+
+def _reason(exc: BaseException | None) -> str:
+    """Why a bind failed, in the OS's words ("Address already in use"), without asyncio's
+    repetition of the address."""
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 async def _run(settings: MockSettings) -> int:
@@ -24,12 +35,12 @@ async def _run(settings: MockSettings) -> int:
     waiters: set[asyncio.Future[object]] = {task, started}  # type: ignore[arg-type]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     if not started.done():  # failed before listening (e.g. port in use)
-        exc = task.exception()
         print(
-            f"surgebench mock: cannot listen on {settings.host}:{settings.port}: {exc}",
+            f"surgebench mock: cannot bind --host {settings.host} --port {settings.port}: "
+            f"{_reason(task.exception())}",
             file=sys.stderr,
         )
-        return 1
+        return 2  # as `surgebench serve`: the flags name an address this process cannot have
     url = started.result()
     print(f"listening on {url}", flush=True)
     if not is_loopback(settings.host):

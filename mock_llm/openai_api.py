@@ -129,7 +129,8 @@ def count_tokens(text: str) -> int:
 def _common(data: dict[str, Any], kind: str, default_model: str) -> dict[str, Any]:
     model = data.get("model", default_model)
     if not isinstance(model, str) or not model:
-        raise _bad("model", f"'model' must be a non-empty string, got {_type_name(model)}")
+        got = "an empty string" if model == "" else _type_name(model)
+        raise _bad("model", f"'model' must be a non-empty string, got {got}")
     stream = _opt_bool(data, "stream")
     include_usage = continuous_usage = False
     opts = data.get("stream_options")
@@ -423,13 +424,15 @@ def full_response(
     )
 
 
+def _model(model_id: str, created: int) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "surgebench"}
+
+
 def models_body(model_ids: list[str], created: int) -> bytes:
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": [
-                {"id": m, "object": "model", "created": created, "owned_by": "surgebench"}
-                for m in model_ids
-            ],
-        }
-    )
+    """``GET /v1/models``: OpenAI's list of model objects."""
+    return orjson.dumps({"object": "list", "data": [_model(m, created) for m in model_ids]})
+
+
+def model_body(model_id: str, created: int) -> bytes:
+    """``GET /v1/models/{id}``: one model object."""
+    return orjson.dumps(_model(model_id, created))

@@ -12,6 +12,7 @@ import hmac
 import json
 import random
 import time
+from urllib.parse import unquote_to_bytes
 
 from mock_llm.faults import Fault, FaultPlan
 from mock_llm.http import Connection, Request
@@ -23,6 +24,7 @@ from mock_llm.openai_api import (
     StreamTemplate,
     full_response,
     load_json,
+    model_body,
     models_body,
     parse_chat,
     parse_completion,
@@ -50,6 +52,8 @@ ROUTES: dict[bytes, tuple[bytes, ...]] = {
     b"/v1/completions": (b"POST",),
 }
 """The paths served and the methods each allows (any other method: 405 with `Allow`)."""
+MODEL_PREFIX = b"/v1/models/"
+"""``GET /v1/models/{id}``: one model (the OpenAI SDK's ``models.retrieve``), read methods."""
 
 
 class StreamSink:
@@ -283,6 +287,8 @@ class MockApp:
     def _route(self, conn: Connection, req: Request) -> None:
         path, method = req.path, req.method
         allowed = ROUTES.get(path)
+        if allowed is None and path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
+            allowed = READ_METHODS
         if allowed is None:
             raise ApiError(404, f"unknown path {path.decode('latin-1')!r}", type_="not_found")
         if method not in allowed:
@@ -307,12 +313,28 @@ class MockApp:
         if path == b"/v1/models":
             conn.respond(200, models_body(self.model_ids or [self.settings.model], self.created))
             return
+        if path.startswith(MODEL_PREFIX):
+            conn.respond(200, self._model_body(unquote_to_bytes(path[len(MODEL_PREFIX) :])))
+            return
         data = load_json(req.body)
         if path == b"/v1/chat/completions":
             greq = parse_chat(data, self.settings.model)
         else:
             greq = parse_completion(data, self.settings.model)
         self._generate(conn, req, greq)
+
+    def _model_body(self, raw_id: bytes) -> bytes:
+        """One model object; with ``--served-models`` only those exist (404 ``model_not_found``
+        for others), without it any id is answered, as any id is accepted for generation."""
+        model_id = raw_id.decode("utf-8", "replace")
+        if self.model_ids and model_id not in self.model_ids:
+            raise ApiError(
+                404,
+                f"the model {model_id!r} does not exist; served: {', '.join(self.model_ids)}",
+                param="model",
+                code="model_not_found",
+            )
+        return model_body(model_id, self.created)
 
     def _check_auth(self, req: Request) -> None:
         if not self._api_key:

@@ -124,6 +124,28 @@ def effective_changes(baseline: Summary, current: Summary) -> list[str] | None:
     return changes if reported else None
 
 
+LOAD_SETTINGS = (
+    "user_class", "users", "shape", "rate", "arrival", "spawn_rate", "think_s", "duration_s",
+    "warmup_s", "prompt_words", "max_tokens", "prompts", "trace", "trace_speedup", "trace_start_s",
+    "session_turns", "session_think_ms", "session_agent_share", "target",
+)  # fmt: skip
+"""The run settings (``config`` in summary.json) that shape the load: two runs that differ in
+one of them are not like for like, whatever the servers ran with."""
+
+
+def load_changes(baseline: Summary, current: Summary) -> list[str]:
+    """``run.setting OLD -> NEW`` for each `LOAD_SETTINGS` entry that differs between the two
+    runs' recorded settings; [] when they agree or either run recorded none."""
+    old, new = baseline.config, current.config
+    if not old or not new:
+        return []
+    return [
+        f"run.{key} {_show(old.get(key))} -> {_show(new.get(key))}"
+        for key in LOAD_SETTINGS
+        if (key in old or key in new) and old.get(key) != new.get(key)
+    ]
+
+
 def effective_text(changes: list[str] | None) -> str:
     if changes is None:
         return "effective configuration: not recorded (the servers did not report it)"
@@ -254,6 +276,8 @@ def compare_runs(
     for side, runs in (("baseline", baseline), ("current", current)):
         if any(effective_changes(runs[0], run) for run in runs[1:]):
             warnings.append(f"the {side} runs ran with different effective configurations")
+    if load := load_changes(baseline[0], current[0]):
+        warnings.append(f"the two sides ran different loads ({'; '.join(load)}): not like for like")
     return Comparison(
         [r.name for r in baseline],
         [r.name for r in current],

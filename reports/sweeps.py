@@ -88,12 +88,19 @@ class SweepManifest:
 
 
 def write_manifest(sweep_dir: Path, manifest: SweepManifest) -> Path:
-    """Write ``sweep_dir/sweep.json`` atomically."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``sweep_dir/sweep.json`` atomically; `ResultsError` naming the folder when it
+    cannot be written (e.g. ``--out`` under a folder this user cannot write)."""
     path = sweep_dir / SWEEP_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", "utf-8")
-    tmp.replace(path)
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", "utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ResultsError(
+            f"--out: cannot write the sweep into {str(sweep_dir)!r} ({exc.strerror or exc}); "
+            "allowed: a folder this user can write"
+        ) from None
     return path
 
 

@@ -134,10 +134,18 @@ def validity_sentence(summary: Summary) -> str:
     if summary.valid:
         return "Run valid."
     reasons = _reasons_text(summary.invalid_reasons)
-    return (
-        f"Run INVALID, do not trust these latencies: {reasons}. The load generator, not the "
-        "service, was the bottleneck."
-    )
+    return f"Run INVALID, do not trust these latencies: {reasons}.{_culprit(summary)}"
+
+
+def _culprit(summary: Summary) -> str:
+    """Who distorted the figures, as the reasons tell it: the generator's own CPU, or other
+    processes on its machine (then more --processes won't help), or neither (nothing measured)."""
+    reasons = summary.invalid_reasons
+    if reasons and all(r.startswith(NOTHING_MEASURED_PREFIX) for r in reasons):
+        return ""
+    if reasons and all(r.startswith("load generator delayed:") for r in reasons):
+        return " Other processes on this machine, not the service, delayed the load generator."
+    return " The load generator, not the service, was the bottleneck."
 
 
 GENERIC_ADVICE = "run with more --processes or fewer --users (or a lower --rate)"
@@ -220,6 +228,9 @@ def read_lag_limit_ms(max_loop_lag_ms: float, itl_p50_ms: float | None) -> tuple
         return max_loop_lag_ms, "--max-loop-lag-ms"
     return itl_p50_ms / 2, "half the median ITL"
 
+
+NOTHING_MEASURED_PREFIX = "the run ended before its warm-up"
+"""How `loadtests.summary` opens the reason of a run that measured nothing."""
 
 TRANSIENT_PREFIXES = ("load generator saturated:", "load generator delayed:", "Locust reported")
 """Invalid reasons a stall can cause and a rerun can clear (client lag, event-loop lag, the CPU

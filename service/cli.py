@@ -27,20 +27,12 @@ from .http_limits import limited_protocol
 from .settings import ENV_PREFIX, ServiceSettings, SettingsError, build_settings
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse's own errors: usage line + exit 2
-        self.print_usage(sys.stderr)
-        print(f"surgebench serve: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     return options.build_parser(
         ServiceSettings,
         ENV_PREFIX,
         prog="surgebench serve",
         description="Run the reference streaming agent service.",
-        parser_class=_Parser,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,10 @@ API_KEY_ENVS = ("SURGE_SERVICE_UPSTREAM_API_KEY", "OPENAI_API_KEY")
 
 SettingsError = OptionError
 """A bad setting: names the flag (or variable), the value and what is allowed."""
+
+UPSTREAM_URL_RE = re.compile(r"https?://[^\s/?#]+(/\S*)?$")
+"""What `--upstream-url` accepts: an http(s) URL with a host (the service posts to
+``{url}/chat/completions``)."""
 
 DAY_S = 86_400.0
 """The longest any `*_s` time knob may be."""
@@ -201,6 +206,11 @@ class ServiceSettings:
     )
 
     def __post_init__(self) -> None:
+        if not UPSTREAM_URL_RE.match(self.upstream_url):
+            raise SettingsError(
+                f"--upstream-url: invalid value {options.shown(self.upstream_url)} (allowed: an "
+                "http:// or https:// base URL, e.g. http://127.0.0.1:8001/v1)"
+            )
         if self.workers and self.admission != "queue":
             raise SettingsError(
                 f"--workers: {self.workers} applies only to --admission queue (this is "

@@ -45,7 +45,8 @@ def usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
     lines = ["usage: surgebench COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
-    lines += ["", "Run `surgebench COMMAND --help` for the options of one command."]
+    lines += ["", "Run `surgebench COMMAND --help` for the options of one command, "
+              "`surgebench --version` for the version."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -54,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in {"-h", "--help", "help"}:
         print(usage())
         return 0 if args else 2
+    if args[0] in {"-V", "--version", "version"}:
+        from surgebench import __version__
+
+        print(f"surgebench {__version__}")
+        return 0
     name, rest = args[0], args[1:]
     sub = SUBCOMMANDS.get(name)
     if sub is None:

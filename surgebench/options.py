@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,7 +110,7 @@ def describe_allowed(f: dataclasses.Field[Any]) -> str:
         return "true, false, 1, 0, yes, no, on, off"
     if kind in (int, float):
         what = "an integer" if kind is int else "a number"
-        return f"{what} >= {_num(meta['lo'])} and <= {_num(meta['hi'])}"
+        return f"{what} {range_words(meta['lo'], meta['hi'])}"
     return "any text"
 
 
@@ -168,7 +170,7 @@ def check_range(flag: str, value: float, lo: float, hi: float) -> None:
     """Raise `OptionError` unless `lo <= value <= hi` (NaN and infinities never pass)."""
     if not (math.isfinite(value) and lo <= value <= hi):
         what = "an integer" if isinstance(value, int) else "a number"
-        allowed = f"{what} >= {_num(lo)} and <= {_num(hi)}"
+        allowed = f"{what} {range_words(lo, hi)}"
         raise OptionError(f"{flag}: invalid value {shown(value)} (allowed: {allowed})")
 
 
@@ -183,6 +185,48 @@ def help_text(f: dataclasses.Field[Any], prefix: str) -> str:
     )
 
 
+_TYPE_ERROR = re.compile(r"argument (--[\w-]+)(?:/\S+)?: invalid (int|float) value: (.*)")
+_MISSING_VALUE = re.compile(r"argument (--[\w-]+)(?:/\S+)?: expected one argument")
+
+
+def argparse_message(message: str, prog: str, ranges: Mapping[str, str] | None = None) -> str:
+    """argparse's own error `message` in the one-line form of `OptionError`: the flag first, then
+    the value and what is allowed (`ranges`: flag -> allowed range in words, e.g. ``">= 1 and <=
+    100000"``); an unknown flag points at ``PROG --help``."""
+    typed = _TYPE_ERROR.fullmatch(message)
+    if typed:
+        flag, kind, value = typed.groups()
+        allowed = "an integer" if kind == "int" else "a number"
+        if ranges and flag in ranges:
+            allowed += f" {ranges[flag]}"
+        return f"{flag}: invalid value {value} (allowed: {allowed})"
+    missing = _MISSING_VALUE.fullmatch(message)
+    if missing:
+        flag = missing.group(1)
+        return f"{flag}: no value given (a value that starts with '-' is written {flag}=VALUE)"
+    if message.startswith("unrecognized arguments"):
+        return f"{message} (see {prog} --help)"
+    return message
+
+
+def range_words(lo: float, hi: float) -> str:
+    """``">= LO and <= HI"``, as `check_range` and `describe_allowed` word a range."""
+    return f">= {_num(lo)} and <= {_num(hi)}"
+
+
+def one_line_parser(prog: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """An `argparse.ArgumentParser` whose own errors (unknown flag, missing value) print one line
+    naming the flag, then exit 2 (argparse prints its whole usage)."""
+    import argparse
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:
+            print(f"{self.prog}: {argparse_message(message, self.prog)}", file=sys.stderr)
+            raise SystemExit(2)
+
+    return OneLineParser(prog=prog, **kwargs)
+
+
 def build_parser(
     cls: type[Any],
     prefix: str,
@@ -192,15 +236,17 @@ def build_parser(
     parser_class: type[argparse.ArgumentParser] | None = None,
 ) -> argparse.ArgumentParser:
     """A parser with one flag per option; the description gains the sentence on variables,
-    precedence and bounds that every component shares."""
-    import argparse
-
-    parser = (parser_class or argparse.ArgumentParser)(
-        prog=prog,
-        description=f"{description} Each flag is also read from {prefix}<NAME> (e.g. "
-        f"{prefix}PORT); flags win over variables. Every number has a lowest and a highest "
-        "allowed value (shown with each flag); a value outside them exits 2.",
+    precedence and bounds that every component shares. Unless `parser_class` is given, its own
+    errors (unknown flag, missing value) are one line and exit 2 (`one_line_parser`)."""
+    text = (
+        f"{description} Each flag is also read from {prefix}<NAME> (e.g. {prefix}PORT); flags "
+        "win over variables. Every number has a lowest and a highest allowed value (shown with "
+        "each flag); a value outside them exits 2."
     )
+    if parser_class is None:
+        parser = one_line_parser(prog, description=text)
+    else:
+        parser = parser_class(prog=prog, description=text)
     add_arguments(parser, cls, prefix)
     return parser
 

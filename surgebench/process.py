@@ -91,6 +91,13 @@ def watch_parent(loop: asyncio.AbstractEventLoop) -> None:
 class ServerStartError(RuntimeError):
     """The child exited or stayed silent before printing its address."""
 
+    def __init__(self, message: str, returncode: int | None = None, output: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        """The child's exit code when it exited by itself; None when it was stopped."""
+        self.output = output
+        """Its last lines of output."""
+
 
 class ServerProcess:
     """A running child server. Use as a context manager, or call `stop()`."""
@@ -139,11 +146,15 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
         if not self._listening.wait(start_timeout_s) or not self.url:
+            ended = self._ended  # the output ended: the child is exiting by itself
+            code = self.stop()
             output = "".join(self._lines[-20:])
-            self.stop()
+            why = f"(it exited with code {code})" if ended else f"within {start_timeout_s:g}s"
             raise ServerStartError(
-                f"{' '.join(self.argv)!r} did not print 'listening on http://...' within "
-                f"{start_timeout_s:g}s; its last output:\n{output}"
+                f"{' '.join(self.argv)!r} did not print 'listening on http://...' {why}; "
+                f"its last output:\n{output}",
+                code if ended else None,
+                output,
             )
 
     def _pump(self) -> None:

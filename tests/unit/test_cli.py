@@ -40,5 +40,22 @@ def test_server_process_reads_the_bound_address(tmp_path: Path) -> None:
 
 
 def test_server_process_reports_a_silent_exit() -> None:
-    with pytest.raises(ServerStartError, match="did not print"):
+    with pytest.raises(ServerStartError, match="did not print") as info:
         ServerProcess([sys.executable, "-c", "print('boom')"], start_timeout_s=10)
+    assert info.value.returncode == 0 and info.value.output == "boom\n"
+
+
+def test_server_process_names_the_exit_code_not_a_timeout() -> None:
+    """A child that refused its flags exited at once: not "did not print ... within 30s"."""
+    code = "import sys; print('surgebench mock: --x: invalid value'); sys.exit(2)"
+    with pytest.raises(ServerStartError, match=r"\(it exited with code 2\)") as info:
+        ServerProcess([sys.executable, "-c", code], start_timeout_s=30)
+    assert info.value.returncode == 2
+    assert "within" not in str(info.value)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from surgebench import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"surgebench {__version__}\n"

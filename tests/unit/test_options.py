@@ -179,3 +179,28 @@ def test_parser_class_is_used() -> None:
 
     parser = options.build_parser(Demo, "DEMO_", prog="d", description="d", parser_class=Strict)
     assert isinstance(parser, Strict)
+
+
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        ("argument --users: invalid int value: 'abc'",
+         "--users: invalid value 'abc' (allowed: an integer >= 1 and <= 9)"),
+        ("argument --rate: invalid float value: 'x'",
+         "--rate: invalid value 'x' (allowed: a number)"),
+        ("argument --duration: expected one argument",
+         "--duration: no value given (a value that starts with '-' is written --duration=VALUE)"),
+        ("unrecognized arguments: --bogus", "unrecognized arguments: --bogus (see prog --help)"),
+        ("the following arguments are required: X", "the following arguments are required: X"),
+    ],
+)  # fmt: skip
+def test_argparse_messages_in_the_one_line_form(message: str, line: str) -> None:
+    assert options.argparse_message(message, "prog", {"--users": ">= 1 and <= 9"}) == line
+
+
+def test_default_parser_errors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = options.build_parser(Demo, "DEMO_", prog="demo", description="A demo.")
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--nope"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "demo: unrecognized arguments: --nope (see demo --help)\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from tests.integration.mock_llm.conftest import StartMock
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
@@ -82,3 +84,23 @@ def test_legacy_completions_stream(mock_url: str) -> None:
 def test_models_and_health(mock_url: str) -> None:
     models = client(mock_url).models.list()
     assert [m.id for m in models.data] == ["mock-llm"]
+
+
+def test_models_retrieve(mock_url: str) -> None:
+    """The SDK's `models.retrieve` (GET /v1/models/{id}): any id, as any model is accepted."""
+    model = client(mock_url).models.retrieve("gpt-4o")
+    assert (model.id, model.object, model.owned_by) == ("gpt-4o", "model", "surgebench")
+
+
+def test_models_retrieve_with_served_models(start_mock: StartMock) -> None:
+    url = start_mock("--served-models", "a,b").url
+    assert client(url).models.retrieve("b").id == "b"
+    with pytest.raises(openai.NotFoundError) as info:
+        client(url).models.retrieve("c")
+    assert info.value.code == "model_not_found"
+
+
+def test_empty_model_names_the_empty_string(mock_url: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client(mock_url).chat.completions.create(model="", messages=MESSAGES)
+    assert "'model' must be a non-empty string, got an empty string" in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from surgebench.process import surgebench_argv
 from tests.integration.mock_llm.conftest import StartMock
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -159,3 +161,18 @@ def test_expect_100_continue(mock_url: str) -> None:
         while chunk := sock.recv(65536):
             rest += chunk
     assert b"HTTP/1.1 200 OK" in rest
+
+
+@pytest.mark.parametrize("command", ["mock", "serve"])
+def test_a_held_port_is_one_line_and_exit_2(start_mock: StartMock, command: str) -> None:
+    """Both servers, one process each, word a port already in use alike (as the replica
+    supervisor does): the flags, the OS's reason, exit 2."""
+    port = urlsplit(start_mock().url).port
+    second = subprocess.run(
+        surgebench_argv(command, "--port", str(port)), capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"surgebench {command}: cannot bind --host 127.0.0.1 --port {port}: "
+        "Address already in use\n"
+    )

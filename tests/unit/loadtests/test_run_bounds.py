@@ -13,7 +13,7 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--rate", "nan"], "--rate: invalid value nan (allowed: a number >= 0 and <= 10000)"),
+        (["--rate", "nan"], "--rate: invalid value nan (allowed: a number > 0 and <= 10000)"),
         (["--rate", "inf"], "--rate: invalid value inf"),
         (["--rate=-inf"], "--rate: invalid value -inf"),
         (["--spawn-rate", "nan"], "--spawn-rate: invalid value nan"),
@@ -32,6 +32,36 @@ def test_out_of_bounds_exits_2_with_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        # argparse's own type errors, in the one-line form with the allowed values
+        (
+            ["--users", "abc"],
+            "--users: invalid value 'abc' (allowed: an integer >= 1 and <= 100000)",
+        ),
+        (["--seed", "x"], "--seed: invalid value 'x' (allowed: an integer >= 0 and <= "),
+        (["--rate", "abc"], "--rate: invalid value 'abc' (allowed: a number > 0 and <= 10000)"),
+        # 0 and a negative rate get the same answer (it said ">= 0" for -5, then "> 0" for 0)
+        (["--rate", "0"], "--rate: invalid value 0.0 (allowed: a number > 0 and <= 10000)"),
+        (["--rate", "-5"], "--rate: invalid value -5.0 (allowed: a number > 0 and <= 10000)"),
+        (["--spawn-rate", "0"], "--spawn-rate: invalid value 0.0 (allowed: a number > 0 and <= "),
+        # a value that starts with '-' reads as a flag: say how to give it
+        (
+            ["--duration", "-3s"],
+            "--duration: no value given (a value that starts with '-' is written --duration=VALUE)",
+        ),
+        (["--bogus", "3"], "unrecognized arguments: --bogus 3 (see surgebench run --help)"),
+    ],
+)
+def test_argparse_errors_are_one_line_naming_flag_and_allowed(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"surgebench run: {line}") and err.count("\n") == 1, err
 
 
 def test_highest_values_are_accepted() -> None:

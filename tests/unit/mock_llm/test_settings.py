@@ -100,6 +100,24 @@ def test_cli_exit_2_with_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--no-such-flag"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag (see surgebench mock --help)"),
+        (
+            ["--ttft-ms"],
+            "--ttft-ms: no value given (a value that starts with '-' is written --ttft-ms=VALUE)",
+        ),
+    ],
+)
+def test_argparse_errors_are_one_line(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not argparse's whole usage (25 lines) before the error."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"surgebench mock: {line}\n"
+
+
 def test_every_field_has_a_flag_and_help() -> None:
     for name, f in FIELDS.items():
         assert f.metadata.get("help"), name

@@ -247,3 +247,31 @@ def test_requests_in_flight_at_the_stop_are_shown_never_gated(
     assert json.loads(as_json.read_text("utf-8"))["unfinished"] == {"baseline": 0, "current": 40}
     assert compare_main([str(base), str(base)]) == 0
     assert "in flight at the stop" not in capsys.readouterr().out
+
+
+def _with_config(path: Path, config: dict[str, object]) -> Path:
+    summary = read_summary(path)
+    summary.config = config
+    write_summary(path, summary)
+    return path
+
+
+def test_compare_warns_when_the_loads_differ(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 60 s demo against a 12 s one: same servers, but the second never reached the spike; the
+    header said only "effective configuration: same on both sides"."""
+    load = {"users": 24, "shape": "spike:8:24:25:15", "duration_s": 60.0, "name": "a", "seed": 1}
+    base = _with_config(make_run(name="base", seed=1), load)
+    same = _with_config(make_run(name="same", seed=1), {**load, "name": "b", "seed": 2})
+    short = _with_config(make_run(name="short", seed=1), {**load, "duration_s": 12.0})
+    assert compare_main([str(base), str(short)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "- ⚠️ the two sides ran different loads (run.duration_s 60.0 -> 12.0): not like for like"
+    ) in out.splitlines()
+    assert compare_main([str(base), str(same)]) == 0  # name and seed are not the load
+    assert "different loads" not in capsys.readouterr().out
+    bare = make_run(name="bare", seed=1)  # no recorded settings: nothing to say
+    assert compare_main([str(base), str(bare)]) == 0
+    assert "different loads" not in capsys.readouterr().out

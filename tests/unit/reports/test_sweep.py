@@ -387,3 +387,17 @@ def test_a_cell_invalid_for_another_cause_is_not_rerun(tmp_path: Path) -> None:
 def test_retries_invalid_is_bounded(value: str, tmp_path: Path) -> None:
     with pytest.raises(SweepConfigError, match=r"retries_invalid = .* integer from 0 to 5"):
         parse_plan({"duration": "5s", "loads": [1], "retries_invalid": json.loads(value)})
+
+
+def test_an_out_folder_that_cannot_be_written_is_exit_2_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was a traceback (FileNotFoundError from mkdir), exit 1."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "sweep"
+    assert main([str(_write_config(tmp_path)), "--out", str(out)], runner=FakeRun()) == 2
+    assert capsys.readouterr().err == (
+        f"surgebench sweep: --out: cannot write the sweep into {str(out)!r} (Not a directory); "
+        "allowed: a folder this user can write\n"
+    )

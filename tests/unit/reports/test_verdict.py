@@ -95,6 +95,35 @@ def test_advice_repeated_by_several_reasons_is_said_once_last() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("reasons", "ending"),
+    [
+        # other processes held the CPU: blaming the generator contradicts "more --processes
+        # won't help" in the reason itself
+        (
+            ["load generator delayed: event-loop lag p99 5.9 ms > 5 ms; the machine was busy"],
+            "the machine was busy. Other processes on this machine, not the service, delayed "
+            "the load generator.",
+        ),
+        (
+            ["load generator saturated: client lag p99 40 ms > 5 ms"],
+            "> 5 ms. The load generator, not the service, was the bottleneck.",
+        ),
+        (
+            ["load generator delayed: x", "load generator saturated: y"],
+            "y. The load generator, not the service, was the bottleneck.",
+        ),
+        # nothing measured: there was no bottleneck to name
+        (["the run ended before its warm-up of 5 s did: nothing was measured"], "measured."),
+    ],
+)
+def test_the_invalid_sentence_names_who_distorted_the_figures(
+    reasons: list[str], ending: str
+) -> None:
+    summary = replace(spike_summary(valid=False), invalid_reasons=reasons)
+    assert verdict_sentences(summary)[-1].endswith(ending)
+
+
 def test_run_without_phases_reads_as_one_whole_phase_with_timeouts() -> None:
     """A schema-1 summary (no phases): one sentence from the whole-run figures."""
     summary = make_summary(RunSpec(requests=396, timeouts=4, users=10))

@@ -56,6 +56,38 @@ def test_bad_flags_exit_2_naming_flag_value_allowed(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus (see surgebench serve --help)"),
+        (
+            ["--port"],
+            "--port: no value given (a value that starts with '-' is written --port=VALUE)",
+        ),
+        # it started and listened, then failed every request upstream
+        (
+            ["--upstream-url", "notaurl"],
+            "--upstream-url: invalid value 'notaurl' (allowed: an "
+            "http:// or https:// base URL, e.g. http://127.0.0.1:8001/v1)",
+        ),
+        (["--upstream-url", "ftp://h/v1"], "--upstream-url: invalid value 'ftp://h/v1'"),
+    ],
+)
+def test_bad_flags_are_one_line(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"surgebench serve: {line}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8001/v1", "https://api.example.com/v1", "http://[::1]:8001"]
+)
+def test_upstream_urls_accepted(url: str) -> None:
+    assert parse_settings(["--upstream-url", url], env={}).upstream_url == url
+
+
 def test_bad_env_value_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
