@@ -3,7 +3,8 @@
 Locust-free and pure: `progress_line` reads the recorder's per-second buckets (by completion
 second) of the window ``[now_s - window_s, now_s)`` and prints ok/s and rejected/s apart, the
 TTFT percentiles of the requests that finished in the window, and the run's totals of rejections
-and failures for context.
+and failures up to the window's end for context (the second still running is in neither, so a
+total never runs ahead of its window).
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ def progress_line(
     ok = rejected = 0
     total_rejected = total_failed = 0
     for second, point in seconds.items():
+        if second >= now_s:  # the second still running: in neither the window nor the totals
+            continue
         total_rejected += point.rejected
         total_failed += point.errors + point.timeout
-        if start_s <= second < now_s:
+        if start_s <= second:
             ok += point.ok
             rejected += point.rejected
             if point.ttft is not None:

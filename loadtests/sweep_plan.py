@@ -182,6 +182,10 @@ def parse_plan(data: Mapping[str, Any], source: str = "config") -> SweepPlan:
             f"{source}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(TOP_LEVEL_KEYS)}"
         )
     name = str(data.get("name", Path(source).stem or "sweep"))
+    if "duration" not in data:
+        raise SweepConfigError(
+            f'{source}: duration is missing; give each cell\'s run time, e.g. duration = "10s"'
+        )
     duration = str(data.get("duration", ""))
     if _seconds(duration) is None or _seconds(duration) == 0:
         raise SweepConfigError(

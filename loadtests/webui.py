@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from loadtests.health import series
 from loadtests.recorder import Recorder
 from loadtests.summary import GuardSettings, RunInfo, saturation
 
@@ -45,11 +46,22 @@ def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
-def live_rows(recorder: Recorder, guard: GuardSettings, info: RunInfo) -> list[dict[str, str]]:
-    """The tab's rows: one per latency metric, the outcomes, then the verdict."""
+NO_STAMPS_NOTE = "no send stamps from the server (the mock and service send them with --stamp)"
+
+
+def live_rows(
+    recorder: Recorder,
+    guard: GuardSettings,
+    info: RunInfo,
+    health: list[dict[str, float | None]] | None = None,
+) -> list[dict[str, str]]:
+    """The tab's rows: one per latency metric, the outcomes, then the verdict (judged as the
+    summary will be: with the per-second `health` series, so its advice names the same cause)."""
     rows: list[dict[str, str]] = []
     for name, label, note in METRICS:
         s = recorder.stats(name)
+        if name == "client_lag_ms" and not s.count and recorder.stats("ttft_ms").count:
+            note = NO_STAMPS_NOTE
         rows.append(
             {
                 "metric": label,
@@ -69,8 +81,13 @@ def live_rows(recorder: Recorder, guard: GuardSettings, info: RunInfo) -> list[d
             "note": ", ".join(f"{k} {v}" for k, v in outcomes.items()) or "none yet",
         }
     )
-    _figures, reasons = saturation(recorder, guard, info)
-    verdict = "INVALID: " + "; ".join(reasons) if reasons else "valid so far"
+    _figures, reasons = saturation(recorder, guard, info, health)
+    if reasons:
+        verdict = "INVALID: " + "; ".join(reasons)
+    elif not outcomes:
+        verdict = "nothing measured yet (warm-up, or no request has ended)"
+    else:
+        verdict = "valid so far"
     rows.append({"metric": "verdict", "note": verdict})
     return rows
 
@@ -106,7 +123,9 @@ def register(environment: Any) -> None:
 
     def rows() -> list[dict[str, str]]:
         guard, info = live_state(state)
-        return live_rows(state.recorder, guard, info)
+        return live_rows(
+            state.recorder, guard, info, series(state.health.points, info.start_epoch_s)
+        )
 
     @web_ui.app.after_request  # type: ignore[untyped-decorator]
     def add_rows(response: Response) -> Response:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from loadtests.runner import LOCUSTFILE, locust_env
+from surgebench.options import argparse_message
 from surgebench.process import child_popen_options
 
 DEFAULT_MASTER_PORT = 5557
@@ -34,7 +35,7 @@ class WorkerArgsError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise WorkerArgsError(message)
+        raise WorkerArgsError(argparse_message(message, self.prog, {"--master-port": "1..65535"}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The master sends the run's configuration; the worker writes no files and exits when "
         "the master's test ends.",
     )
-    p.add_argument("--master-host", required=True, metavar="HOST", help="the master's address")
+    p.add_argument("--master-host", metavar="HOST", help="the master's address (required)")
     p.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT, metavar="PORT",
                    help=f"the master's port (default {DEFAULT_MASTER_PORT})")  # fmt: skip
     p.add_argument("--loop", action="store_true", help="after the master's test ends (or no "
@@ -53,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_worker_args(argv: Sequence[str]) -> argparse.Namespace:
-    ns = build_parser().parse_args(list(argv))
+    ns = build_parser().parse_args(list(argv))  # (an unknown flag is named before a missing one)
+    if ns.master_host is None:
+        raise WorkerArgsError("--master-host: required (the master's address)")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,253}", ns.master_host):
         raise WorkerArgsError(
             f"--master-host: bad value {ns.master_host!r}; allowed: an IP address or host name"

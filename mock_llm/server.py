@@ -290,7 +290,11 @@ class MockApp:
         if allowed is None and path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
             allowed = READ_METHODS
         if allowed is None:
-            raise ApiError(404, f"unknown path {path.decode('latin-1')!r}", type_="not_found")
+            raise ApiError(  # (OpenAI's words and type for a path it does not serve)
+                404,
+                f"Invalid URL ({method.decode('latin-1')} {path.decode('latin-1')})",
+                type_="invalid_request_error",
+            )
         if method not in allowed:
             allow = ", ".join(m.decode() for m in allowed)
             raise ApiError(

@@ -112,7 +112,10 @@ def test_slowloris_gets_408_after_the_read_timeout(start_mock: StartMock) -> Non
 
 def test_unknown_path_method_and_model(start_mock: StartMock) -> None:
     url = start_mock("--served-models", "a,b", "--output-tokens", "8", "--itl-ms", "0").url
-    assert httpx.get(url + "/nope").status_code == 404
+    unknown = httpx.post(url + "/v1/nope", json={})
+    assert unknown.status_code == 404  # as OpenAI words it
+    assert unknown.json()["error"]["type"] == "invalid_request_error"
+    assert unknown.json()["error"]["message"] == "Invalid URL (POST /v1/nope)"
     assert httpx.get(url + CHAT).status_code == 405
     r = httpx.post(url + CHAT, json={**OK_BODY, "model": "zzz"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"

@@ -189,6 +189,12 @@ def test_worker_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--master-port: bad value 0; allowed: 1..65535" in capsys.readouterr().err
     assert worker.main(["--master-host", "a;b"]) == 2
     assert "--master-host: bad value 'a;b'" in capsys.readouterr().err
+    assert worker.main(["--master-host", "m.invalid", "--master-port", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "--master-port: invalid value 'abc' (allowed: an integer 1..65535)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert worker.main(["--bogus"]) == 2  # the unknown flag is named, not the missing host
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     argv = worker.worker_argv("master.invalid", 5557)
     assert argv[-5:] == ["--worker", "--master-host", "master.invalid", "--master-port", "5557"]
     assert "--sb-config" not in argv  # the configuration comes from the master

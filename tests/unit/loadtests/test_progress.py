@@ -36,3 +36,13 @@ def test_window_only_ok_and_rejected_apart_totals_for_context() -> None:
 def test_an_empty_window_says_so() -> None:
     line = progress_line({}, now_s=10, window_s=2.0, elapsed_s=10.0, users=0)
     assert "ok/s=   0.0 rejected/s=   0.0 ttft p50/p95 (last 2s)=-/- ms" in line
+
+
+def test_the_totals_stop_where_the_window_stops() -> None:
+    """The second still running is in neither: a line never says `rejected/s=0.0` beside a total
+    that already counts this second's rejections (seen at the start of make run's spike)."""
+    seconds = {110: second(ok=8), 115: second(ok=1, rejected=8, timeout=2)}
+    line = progress_line(seconds, now_s=115, window_s=5.0, elapsed_s=25.0, users=24)
+    assert line.endswith(
+        "rejected/s=   0.0 ttft p50/p95 (last 5s)=-/- ms | total rejected=0 failed=0"
+    )

@@ -123,6 +123,11 @@ def test_bad_config_names_the_key(patch: dict[str, object], message: str) -> Non
     assert message in str(caught.value)
 
 
+def test_a_missing_duration_is_called_missing() -> None:
+    with pytest.raises(SweepConfigError, match=r"duration is missing; give each cell's run time"):
+        parse_plan({"loads": [1, 2]})
+
+
 def test_the_documented_example_matrix_gives_distinct_configurations() -> None:
     """`max-concurrent = [8, 32]` x `queue-size = [0, 64]` from the docs: four configurations."""
     import tomllib
