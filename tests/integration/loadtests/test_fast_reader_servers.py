@@ -455,7 +455,7 @@ from gevent import monkey; monkey.patch_all()
 import json, socket
 import gevent
 from gevent.monkey import get_original
-from loadtests.fast_reader import shared_poll
+from loadtests.hub_read import shared_poll
 block = get_original("time", "sleep")
 poll = shared_poll(gevent.get_hub())
 order = []
