@@ -45,9 +45,8 @@ POLICIES: tuple[str, ...] = ("mixed", "prefill_first", "both")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        self.print_usage(sys.stderr)
-        print(f"surgebench fit: {message}", file=sys.stderr)
+    def error(self, message: str) -> Any:  # one line naming the flag (`argparse_message`)
+        print(f"surgebench fit: {options.argparse_message(message, self.prog)}", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -202,10 +202,17 @@ def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["--table", str(table), "--out", out, "--fix", "nope=1"]) == 2
     assert main(["--table", str(table), "--out", out, "--free", "ttft_ms"]) == 2
     assert main(["--table", str(tmp_path / "missing.csv"), "--out", out]) == 2
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main(["--out", out])
     assert exc.value.code == 2
     assert "surgebench fit:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--table", str(table), "--out", out, "--max-evals", "abc"])
+    assert exc.value.code == 2  # one line naming the flag, no usage block
+    assert capsys.readouterr().err == (
+        "surgebench fit: --max-evals: invalid value 'abc' (allowed: an integer)\n"
+    )
 
 
 def _write_sweep(sweep_dir: Path, points: list[Point], warmup_s: float = 0.0) -> None:
