@@ -153,7 +153,16 @@ class StreamSink:
 class FullSink:
     """Collects a non-streamed response and writes it when the last token is due."""
 
-    __slots__ = ("app", "conn", "created", "disconnect_at", "offset", "req", "response_id")
+    __slots__ = (
+        "app",
+        "conn",
+        "created",
+        "disconnect_at",
+        "headers",
+        "offset",
+        "req",
+        "response_id",
+    )
 
     def __init__(
         self,
@@ -164,7 +173,9 @@ class FullSink:
         created: int,
         offset: int,
         disconnect_at: int,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        self.headers = (("x-request-id", response_id), *headers)
         self.app = app
         self.conn = conn
         self.req = req
@@ -187,7 +198,7 @@ class FullSink:
             body = full_response(
                 self.req, self.response_id, self.created, text, seq.finish_reason, sent
             )
-            conn.respond(200, body, headers=(("x-request-id", self.response_id),))
+            conn.respond(200, body, headers=self.headers)
         return True
 
 
@@ -364,9 +375,11 @@ class MockApp:
                 code="model_not_found",
             )
         now = self.now()
+        limit_headers: tuple[tuple[str, str], ...] = ()  # (as OpenAI: on every answer)
         if self.limiter.enabled:
             cost = greq.prompt_tokens + (greq.max_tokens or s.output_tokens)
             verdict = self.limiter.check(cost, now)
+            limit_headers = verdict.headers
             if not verdict.ok:
                 self.stats.bump(self.stats.rejected, "rate_limit")
                 raise ApiError(
@@ -409,7 +422,9 @@ class MockApp:
             tpl = StreamTemplate(greq, response_id, created)
             sink = StreamSink(self, conn, tpl, greq, offset, disconnect_at)
         else:
-            sink = FullSink(self, conn, greq, response_id, created, offset, disconnect_at)
+            sink = FullSink(
+                self, conn, greq, response_id, created, offset, disconnect_at, limit_headers
+            )
         seq = Sequence(prompt_tokens=greq.prompt_tokens, out_tokens=n_out, sink=sink, rng=rng)
         seq.finish_reason = reason
         if fault.kind == "stall":
@@ -421,6 +436,7 @@ class MockApp:
             self.stats.bump(self.stats.faults, "slow_first_token")
         if greq.stream:
             head = SSE_HEADERS + f"x-request-id: {response_id}\r\n".encode()
+            head += "".join(f"{k}: {v}\r\n" for k, v in limit_headers).encode("latin-1")
             if not conn.keep_alive:
                 head += b"connection: close\r\n"
             conn.write(head + b"\r\n")

@@ -113,6 +113,13 @@ def test_rate_limit_429_with_retry_after(start_mock: StartMock) -> None:
     assert int(last.headers["retry-after"]) >= 1
     assert last.headers["x-ratelimit-limit-requests"] == "3"
     assert last.json()["error"]["code"] == "rate_limit_exceeded"
+    # as OpenAI, every answer says where the limit stands (non-streamed and streamed)
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in codes[:3]] == ["2", "1", "0"]
+    slow = start_mock("--rpm-limit", "5", "--itl-ms", "0", "--ttft-ms", "0").url
+    with httpx.stream("POST", slow + CHAT, json={**BODY, "stream": True}) as streamed:
+        assert streamed.status_code == 200
+        assert streamed.headers["x-ratelimit-limit-requests"] == "5"
+        assert streamed.headers["x-ratelimit-remaining-requests"] == "4"
 
 
 def _ttfts(url: str, n: int) -> list[float]:
