@@ -128,3 +128,27 @@ def test_max_concurrent_is_the_limit_a_run_with_flags_gets(surge_run: RunCommand
     service = config["effective"]["service"]
     if service is not None:
         assert service["max_concurrent"] == 32 and service["admission"] == "queue"
+
+
+def test_max_loop_lag_ms_sets_the_read_lag_limit_of_a_kernel_timestamped_run(
+    surge_run: RunCommand,
+) -> None:
+    """End to end: with kernel timestamps the guard judges read lag, and `--max-loop-lag-ms` is
+    its floor. Tokens that arrive together (ITL 0.01 ms: the mock writes a millisecond's tokens
+    at once) leave no gap to judge by, so the flag alone is the limit: 0 ms makes the run
+    invalid for read lag, 1000 ms lets it through."""
+    if sys.platform != "linux":
+        pytest.skip("kernel receive timestamps are Linux's")
+    common = (
+        "--user", "direct", "--duration", "3s", "--users", "3", "--warmup", "0s",
+        "--mock-ttft-ms", "5", "--mock-itl-ms", "0.01", "--mock-output-tokens", "20",
+        "--no-report",
+    )  # fmt: skip
+    strict = surge_run(*common, "--max-loop-lag-ms", "0")
+    assert strict.summary is not None, strict.output
+    assert strict.summary.config["generator"]["timestamps"] == "kernel"
+    reasons = " | ".join(strict.summary.invalid_reasons)
+    assert "read lag p99" in reasons and "(--max-loop-lag-ms:" in reasons, reasons
+    lenient = surge_run(*common, "--max-loop-lag-ms", "1000")
+    assert lenient.summary is not None, lenient.output
+    assert not any("read lag" in r for r in lenient.summary.invalid_reasons), lenient.summary

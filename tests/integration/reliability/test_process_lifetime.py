@@ -18,7 +18,7 @@ from .conftest import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 STARTER = """
-import sys, time
+import sys
 import surgebench.process as process
 if sys.argv[1] == "pipe-only":
     process._PRCTL = None  # no parent-death signal: only the watched pipe remains
@@ -26,7 +26,7 @@ mock = process.ServerProcess(process.surgebench_argv("mock", "--port", "0"))
 service = process.ServerProcess(process.surgebench_argv(
     "serve", "--port", "0", "--upstream-url", mock.url + "/v1"))
 print(mock.pid, service.pid, flush=True)
-time.sleep(600)
+sys.stdin.read()  # until the test kills this parent (or ends: its end of the pipe closes)
 """
 
 
@@ -60,8 +60,9 @@ def descendants(pid: int) -> set[int]:
 @pytest.mark.parametrize("mechanism", ["default", "pipe-only"])
 def test_servers_die_when_their_parent_is_killed(mechanism: str) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", STARTER, mechanism], stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", STARTER, mechanism],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
         assert parent.stdout is not None
         pids = [int(p) for p in parent.stdout.readline().split()]
