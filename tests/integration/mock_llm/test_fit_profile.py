@@ -104,3 +104,17 @@ def test_live_mock_frontend_rate_paces_the_stream(start_mock: StartMock) -> None
     assert httpx.get(proc.url + "/config", timeout=10).json()["settings"][
         "frontend_tokens_per_s"
     ] == pytest.approx(100.0)
+
+
+def test_live_mock_roofline_sets_the_step_cost(start_mock: StartMock) -> None:
+    # 1 ms steps by the usual sum, but 5 ms per token computed: a step of one decode token costs
+    # max(1, 5 x 1) = 5 ms, so one stream's tokens come 5 ms apart; without it, 1 ms
+    proc = start_mock(
+        "--mode", "engine", "--step-base-ms", "1", "--step-compute-per-token-ms", "5",
+        "--output-tokens", "20",
+    )  # fmt: skip
+    gaps = _gaps_s(proc.url, "hi")
+    # steps keep the model's clock: a busy machine makes single gaps late, not the mean short
+    assert statistics.fmean(gaps) > 0.8 * 0.005, gaps
+    plain = start_mock("--mode", "engine", "--step-base-ms", "1", "--output-tokens", "20")
+    assert statistics.fmean(_gaps_s(plain.url, "hi")) < 0.5 * statistics.fmean(gaps)
