@@ -240,29 +240,28 @@ def asyncio_worker(url: str, streams: int, measure_s: float, result_path: str) -
     Path(result_path).write_text(json.dumps(out))
 
 
-def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
+def run_peer(url: str, measure_s: float, argv_with_result: list[str]) -> dict[str, Any]:
+    """Run a peer generator on CPU 1 (its argv ends with the path of its JSON samples, appended
+    here) and make its table row: its CPU and the mock's token rate over the measured window."""
     with tempfile.TemporaryDirectory() as out:
-        path = f"{out}/a.json"
-        argv = [*taskset("1"), sys.executable, __file__, "--asyncio-worker", url, str(streams),
-                f"{measure_s:g}", path]  # fmt: skip
+        path = f"{out}/samples.json"
+        argv = [*taskset("1"), *argv_with_result, path]
         proc = subprocess.Popen(argv, **child_popen_options())
         cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
         proc.wait(timeout=WARMUP_S + measure_s + 60)
         data = json.loads(Path(path).read_text())
     return samples_row(data, cpu, events_per_s)
+
+
+def run_asyncio(url: str, streams: int, measure_s: float) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--asyncio-worker", url, str(streams), f"{measure_s:g}"]
+    return run_peer(url, measure_s, argv)
 
 
 def run_floor(url: str, streams: int, measure_s: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as out:
-        path = f"{out}/floor.json"
-        argv = [*taskset("1"), sys.executable, str(ROOT / "benchmarks/gevent_floor.py"),
-                url.removeprefix("http://"), str(streams), str(TOKENS), f"{WARMUP_S:g}",
-                f"{measure_s:g}", path]  # fmt: skip
-        proc = subprocess.Popen(argv, **child_popen_options())
-        cpu, events_per_s = sample_cpu(proc.pid, WARMUP_S + 0.5, measure_s - 1.0, url)
-        proc.wait(timeout=WARMUP_S + measure_s + 60)
-        data = json.loads(Path(path).read_text())
-    return samples_row(data, cpu, events_per_s)
+    argv = [sys.executable, str(ROOT / "benchmarks/gevent_floor.py"), url.removeprefix("http://"),
+            str(streams), str(TOKENS), f"{WARMUP_S:g}", f"{measure_s:g}"]  # fmt: skip
+    return run_peer(url, measure_s, argv)
 
 
 def us_per_event(row: dict[str, Any]) -> float | None:
