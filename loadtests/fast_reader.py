@@ -15,7 +15,10 @@ blocked ``recv`` yields to the other users; elsewhere (unit tests, scripts) they
   its delay to TTFT and ITL. The delay itself (read time minus kernel time) is kept per read as
   the generator's *read lag*. Where several events wait in the socket when it is read, they all
   get the time of the last one (TCP merges them): a read lag larger than the gap between two
-  events of one stream is what still bends the figures. Elsewhere (stdlib sockets, other
+  events of one stream is what still bends the figures. A read the kernel did not stamp keeps
+  its read time and records no lag: Linux turns stamping on for the whole host in deferred work
+  when the first socket asks for it, so on a machine where no socket stamps yet, the first
+  replies (a millisecond or so) can come unstamped. Elsewhere (stdlib sockets, other
   systems) the arrival time is ``time.time_ns()`` when ``recv`` returns (`Connection.timestamps`
   says which).
 - On a gevent socket the answer is read from the hub's loop by `loadtests.hub_read` (one

@@ -35,13 +35,15 @@ class Proc:
     """A child whose output lines are collected as they come (readiness without sleeps)."""
 
     def __init__(self, argv: list[str]) -> None:
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
         self.popen = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         assert self.popen.stdout is not None
-        threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
+        self.reader.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -60,8 +62,20 @@ class Proc:
         raise AssertionError(f"no {pattern.pattern!r} within {timeout_s}s:\n{self.output()}")
 
     def finish(self, timeout_s: float) -> int:
-        code = self.popen.wait(timeout=timeout_s)
-        return code
+        """The exit code; a child still running after `timeout_s` is made to print where each
+        of its threads is (faulthandler, on SIGABRT), and the test fails with that output."""
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.send_signal(signal.SIGABRT)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+            self.reader.join(10)  # to the end of its output: the stack dump
+            raise AssertionError(
+                f"still running after {timeout_s}s; its threads:\n{self.output()}"
+            ) from None
 
     def output(self) -> str:
         while True:
