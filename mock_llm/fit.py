@@ -28,6 +28,7 @@ MAX_CONCURRENCY = 4096
 MAX_OUTPUT_TOKENS = 20_000
 MAX_PROMPT_TOKENS = 1_000_000
 MAX_WARMUP_REQUESTS = 20.0
+MAX_WINDOW_S = 3600.0
 
 # Coefficients `fit` can search, with the box it searches them in.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -49,6 +50,9 @@ DEFAULT_FREE: tuple[str, ...] = (
     "ttft_overhead_ms",
 )
 METRICS: tuple[str, ...] = ("ttft_ms", "itl_ms", "tokens_per_s")
+# What `fit` minimises: the sum of squared log errors (the default), or the worst error (minimax:
+# an SLO is written on the worst case, so a profile can be fitted to bound it).
+OBJECTIVES: tuple[str, ...] = ("squares", "worst")
 # The replayed benchmark: no warm-up, 3 request times measured (see `predict`).
 WARMUP_REQUESTS = 0.0
 MEASURE_REQUESTS = 3.0
@@ -71,6 +75,9 @@ class Point:
     # how the point was measured: request times of the closed loop left out before measuring
     # (0: the burst of C users starting at once is measured, as AIPerf without warm-up)
     warmup_requests: float = WARMUP_REQUESTS
+    # or (> 0) a time window from the start: the requests that completed within its first
+    # window_s seconds (perf_analyzer's time-windows mode, behind genai-perf); 0: not used
+    window_s: float = 0.0
 
     def check(self, where: str) -> None:
         limits = (
@@ -91,6 +98,16 @@ class Point:
             raise FitError(
                 f"{where}: warmup_requests {w} out of range "
                 f"(allowed: 0, or 1 to {MAX_WARMUP_REQUESTS:g} request times)"
+            )
+        if not (math.isfinite(self.window_s) and 0.0 <= self.window_s <= MAX_WINDOW_S):
+            raise FitError(
+                f"{where}: window_s {self.window_s} out of range "
+                f"(allowed: 0 for none, or up to {MAX_WINDOW_S:g} seconds)"
+            )
+        if self.window_s > 0 and w > 0:
+            raise FitError(
+                f"{where}: window_s and warmup_requests both set; a time window is measured "
+                "from the start (warmup_requests 0), a warm-up measures request times after it"
             )
         if not (math.isnan(self.tokens_per_s) or self.tokens_per_s > 0):
             raise FitError(f"{where}: tokens_per_s {self.tokens_per_s} must be positive or empty")
@@ -141,6 +158,66 @@ class _Recorder:
         return True
 
 
+@dataclass
+class _Completions:
+    """The closed loop's clients for a time window: (start, first token, end) of each request
+    that ended; `done_at` says when to send the next one."""
+
+    first: dict[Seq, float] = field(default_factory=dict)
+    ended: list[tuple[float, float, float]] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)
+
+    def emit(self, seq: Seq, n: int, now: float, done: bool) -> bool:
+        if seq.sent == 0:
+            self.first[seq] = now
+        if done:
+            self.ended.append((seq.arrival, self.first.pop(seq), now))
+            self.done_at.append(now)
+        return True
+
+
+def _predict_window(
+    settings: MockSettings,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    window_s: float,
+) -> Predicted:
+    """A closed loop from a burst at t = 0, measured as perf_analyzer's time window does: the
+    requests that completed before `window_s` give mean TTFT and mean ITL ((end - first token) /
+    (OSL - 1) per request, as genai-perf), their tokens over (last end - first start) give
+    throughput."""
+    sched = Scheduler(replace(settings, mode="engine"))
+    rec = _Completions()
+    rng = random.Random(0)
+
+    def start(now: float) -> None:
+        sched.submit(
+            Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng), now
+        )
+
+    for _ in range(concurrency):
+        start(0.0)
+    # bounded: every step emits at least one token; a run past the window stops
+    for _ in range(64 + 8 * concurrency * output_tokens * 64):
+        due = sched.next_deadline()
+        if due is None or due > window_s:
+            break
+        sched.advance(due)
+        for t in rec.done_at:
+            start(t)
+        rec.done_at.clear()
+    if not rec.ended:
+        return Predicted(math.nan, math.nan, math.nan)
+    n = len(rec.ended)
+    span_s = max(e for _, _, e in rec.ended) - min(a for a, _, _ in rec.ended)
+    return Predicted(
+        ttft_ms=1000.0 * sum(f - a for a, f, _ in rec.ended) / n,
+        itl_ms=1000.0 * sum(e - f for _, f, e in rec.ended) / (n * (output_tokens - 1)),
+        tokens_per_s=n * output_tokens / span_s if span_s > 0 else math.nan,
+    )
+
+
 def predict(
     settings: MockSettings,
     concurrency: int,
@@ -149,6 +226,7 @@ def predict(
     *,
     warmup_requests: float = WARMUP_REQUESTS,
     measure_requests: float = MEASURE_REQUESTS,
+    window_s: float = 0.0,
 ) -> Predicted:
     """Mean TTFT, mean ITL and output tokens/s of a closed loop, replayed on the scheduler.
 
@@ -156,8 +234,12 @@ def predict(
     window: requests started in [warmup_requests x R, (warmup_requests + measure_requests) x R)
     give TTFT; gaps and tokens inside it give ITL and throughput. With no warm-up (the default,
     as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured;
-    with 1 or more the window starts in the closed loop's steady state.
+    with 1 or more the window starts in the closed loop's steady state. With `window_s` > 0 the
+    window is fixed in seconds instead: the requests completed in [0, window_s) (see
+    `_predict_window`).
     """
+    if window_s > 0.0:
+        return _predict_window(settings, concurrency, prompt_tokens, output_tokens, window_s)
     sched = Scheduler(replace(settings, mode="engine"))
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
     rng = random.Random(0)
@@ -337,14 +419,21 @@ def predict_all(settings: MockSettings, points: Sequence[Point]) -> list[Predict
             p.prompt_tokens,
             p.output_tokens,
             warmup_requests=p.warmup_requests,
+            window_s=p.window_s,
         )
         for p in points
     ]
 
 
-def _loss(points: Sequence[Point], pred: Sequence[Predicted]) -> float:
-    """Squared log errors of TTFT, ITL and throughput, plus the worst TTFT error squared."""
+def _loss(points: Sequence[Point], pred: Sequence[Predicted], objective: str = "squares") -> float:
+    """How far the predictions are from the points, by `objective` (see OBJECTIVES).
+
+    squares: squared log errors of TTFT, ITL (weight 2) and throughput, plus the worst TTFT error
+    squared. worst: the largest relative error |model / measured - 1| of any metric at any point
+    (minimax), plus the squares / 1000 so that among models with the same worst point the closer
+    one wins."""
     total = 0.0
+    worst_ttft = 0.0
     worst = 0.0
     for p, q in zip(points, pred, strict=True):
         for metric, weight in (("ttft_ms", 1.0), ("itl_ms", 2.0), ("tokens_per_s", 1.0)):
@@ -355,9 +444,13 @@ def _loss(points: Sequence[Point], pred: Sequence[Predicted]) -> float:
                 return math.inf
             e = math.log(got / measured)
             total += weight * e * e
+            worst = max(worst, abs(got / measured - 1.0))  # as the error table prints it
             if metric == "ttft_ms":
-                worst = max(worst, abs(e))
-    return total + len(points) * worst * worst / 4.0
+                worst_ttft = max(worst_ttft, abs(e))
+    squares = total + len(points) * worst_ttft * worst_ttft / 4.0
+    if objective == "worst":
+        return worst + squares / 1000.0
+    return squares
 
 
 def nelder_mead(
@@ -413,11 +506,17 @@ def fit(
     max_evals: int = 300,
     restarts: int = 2,
     start: Mapping[str, float] | None = None,
+    objective: str = "squares",
 ) -> FitResult:
     """Fit the `free` coefficients of `base` (an engine profile) to `points`.
 
+    `objective` "worst" (minimax) starts from the least-squares fit: its rounds run first, then
+    as many rounds on the worst error (a max is flat almost everywhere, so Nelder-Mead alone
+    stalls where it starts; from the least-squares answer the worst error can only go down).
     Raises FitError when the points cannot determine one of them (see `check_identifiable`).
     """
+    if objective not in OBJECTIVES:
+        raise FitError(f"objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     for i, p in enumerate(points):
         p.check(f"point {i + 1}")
     check_identifiable(points, free)
@@ -427,12 +526,13 @@ def fit(
     names = list(free)
     lo = np.log([BOUNDS[n][0] for n in names])
     hi = np.log([BOUNDS[n][1] for n in names])
-    cache: dict[tuple[float, ...], float] = {}
+    cache: dict[tuple[float, ...], list[Predicted]] = {}
+    phase = ["squares"]
 
     def values_of(x: np.ndarray) -> dict[str, float]:
         return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
 
-    def objective(x: np.ndarray) -> float:
+    def evaluate(x: np.ndarray) -> float:
         values = values_of(x)
         # one replay per distinct model: integer coefficients are rounded before they are used
         key = tuple(
@@ -440,18 +540,19 @@ def fit(
             for n, v in values.items()
         )
         if key not in cache:
-            cache[key] = _loss(points, predict_all(with_coefficients(base, values), points))
+            cache[key] = predict_all(with_coefficients(base, values), points)
         penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
-        return cache[key] + 10.0 * penalty
+        return _loss(points, cache[key], phase[0]) + 10.0 * penalty
 
     x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
     best_loss = math.inf
     evals = 0
-    step = 0.5
-    for _ in range(restarts + 1):
-        x, best_loss, used = nelder_mead(objective, x, step, max_evals)
-        evals += used
-        step /= 2.0
+    for phase[0] in ["squares"] if objective == "squares" else ["squares", objective]:
+        step = 0.5
+        for _ in range(restarts + 1):
+            x, best_loss, used = nelder_mead(evaluate, x, step, max_evals)
+            evals += used
+            step /= 2.0
     # what a profile file holds: 4 significant digits, integers rounded
     coefficients = {
         n: float(max(1, round(v))) if n in INT_COEFFICIENTS else float(f"{v:.4g}")

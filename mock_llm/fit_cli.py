@@ -27,6 +27,7 @@ from mock_llm.fit import (
     BOUNDS,
     DEFAULT_FREE,
     MAX_WARMUP_REQUESTS,
+    OBJECTIVES,
     FitError,
     FitResult,
     Point,
@@ -37,8 +38,9 @@ from mock_llm.settings import FIELDS, MockSettings, load_profile
 from surgebench import options
 
 TABLE_COLUMNS: tuple[str, ...] = ("concurrency", "isl", "osl", "ttft_ms", "itl_ms", "tokens_per_s")
-# optional: request times of the closed loop the measurement left out (default 0: no warm-up)
-OPTIONAL_COLUMNS: tuple[str, ...] = ("warmup_requests",)
+# optional: request times of the closed loop the measurement left out (default 0: no warm-up),
+# or a time window from the start whose completed requests were measured (default 0: none)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("warmup_requests", "window_s")
 MAX_TABLE_BYTES = 1_048_576
 MAX_SUMMARY_BYTES = 64 * 1_048_576
 POLICIES: tuple[str, ...] = ("mixed", "prefill_first", "both")
@@ -61,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--table",
         metavar="CSV",
-        help="CSV with header " + ",".join(TABLE_COLUMNS) + " (optional column: warmup_requests)",
+        help="CSV with header "
+        + ",".join(TABLE_COLUMNS)
+        + " (optional columns: warmup_requests, window_s)",
     )
     src.add_argument("--sweep", metavar="DIR", help="a `surgebench sweep` folder (load = users)")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="profile file to write")
@@ -101,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
         default="both",
         help="engine prefill policy to fit; both fits each and keeps the better (default both)",
     )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="squares",
+        help="what the search minimises: squares = the sum of squared log errors (TTFT, ITL x 2, "
+        "throughput) plus the worst TTFT error; worst = the largest error of any metric at any "
+        "point (minimax) (default squares)",
+    )
     p.add_argument("--max-evals", type=int, default=300, help="model evaluations per round")
     p.add_argument("--rounds", type=int, default=2, help="search rounds (each restarts smaller)")
     return p
@@ -121,6 +133,14 @@ def _warmup(value: float, where: str) -> float:
         return 0.0
     if not math.isfinite(value):
         raise FitError(f"{where}: warmup_requests must be a number")
+    return value
+
+
+def _window(value: float, where: str) -> float:
+    if math.isnan(value):  # column absent or cell empty: no time window
+        return 0.0
+    if not math.isfinite(value):
+        raise FitError(f"{where}: window_s must be a number")
     return value
 
 
@@ -154,6 +174,7 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
                 itl_ms=v["itl_ms"],
                 tokens_per_s=v["tokens_per_s"],
                 warmup_requests=_warmup(v.get("warmup_requests", math.nan), where),
+                window_s=_window(v.get("window_s", math.nan), where),
             )
         )
         points[-1].check(where)
@@ -365,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_evals=args.max_evals,
                 restarts=args.rounds - 1,
                 start=initial,
+                objective=args.objective,
             )
             cpu_s = time.process_time() - started
             print(

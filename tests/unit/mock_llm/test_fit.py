@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from mock_llm.fit import FitError, Point, check_identifiable, fit, predict
+from mock_llm.fit import (
+    FitError,
+    FitResult,
+    Point,
+    Predicted,
+    _loss,
+    check_identifiable,
+    fit,
+    predict,
+)
 from mock_llm.fit_cli import main, parse_table, read_sweep, sweep_warmup_requests
 from mock_llm.settings import MockSettings, resolve
 from reports.results import LatencyStats, Summary, write_summary
@@ -67,6 +76,65 @@ def test_predict_with_warmup_measures_the_steady_state_queue() -> None:
     assert steady.tokens_per_s == pytest.approx(4 * 1000.0 / 10.0, rel=0.01)
     burst = predict(s, 12, 1, 20)
     assert burst.ttft_ms < 0.6 * steady.ttft_ms
+
+
+def test_predict_in_a_time_window_measures_the_requests_completed_in_it() -> None:
+    """perf_analyzer's time window: only requests that ended inside it count. Two slots, four
+    users of 20 tokens at 10 ms a step (the first step starts with the first arrival, so the
+    second user's prompt goes in the next one): the first two get their first token at 10 and
+    20 ms and end at 0.20 and 0.21 s; the two that waited for a slot, at 210 and 220 ms, and end
+    at 0.40 and 0.41 s."""
+    s = replace(MockSettings(), mode="engine", step_base_ms=10.0, max_num_seqs=2)
+    first_wave = predict(s, 4, 1, 20, window_s=0.3)
+    assert first_wave.ttft_ms == pytest.approx(15.0)
+    assert first_wave.itl_ms == pytest.approx(10.0)
+    assert first_wave.tokens_per_s == pytest.approx(2 * 20 / 0.21)
+    two_waves = predict(s, 4, 1, 20, window_s=0.45)
+    assert two_waves.ttft_ms == pytest.approx((10.0 + 20.0 + 210.0 + 220.0) / 4)
+    assert two_waves.itl_ms == pytest.approx(10.0)
+    assert two_waves.tokens_per_s == pytest.approx(4 * 20 / 0.41)
+    nothing = predict(s, 4, 1, 20, window_s=0.1)  # no request ended: no figure
+    assert math.isnan(nothing.ttft_ms)
+
+
+def test_table_window_column(tmp_path: Path) -> None:
+    text = f"{HEADER},window_s\n1,200,200,25,13,75,10\n5,200,200,60,13,380,\n"
+    points, _ = parse_table(text, "t.csv")
+    assert [p.window_s for p in points] == [10.0, 0.0]
+    with pytest.raises(FitError, match=r"window_s -1.0 out of range"):
+        parse_table(f"{HEADER},window_s\n1,200,200,25,13,75,-1\n", "t.csv")
+    both = f"{HEADER},warmup_requests,window_s\n1,200,200,25,13,75,2,10\n"
+    with pytest.raises(FitError, match=r"window_s and warmup_requests both set"):
+        parse_table(both, "t.csv")
+    table = tmp_path / "t.csv"
+    table.write_text(both, "utf-8")
+    assert main(["--table", str(table), "--out", str(tmp_path / "p.toml")]) == 2
+
+
+def test_worst_objective_is_the_largest_error() -> None:
+    points = [Point(1, 100, 12, 20.0, 10.0, 100.0), Point(4, 100, 12, 40.0, 12.0, 300.0)]
+    pred = [Predicted(22.0, 10.0, 100.0), Predicted(40.0, 12.0, 240.0)]
+    worst = _loss(points, pred, "worst")
+    assert worst == pytest.approx(0.2, rel=0.01)  # 240 for 300: the largest error, -20 %
+    assert _loss(points, pred, "squares") > 100 * (worst - 0.2)
+    with pytest.raises(FitError, match=r"objective 'best'; allowed: squares, worst"):
+        fit(points, KNOWN, ["step_base_ms"], objective="best")
+
+
+def test_worst_objective_bounds_the_worst_point() -> None:
+    """A model that cannot follow the data (a context cost the fit does not have): fitted for
+    the worst point, its largest error is no larger than the least-squares fit's."""
+    truth = replace(KNOWN, step_per_kv_token_ms=0.004)
+    points = synthetic(truth)
+    free = ["step_base_ms", "step_per_seq_ms"]
+    squares = fit(points, KNOWN, free, max_evals=80, restarts=1)
+    worst = fit(points, KNOWN, free, max_evals=80, restarts=1, objective="worst")
+
+    def largest(r: FitResult) -> float:
+        return max(r.max_abs_error_pct(m) for m in ("ttft_ms", "itl_ms", "tokens_per_s"))
+
+    print(f"largest error: squares {largest(squares):.2f} %, worst {largest(worst):.2f} %")
+    assert largest(worst) < largest(squares)
 
 
 def test_fit_recovers_the_context_cost(tmp_path: Path) -> None:
@@ -201,6 +269,12 @@ def test_bad_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["--table", str(table), "--out", str(tmp_path / "p.json")]) == 2
     assert main(["--table", str(table), "--out", out, "--fix", "nope=1"]) == 2
     assert main(["--table", str(table), "--out", out, "--free", "ttft_ms"]) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["--table", str(table), "--out", out, "--objective", "best"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--objective" in err and "'squares', 'worst'" in err
     assert main(["--table", str(tmp_path / "missing.csv"), "--out", out]) == 2
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
