@@ -5,17 +5,16 @@ Never imports Locust: Locust runs as a subprocess.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from loadtests.runner import RunError, run
 from loadtests.settings import RunSettings, SettingsError, parse_run_args
 from reports.results import Summary
 from reports.verdict import verdict_text
+from surgebench.interrupts import interruptible
 from surgebench.process import surgebench_argv
 
 
@@ -70,10 +69,6 @@ def console_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
     if any(a in ("-h", "--help") for a in args):
@@ -86,14 +81,12 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"surgebench run: {exc}", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed run still stops its servers
     try:
-        result = run(settings, say=lambda line: print(line, flush=True))
+        with interruptible():  # a stopped run still stops its servers and keeps what it measured
+            result = run(settings, say=lambda line: print(line, flush=True))
     except RunError as exc:
         print(f"surgebench run: {exc}", file=sys.stderr)
         return exc.exit_code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(verdict_text(result.summary), console_table(result.summary), sep="\n", flush=True)
     if result.interrupted:
         print("(interrupted: the figures cover the part that ran)")

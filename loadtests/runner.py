@@ -34,6 +34,7 @@ from reports.results import (
     write_config,
     write_summary,
 )
+from surgebench.interrupts import wait_child
 from surgebench.options import is_loopback
 from surgebench.process import (
     ServerProcess,
@@ -267,9 +268,9 @@ def run_locust(
         )
         assert proc.stdout is not None
         pump = threading.Thread(target=_pump, args=(proc.stdout, log, say, watch), daemon=True)
-        pump.start()
         try:
-            code = proc.wait()
+            pump.start()
+            code = wait_child(proc)  # (also a stop whose exception was dropped, e.g. at the fork)
         except KeyboardInterrupt:
             say("interrupted: stopping Locust (it still writes what it measured)...")
             proc.send_signal(signal.SIGTERM)

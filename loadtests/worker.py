@@ -15,9 +15,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from loadtests.runner import LOCUSTFILE, locust_env
+from surgebench.interrupts import interruptible, wait_child
 from surgebench.options import argparse_message
 from surgebench.process import child_popen_options
 
@@ -74,27 +74,21 @@ def worker_argv(master_host: str, master_port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str]) -> int:
     try:
         ns = parse_worker_args(argv)
     except WorkerArgsError as exc:
         print(f"surgebench worker: {exc}", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        while True:
-            code = _one_test(ns.master_host, ns.master_port)
-            if not ns.loop or code not in (0, NO_MASTER_EXIT):
-                break
-            print("worker: waiting for the next master (--loop)", flush=True)
+        with interruptible():
+            while True:
+                code = _one_test(ns.master_host, ns.master_port)
+                if not ns.loop or code not in (0, NO_MASTER_EXIT):
+                    break
+                print("worker: waiting for the next master (--loop)", flush=True)
     except KeyboardInterrupt:
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if code == NO_MASTER_EXIT:
         print(
             f"surgebench worker: no Locust master answered at {ns.master_host}:{ns.master_port} "
@@ -117,7 +111,7 @@ def _one_test(master_host: str, master_port: int) -> int:
         **child_popen_options(),  # dies with this process, even on kill -9
     )
     try:
-        return proc.wait()
+        return wait_child(proc)
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGTERM)  # Locust's worker stops and tells the master it quit
         try:
