@@ -4,10 +4,12 @@ A point is one closed-loop measurement: C concurrent users, each sending a reque
 tokens and OSL output tokens as soon as its previous one ends, with mean TTFT, mean ITL and output
 throughput. The model is the mock's own engine scheduler: `predict` replays a point on
 `Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do; the
-point's `warmup_requests` says whether that burst is measured or a steady state is), so a fitted
+point's `warmup_requests` says whether that burst is measured or a steady state is, or its
+`window_s` that the requests completed in a time window from the start are), so a fitted
 profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
 free coefficients with Nelder-Mead on the log of each (the loss is a step function of integer
-batch sizes, so no gradient), starting from a least-squares line through ITL(C).
+batch sizes, so no gradient), starting from a least-squares line through ITL(C), to minimise
+the squared log errors or (objective "worst") the largest error.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ class Point:
             raise FitError(
                 f"{where}: window_s {self.window_s} out of range "
                 f"(allowed: 0 for none, or up to {MAX_WINDOW_S:g} seconds)"
+            )
+        request_s = (self.ttft_ms + (self.output_tokens - 1) * self.itl_ms) / 1000.0
+        if 0 < self.window_s < request_s:
+            raise FitError(
+                f"{where}: window_s {self.window_s:g} is shorter than one request of this point "
+                f"(TTFT + (OSL - 1) x ITL = {request_s:.3g} s): no request ends inside it"
             )
         if self.window_s > 0 and w > 0:
             raise FitError(

@@ -103,6 +103,8 @@ def test_table_window_column(tmp_path: Path) -> None:
     assert [p.window_s for p in points] == [10.0, 0.0]
     with pytest.raises(FitError, match=r"window_s -1.0 out of range"):
         parse_table(f"{HEADER},window_s\n1,200,200,25,13,75,-1\n", "t.csv")
+    with pytest.raises(FitError, match=r"window_s 2 is shorter than one request"):
+        parse_table(f"{HEADER},window_s\n1,200,200,25,13,75,2\n", "t.csv")  # 25 + 199 x 13 ms
     both = f"{HEADER},warmup_requests,window_s\n1,200,200,25,13,75,2,10\n"
     with pytest.raises(FitError, match=r"window_s and warmup_requests both set"):
         parse_table(both, "t.csv")
