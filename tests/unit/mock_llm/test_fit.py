@@ -88,11 +88,12 @@ def test_predict_in_a_time_window_measures_the_requests_completed_in_it() -> Non
     first_wave = predict(s, 4, 1, 20, window_s=0.3)
     assert first_wave.ttft_ms == pytest.approx(15.0)
     assert first_wave.itl_ms == pytest.approx(10.0)
-    assert first_wave.tokens_per_s == pytest.approx(2 * 20 / 0.21)
+    # throughput: 4 users in flight, each request 15 + 19 x 10 ms (the closed loop's law)
+    assert first_wave.tokens_per_s == pytest.approx(4 * 20 / 0.205)
     two_waves = predict(s, 4, 1, 20, window_s=0.45)
     assert two_waves.ttft_ms == pytest.approx((10.0 + 20.0 + 210.0 + 220.0) / 4)
     assert two_waves.itl_ms == pytest.approx(10.0)
-    assert two_waves.tokens_per_s == pytest.approx(4 * 20 / 0.41)
+    assert two_waves.tokens_per_s == pytest.approx(4 * 20 / 0.305)
     nothing = predict(s, 4, 1, 20, window_s=0.1)  # no request ended: no figure
     assert math.isnan(nothing.ttft_ms)
 
