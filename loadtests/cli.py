@@ -45,7 +45,9 @@ def console_table(summary: Summary) -> str:
     read_p50 = summary.saturation.get("read_lag_p50_ms")
     if read_p50 is not None:  # (kernel timestamps: the generator's own delay per read)
         read_p99 = summary.saturation.get("read_lag_p99_ms")
-        lines.append(f"{'read lag ms':<24}{_fmt(read_p50):>10}{'':>10}{_fmt(read_p99):>10}")
+        lines.append(  # (summary.json keeps p50, p99 and max of it)
+            f"{'read lag ms':<24}{_fmt(read_p50):>10}{'-':>10}{_fmt(read_p99):>10}{'-':>10}"
+        )
     if len(lines) == 1:  # nothing was measured: no table header without rows
         lines = []
     outcomes = ", ".join(f"{k} {v}" for k, v in summary.outcomes.items() if v)

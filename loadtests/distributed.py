@@ -23,6 +23,7 @@ below it (hosts in sync, or a slow answer on a busy host), nothing changes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,25 @@ CLOCK_REPLY = "surgebench_clock_reply"
 CLOCK_TRIES = 5
 CLOCK_WAIT_S = 2.0
 """A worker asks at most `CLOCK_TRIES` times, `CLOCK_WAIT_S` apart; no answer: offset 0."""
+
+
+CONNECT_TIMEOUT_ENV = "SURGE_WORKER_CONNECT_TIMEOUT_S"
+"""`surgebench worker --connect-timeout` to its Locust worker: seconds, a decimal number."""
+
+
+def connect_retry_count(timeout_s: float, try_s: float) -> int:
+    """Locust's ``CONNECT_RETRY_COUNT`` for a worker that waits `timeout_s` for its master.
+    Locust tries for `try_s` (its ``CONNECT_TIMEOUT``) and gives up after count + 1 tries, so
+    the wait is `timeout_s` rounded up to whole tries."""
+    return max(0, math.ceil(timeout_s / try_s) - 1)
+
+
+def apply_connect_timeout(environ: Mapping[str, str], runners: Any) -> None:
+    """In a Locust worker started by `surgebench worker`: set Locust's retry count (a module
+    constant it reads at each try) from `CONNECT_TIMEOUT_ENV`, before the runner connects."""
+    raw = environ.get(CONNECT_TIMEOUT_ENV)
+    if raw:
+        runners.CONNECT_RETRY_COUNT = connect_retry_count(float(raw), runners.CONNECT_TIMEOUT)
 
 
 class DistributedError(ValueError):

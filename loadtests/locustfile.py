@@ -14,9 +14,10 @@ none named, `StreamingChatUser` runs alone):
 With a trace (``surgebench run --trace``) the streaming and direct users send its rows at their
 recorded times, each with a prompt and an output cap of the row's lengths (loadtests/trace.py).
 
-Streams are read as bytes arrive by `loadtests.fast_reader` (raw gevent sockets, one ``recv`` per
-arrival, httptools' HTTP framing), each event stamped with ``time.time_ns()`` on arrival; behind a
-proxy or for another scheme, by geventhttpclient (`read_available`), and summary.json says which.
+Streams are read as bytes arrive by `loadtests.fast_reader` (raw gevent sockets read from one
+epoll set, httptools' HTTP framing), each event stamped with the kernel's receive time (Linux;
+elsewhere ``time.time_ns()`` on arrival); behind a proxy, by geventhttpclient
+(`read_available`), and summary.json says which.
 Each request is one Locust request event (end-to-end time; errors and timeouts as failures with
 their class; admission refusals in their own ``(rejected)`` row, not failures; warm-up requests
 in a ``(warm-up)`` row). TTFT, ITL, client lag and the validity verdict are in our own HDR
@@ -25,16 +26,18 @@ histograms -> summary.json, and live in the web UI's "LLM streams" tab (`loadtes
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import orjson
 from gevent import GreenletExit
-from locust import FastHttpUser, events, task
+from locust import FastHttpUser, events, runners, task
 from locust.exception import CatchResponseError, StopUser
 
 from loadtests import hooks, webui
 from loadtests import outcomes as oc
+from loadtests.distributed import apply_connect_timeout
 from loadtests.fast_reader import MAX_BODY_BYTES, Connection, reader_choice
 from loadtests.prompts import Prompt
 from loadtests.recorder import RequestRecord
@@ -48,6 +51,7 @@ from loadtests.stream import (
 from loadtests.trace import ReplayItem, trace_prompt
 
 hooks.register(events)
+apply_connect_timeout(os.environ, runners)  # `surgebench worker --connect-timeout`
 
 
 def _on_init(environment: Any, **_: Any) -> None:

@@ -16,17 +16,23 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from loadtests.distributed import CONNECT_TIMEOUT_ENV
 from loadtests.runner import LOCUSTFILE, locust_env
 from surgebench.interrupts import interruptible, wait_child
 from surgebench.options import argparse_message
 from surgebench.process import child_popen_options
+from surgebench.units import DurationError, format_duration_s, parse_duration_s
 
 DEFAULT_MASTER_PORT = 5557
 """Locust's default master port (``surgebench run --master``'s default too)."""
 STOP_WAIT_S = 30.0
 """After SIGTERM/Ctrl-C: how long the Locust worker gets to stop before it is killed."""
 NO_MASTER_EXIT = 255
-"""Locust's worker exit code when no master answered (it retries for about 5 minutes)."""
+"""Locust's worker exit code when no master answered within ``--connect-timeout``."""
+DEFAULT_CONNECT_TIMEOUT_S = 300.0
+"""How long a worker waits for its master by default (Locust's own: 60 tries of 5 s)."""
+MIN_CONNECT_TIMEOUT_S, MAX_CONNECT_TIMEOUT_S = 5.0, 86_400.0
+CONNECT_RANGE = "5s to 24h"
 
 
 class WorkerArgsError(ValueError):
@@ -48,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master-host", metavar="HOST", help="the master's address (required)")
     p.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT, metavar="PORT",
                    help=f"the master's port (default {DEFAULT_MASTER_PORT})")  # fmt: skip
+    p.add_argument("--connect-timeout", default=format_duration_s(DEFAULT_CONNECT_TIMEOUT_S),
+                   metavar="DURATION", help="give up when no master answered within this long "
+                   f"(default {format_duration_s(DEFAULT_CONNECT_TIMEOUT_S)}, Locust's; "
+                   f"{CONNECT_RANGE}, in Locust's 5 s tries); with --loop, try again")  # fmt: skip
     p.add_argument("--loop", action="store_true", help="after the master's test ends (or no "
                    "master answered), wait for the next one, until stopped")  # fmt: skip
     return p
@@ -63,6 +73,14 @@ def parse_worker_args(argv: Sequence[str]) -> argparse.Namespace:
         )
     if not 1 <= ns.master_port <= 65_535:
         raise WorkerArgsError(f"--master-port: bad value {ns.master_port}; allowed: 1..65535")
+    try:
+        ns.connect_timeout_s = parse_duration_s(ns.connect_timeout)
+    except DurationError as exc:
+        raise WorkerArgsError(f"--connect-timeout: {exc}") from None
+    if not MIN_CONNECT_TIMEOUT_S <= ns.connect_timeout_s <= MAX_CONNECT_TIMEOUT_S:
+        raise WorkerArgsError(
+            f"--connect-timeout: bad value {ns.connect_timeout!r}; allowed: {CONNECT_RANGE}"
+        )
     return ns
 
 
@@ -83,7 +101,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         with interruptible():
             while True:
-                code = _one_test(ns.master_host, ns.master_port)
+                code = _one_test(ns.master_host, ns.master_port, ns.connect_timeout_s)
                 if not ns.loop or code not in (0, NO_MASTER_EXIT):
                     break
                 print("worker: waiting for the next master (--loop)", flush=True)
@@ -92,21 +110,21 @@ def main(argv: Sequence[str]) -> int:
     if code == NO_MASTER_EXIT:
         print(
             f"surgebench worker: no Locust master answered at {ns.master_host}:{ns.master_port} "
-            "(Locust retries for about 5 minutes); is `surgebench run --master` running there, "
-            "and is the port open?",
+            f"within {ns.connect_timeout} (--connect-timeout); is `surgebench run --master` "
+            "running there, and is the port open?",
             file=sys.stderr,
         )
         return 1
     return code
 
 
-def _one_test(master_host: str, master_port: int) -> int:
+def _one_test(master_host: str, master_port: int, connect_timeout_s: float) -> int:
     """One Locust worker, from connecting to the master until it quits; its exit code."""
     print(f"worker: connecting to the Locust master at {master_host}:{master_port}", flush=True)
     proc = subprocess.Popen(
         worker_argv(master_host, master_port),
         stdin=subprocess.DEVNULL,
-        env=locust_env(),
+        env={**locust_env(), CONNECT_TIMEOUT_ENV: f"{connect_timeout_s:g}"},
         start_new_session=True,
         **child_popen_options(),  # dies with this process, even on kill -9
     )

@@ -300,3 +300,14 @@ def test_a_worker_lost_during_the_test_makes_the_run_invalid(
     summary = read_summary(run_dir / "summary.json")
     assert not summary.valid
     assert any("only 1 of 2 load processes" in r for r in summary.invalid_reasons), summary
+
+
+def test_a_worker_with_no_master_gives_up_after_its_connect_timeout(procs: list[Proc]) -> None:
+    """`--connect-timeout 5s`: one of Locust's 5 s tries, then exit 1 naming the flag (before:
+    Locust's 5 minutes, always)."""
+    worker = start(
+        procs, "worker", "--master-host", "127.0.0.1", "--master-port", free_port(),
+        "--connect-timeout", "5s",
+    )  # fmt: skip
+    assert worker.finish(60) == 1, worker.output()
+    assert "within 5s (--connect-timeout)" in worker.output()

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from loadtests import worker
 from loadtests.cli import main as run_main
 from loadtests.distributed import (
+    CONNECT_TIMEOUT_ENV,
     SKEW_TOLERANCE_NS,
     VERSION_KEY,
     DistributedError,
     adopt_master_document,
+    apply_connect_timeout,
+    connect_retry_count,
     master_document,
     measured_offset_ns,
     skew_ns,
@@ -195,6 +199,10 @@ def test_worker_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(err.strip().splitlines()) == 1
     assert worker.main(["--bogus"]) == 2  # the unknown flag is named, not the missing host
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert worker.main(["--master-host", "m.invalid", "--connect-timeout", "2s"]) == 2
+    assert "--connect-timeout: bad value '2s'; allowed: 5s to 24h" in capsys.readouterr().err
+    assert worker.main(["--master-host", "m.invalid", "--connect-timeout", "soon"]) == 2
+    assert "--connect-timeout: bad duration 'soon'" in capsys.readouterr().err
     argv = worker.worker_argv("master.invalid", 5557)
     assert argv[-5:] == ["--worker", "--master-host", "master.invalid", "--master-port", "5557"]
     assert "--sb-config" not in argv  # the configuration comes from the master
@@ -219,3 +227,15 @@ def test_a_sweep_cell_runs_as_a_master_from_its_run_table(tmp_path: Path) -> Non
     argv = cell_argv(plan, plan.cells()[1], tmp_path / "cell")
     s = parse_run_args(argv[1:])
     assert (s.master, s.expect_workers, s.master_bind_host, s.users) == (True, 2, "0.0.0.0", 8)
+
+
+@pytest.mark.parametrize(("timeout_s", "count"), [(5, 0), (6, 1), (10, 1), (300, 59), (301, 60)])
+def test_the_connect_timeout_becomes_locusts_retry_count(timeout_s: float, count: int) -> None:
+    """Locust gives up after count + 1 tries of 5 s: the wait is rounded up to whole tries."""
+    assert connect_retry_count(timeout_s, 5.0) == count
+    runners = SimpleNamespace(CONNECT_TIMEOUT=5, CONNECT_RETRY_COUNT=60)
+    apply_connect_timeout({CONNECT_TIMEOUT_ENV: str(timeout_s)}, runners)
+    assert count == runners.CONNECT_RETRY_COUNT
+    untouched = SimpleNamespace(CONNECT_TIMEOUT=5, CONNECT_RETRY_COUNT=60)
+    apply_connect_timeout({}, untouched)  # a plain `locust --worker`: Locust's own
+    assert untouched.CONNECT_RETRY_COUNT == 60
