@@ -38,7 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
+from surgebench.process import ServerProcess, child_popen_options, surgebench_argv  # noqa: E402
 
 TRACE = Path("../shared/data/azure-llm-inference-2023/conv.csv")
 PROFILE = "nim-llama3.1-70b"
@@ -125,7 +125,9 @@ def one_run(args: argparse.Namespace, mode: str, out: Path) -> dict[str, Any]:
             "--warmup", "0s", "--no-report", *(["--users", str(args.users)] if args.users else []),
         )  # fmt: skip
         t0 = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+        proc = subprocess.run(  # (the run dies with this script, even on kill -9)
+            argv, capture_output=True, text=True, cwd=ROOT, check=False, **child_popen_options()
+        )
         wall_s = time.monotonic() - t0
         samples = sampler.stop()
         if proc.returncode != 0:
