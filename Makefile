@@ -20,6 +20,7 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks
 
 # The suite in TEST_WORKERS pytest-xdist processes (its integration tests mostly wait on real
 # servers), then the tests marked `serial` (an upper bound on time) alone.

@@ -49,6 +49,7 @@ from mock_llm.fit import (  # noqa: E402
     Point,
     predict,
     predict_all,
+    with_coefficients,
 )
 from mock_llm.fit_cli import parse_table  # noqa: E402
 from mock_llm.profiles import FITTED_DIR  # noqa: E402
@@ -140,8 +141,8 @@ def roundtrip() -> int:
         128: f"step_per_kv_token_ms={known['step_per_kv_token_ms']}",
         1024: f"step_per_seq_ms={known['step_per_seq_ms']}",
     }
-    truth = replace(
-        MockSettings(), mode="engine", max_batched_tokens=2048, max_num_seqs=256, **known
+    truth = with_coefficients(
+        replace(MockSettings(), max_batched_tokens=2048, max_num_seqs=256), known
     )
     osl = 64
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +185,7 @@ def roundtrip() -> int:
                     loads=[1, 4, 16, 32, 64],
                     configurations=[{"name": cfg, "settings": {}}],
                     cells=[
-                        replace(c, run_dir=str(sweep / c.run_dir))  # type: ignore[arg-type]
+                        replace(c, run_dir=str(sweep / (c.run_dir or "")))
                         for c in cells
                         if c.configuration == cfg
                     ],
@@ -208,15 +209,15 @@ def roundtrip() -> int:
     for name, value in known.items():
         if name == "ttft_overhead_ms":
             continue
-        cells = []
+        columns = []
         for isl in (128, 1024):
             if name not in free_of[isl]:
-                cells.append("given | -")
+                columns.append("given | -")
                 continue
             got = getattr(results[isl][0], name)
             worst = max(worst, abs(pct(got, value)))
-            cells.append(f"{got} | {pct(got, value):+.1f}%")
-        print(f"| {name} | {value} | {' | '.join(cells)} |")
+            columns.append(f"{got} | {pct(got, value):+.1f}%")
+        print(f"| {name} | {value} | {' | '.join(columns)} |")
     print(
         f"worst coefficient error {worst:.1f}%; "
         f"fit times {[round(r[1]) for r in results.values()]} s"

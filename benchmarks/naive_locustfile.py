@@ -20,15 +20,17 @@ SAMPLES: dict[str, list[float]] = {"ttft_ms": [], "itl_ms": [], "lag_ms": []}
 T0 = [0.0]
 
 
-@events.test_start.add_listener
 def _start(**_: Any) -> None:
     T0[0] = time.time()
 
 
-@events.quitting.add_listener
 def _quit(**_: Any) -> None:
     with open(OUT, "w", encoding="utf-8") as fh:
         json.dump(SAMPLES, fh)
+
+
+events.test_start.add_listener(_start)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_quit)  # type: ignore[no-untyped-call]
 
 
 class NaiveUser(FastHttpUser):  # type: ignore[misc]

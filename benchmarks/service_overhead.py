@@ -197,7 +197,7 @@ def main() -> int:
                         per[t].append(r)
                         print(f"  n={n} rep={rep} {t}: {json.dumps(r)}", flush=True)
                 for path, rows in per.items():
-                    row = {"path": path, "streams": n, "runs": len(rows)}
+                    row: dict[str, Any] = {"path": path, "streams": n, "runs": len(rows)}
                     for key in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "chunks_per_s",
                                 "cpu", "errors", "requests", "added_p50", "added_p99"):  # fmt: skip
                         if key in rows[0]:
