@@ -184,6 +184,28 @@ class _Completions:
         return True
 
 
+def _burst(
+    settings: MockSettings,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    sink: _Recorder | _Completions,
+) -> tuple[Scheduler, Callable[[float], None]]:
+    """A closed loop's start: `concurrency` requests submitted at t = 0 on an engine scheduler,
+    and the function that sends the next one (at the time a request ended)."""
+    sched = Scheduler(replace(settings, mode="engine"))
+    rng = random.Random(0)
+
+    def start(now: float) -> None:
+        sched.submit(
+            Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=sink, rng=rng), now
+        )
+
+    for _ in range(concurrency):
+        start(0.0)
+    return sched, start
+
+
 def _predict_window(
     settings: MockSettings,
     concurrency: int,
@@ -198,17 +220,8 @@ def _predict_window(
     (Counting the tokens of the requests that ended in the window instead depends on where the
     window cuts the last wave, which the mock's waves, spread by their staggered prefill, make
     a large edge effect; the published tables meet the law within 2 %.)"""
-    sched = Scheduler(replace(settings, mode="engine"))
     rec = _Completions()
-    rng = random.Random(0)
-
-    def start(now: float) -> None:
-        sched.submit(
-            Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng), now
-        )
-
-    for _ in range(concurrency):
-        start(0.0)
+    sched, start = _burst(settings, concurrency, prompt_tokens, output_tokens, rec)
     # bounded: every step emits at least one token; a run past the window stops
     for _ in range(64 + 8 * concurrency * output_tokens * 64):
         due = sched.next_deadline()
@@ -253,17 +266,8 @@ def predict(
     """
     if window_s > 0.0:
         return _predict_window(settings, concurrency, prompt_tokens, output_tokens, window_s)
-    sched = Scheduler(replace(settings, mode="engine"))
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
-    rng = random.Random(0)
-
-    def start(now: float) -> None:
-        sched.submit(
-            Seq(prompt_tokens=prompt_tokens, out_tokens=output_tokens, sink=rec, rng=rng), now
-        )
-
-    for _ in range(concurrency):
-        start(0.0)
+    sched, start = _burst(settings, concurrency, prompt_tokens, output_tokens, rec)
     # bounded: every step emits at least one token, and the window ends after a few requests
     max_events = 64 + 8 * concurrency * output_tokens * int(warmup_requests + measure_requests + 2)
     for _ in range(max_events):
