@@ -47,6 +47,9 @@ CLOCK_WAIT_S = 2.0
 """A worker asks at most `CLOCK_TRIES` times, `CLOCK_WAIT_S` apart; no answer: offset 0."""
 
 
+MASTER_READY = "[surgebench] master: Locust is listening for workers"
+"""Printed by a master's Locust (and echoed by `surgebench run`) once it listens and has read
+the run's files: workers started from then on find it ready."""
 CONNECT_TIMEOUT_ENV = "SURGE_WORKER_CONNECT_TIMEOUT_S"
 """`surgebench worker --connect-timeout` to its Locust worker: seconds, a decimal number."""
 

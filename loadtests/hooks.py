@@ -39,6 +39,7 @@ from loadtests.distributed import (
     CLOCK_TRIES,
     CLOCK_WAIT_S,
     DOCUMENT_OPTION,
+    MASTER_READY,
     DistributedError,
     adopt_master_document,
     master_document,
@@ -673,6 +674,9 @@ def _on_init(environment: Any, **_: Any) -> None:
                 client_id=msg.node_id,
             ),
         )
+    if state.is_master and state.settings.master:  # (not a local --processes run)
+        # it listens and has read the run's files (e.g. --prompts): remote workers may come
+        print(f"{MASTER_READY} (expecting {state.settings.expect_workers})", flush=True)
 
     def stopping(**_: Any) -> None:
         state.on_test_stopping()
