@@ -18,7 +18,9 @@ class Drops:
     def __del__(self):  # the handler runs here, and Python drops what it raises
         os.kill(os.getpid(), signal.SIGTERM)
 with interruptible():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # a child that runs until its stdin closes (it outlives the test unless killed)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
     Drops()
     print("went on", flush=True)
     try:
@@ -32,8 +34,8 @@ with interruptible():
 
 
 def test_a_stop_whose_exception_was_dropped_still_ends_the_wait() -> None:
-    """Before: `proc.wait()` went on until the child ended (here 60 s; in CI, a master waiting
-    60 s for workers after a SIGTERM that came as it forked Locust)."""
+    """Before: `proc.wait()` went on until the child ended (here never: the test's 30 s limit;
+    in CI, a master waiting 60 s for workers after a SIGTERM that came as it forked Locust)."""
     done = subprocess.run(
         [sys.executable, "-c", DROPPED_STOP], capture_output=True, text=True, timeout=30
     )
