@@ -4,8 +4,9 @@ A point is one closed-loop measurement: C concurrent users, each sending a reque
 tokens and OSL output tokens as soon as its previous one ends, with mean TTFT, mean ITL and output
 throughput. The model is the mock's own engine scheduler: `predict` replays a point on
 `Scheduler` under a fake clock (all C users start at once, as AIPerf and `vllm bench` do; the
-point's `warmup_requests` says whether that burst is measured or a steady state is, or its
-`window_s` that the requests completed in a time window from the start are), so a fitted
+point's `warmup_requests` says whether that burst is measured or a steady state is, its
+`window_s` that the requests completed in a time window from the start are, or its
+`measurement_interval_ms` that perf_analyzer's own procedure measured it), so a fitted
 profile predicts exactly what `surgebench mock --profile FILE` serves. `fit` searches the
 free coefficients with Nelder-Mead on the log of each (the loss is a step function of integer
 batch sizes, so no gradient), starting from a least-squares line through ITL(C), to minimise
@@ -31,6 +32,23 @@ MAX_OUTPUT_TOKENS = 20_000
 MAX_PROMPT_TOKENS = 1_000_000
 MAX_WARMUP_REQUESTS = 20.0
 MAX_WINDOW_S = 3600.0
+MAX_MEASUREMENT_INTERVAL_MS = 600_000.0
+MAX_STABILITY_PERCENTAGE = 1e6
+
+# perf_analyzer's time-windows mode, as genai-perf runs it (triton-inference-server/perf_analyzer,
+# src/inference_profiler.cc, ProfileHelper and Measure, unchanged from 2024 to 2025): windows
+# back to back from the moment the load starts, each of 1.2 x --measurement-interval (Measure
+# sleeps `measurement_window * 1.2`); a window counts the requests whose last response fell in
+# it; after each window from the third, stable when the last three all counted requests and
+# their requests/s and mean latency are each within (1 + stability %/100) max/min; at most
+# --max-trials (10) windows. Every window's requests are exported (CollectData), and genai-perf
+# computes its figures over all of them.
+PA_WINDOW_FACTOR = 1.2
+PA_STABILITY_WINDOWS = 3
+PA_MAX_TRIALS = 10
+# genai-perf passes `--stability-percentage 999` to perf_analyzer unless told otherwise (its
+# parser's default, 2024-03 to 2025); perf_analyzer's own default is 10.
+GENAI_PERF_STABILITY_PERCENTAGE = 999.0
 
 # Coefficients `fit` can search, with the box it searches them in.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -78,8 +96,12 @@ class Point:
     # (0: the burst of C users starting at once is measured, as AIPerf without warm-up)
     warmup_requests: float = WARMUP_REQUESTS
     # or (> 0) a time window from the start: the requests that completed within its first
-    # window_s seconds (perf_analyzer's time-windows mode, behind genai-perf); 0: not used
+    # window_s seconds; 0: not used
     window_s: float = 0.0
+    # or (> 0) perf_analyzer's time-windows procedure with this --measurement-interval, as
+    # genai-perf runs it (see PA_WINDOW_FACTOR); 0: not used
+    measurement_interval_ms: float = 0.0
+    stability_percentage: float = GENAI_PERF_STABILITY_PERCENTAGE
 
     def check(self, where: str) -> None:
         limits = (
@@ -117,8 +139,28 @@ class Point:
                 f"{where}: window_s and warmup_requests both set; a time window is measured "
                 "from the start (warmup_requests 0), a warm-up measures request times after it"
             )
+        self._check_perf_analyzer(where)
         if not (math.isnan(self.tokens_per_s) or self.tokens_per_s > 0):
             raise FitError(f"{where}: tokens_per_s {self.tokens_per_s} must be positive or empty")
+
+    def _check_perf_analyzer(self, where: str) -> None:
+        interval = self.measurement_interval_ms
+        if not (math.isfinite(interval) and 0.0 <= interval <= MAX_MEASUREMENT_INTERVAL_MS):
+            raise FitError(
+                f"{where}: measurement_interval_ms {interval} out of range "
+                f"(allowed: 0 for none, or up to {MAX_MEASUREMENT_INTERVAL_MS:g} ms)"
+            )
+        stability = self.stability_percentage
+        if not (math.isfinite(stability) and 0.0 < stability <= MAX_STABILITY_PERCENTAGE):
+            raise FitError(
+                f"{where}: stability_percentage {stability} out of range "
+                f"(allowed: above 0, up to {MAX_STABILITY_PERCENTAGE:g})"
+            )
+        if interval > 0 and (self.window_s > 0 or self.warmup_requests > 0):
+            raise FitError(
+                f"{where}: measurement_interval_ms with window_s or warmup_requests; "
+                "perf_analyzer's windows start with the load (no warm-up) and decide their own end"
+            )
 
 
 @dataclass(frozen=True)
@@ -244,6 +286,70 @@ def _predict_window(
     )
 
 
+def _stable(per_s: Sequence[float], latency_s: Sequence[float], percentage: float) -> bool:
+    """perf_analyzer's DetermineStability: the last three windows all counted requests, and their
+    requests/s and their mean latencies each vary by at most the stability percentage
+    (max / min <= 1 + percentage / 100)."""
+    if len(per_s) < PA_STABILITY_WINDOWS:
+        return False
+    rates = per_s[-PA_STABILITY_WINDOWS:]
+    latencies = latency_s[-PA_STABILITY_WINDOWS:]
+    if min(rates) <= 0.0:
+        return False
+    limit = 1.0 + percentage / 100.0
+    return max(rates) / min(rates) <= limit and max(latencies) / min(latencies) <= limit
+
+
+def _predict_perf_analyzer(
+    settings: MockSettings,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    measurement_interval_ms: float,
+    stability_percentage: float,
+) -> Predicted:
+    """A closed loop from a burst at t = 0, measured as genai-perf measures it: perf_analyzer's
+    windows of 1.2 x the interval, back to back from the start, until the last three are stable
+    (see PA_WINDOW_FACTOR); then genai-perf's figures over every request that ended in any of
+    them: mean TTFT, mean ITL ((end - first token) / (OSL - 1) per request) and output tokens
+    over (last end - first start). NaN when no stable three come within perf_analyzer's
+    10 windows (it reports no figure then either)."""
+    rec = _Completions()
+    sched, start = _burst(settings, concurrency, prompt_tokens, output_tokens, rec)
+    window_s = PA_WINDOW_FACTOR * measurement_interval_ms / 1000.0
+    per_s: list[float] = []
+    latency_s: list[float] = []
+    counted = 0  # rec.ended is in end order: the windows take it in slices
+    end_s = 0.0
+    for _ in range(PA_MAX_TRIALS):
+        end_s += window_s
+        # bounded: every step emits at least one token; a run past the window stops
+        for _ in range(64 + 8 * concurrency * output_tokens * 64):
+            due = sched.next_deadline()
+            if due is None or due > end_s:
+                break
+            sched.advance(due)
+            for t in rec.done_at:
+                start(t)
+            rec.done_at.clear()
+        window = rec.ended[counted:]
+        counted = len(rec.ended)
+        per_s.append(len(window) / window_s)
+        latency_s.append(sum(e - a for a, _, e in window) / len(window) if window else math.inf)
+        if _stable(per_s, latency_s, stability_percentage):
+            break
+    else:
+        return Predicted(math.nan, math.nan, math.nan)
+    ended = rec.ended
+    n = len(ended)
+    duration_s = max(e for _, _, e in ended) - min(a for a, _, _ in ended)
+    return Predicted(
+        ttft_ms=1000.0 * sum(f - a for a, f, _ in ended) / n,
+        itl_ms=1000.0 * sum(e - f for _, f, e in ended) / (n * (output_tokens - 1)),
+        tokens_per_s=n * output_tokens / duration_s if duration_s > 0 else math.nan,
+    )
+
+
 def predict(
     settings: MockSettings,
     concurrency: int,
@@ -253,6 +359,8 @@ def predict(
     warmup_requests: float = WARMUP_REQUESTS,
     measure_requests: float = MEASURE_REQUESTS,
     window_s: float = 0.0,
+    measurement_interval_ms: float = 0.0,
+    stability_percentage: float = GENAI_PERF_STABILITY_PERCENTAGE,
 ) -> Predicted:
     """Mean TTFT, mean ITL and output tokens/s of a closed loop, replayed on the scheduler.
 
@@ -262,8 +370,18 @@ def predict(
     as AIPerf/genai-perf without --warmup-request-count) the burst's first wave is measured;
     with 1 or more the window starts in the closed loop's steady state. With `window_s` > 0 the
     window is fixed in seconds instead: the requests completed in [0, window_s) (see
-    `_predict_window`).
+    `_predict_window`). With `measurement_interval_ms` > 0, perf_analyzer's procedure decides
+    the windows (see `_predict_perf_analyzer`).
     """
+    if measurement_interval_ms > 0.0:
+        return _predict_perf_analyzer(
+            settings,
+            concurrency,
+            prompt_tokens,
+            output_tokens,
+            measurement_interval_ms,
+            stability_percentage,
+        )
     if window_s > 0.0:
         return _predict_window(settings, concurrency, prompt_tokens, output_tokens, window_s)
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
@@ -437,6 +555,8 @@ def predict_all(settings: MockSettings, points: Sequence[Point]) -> list[Predict
             p.output_tokens,
             warmup_requests=p.warmup_requests,
             window_s=p.window_s,
+            measurement_interval_ms=p.measurement_interval_ms,
+            stability_percentage=p.stability_percentage,
         )
         for p in points
     ]
@@ -524,8 +644,13 @@ def fit(
     restarts: int = 2,
     start: Mapping[str, float] | None = None,
     objective: str = "squares",
+    progress: Callable[[int, int, float], None] | None = None,
+    progress_every: int = 20,
 ) -> FitResult:
     """Fit the `free` coefficients of `base` (an engine profile) to `points`.
+
+    `progress(evaluations, at_most, best_loss)` is called every `progress_every` evaluations
+    (a fit of a large table takes minutes).
 
     `objective` "worst" (minimax) starts from the least-squares fit: its rounds run first, then
     as many rounds on the worst error (a max is flat almost everywhere, so Nelder-Mead alone
@@ -544,7 +669,11 @@ def fit(
     lo = np.log([BOUNDS[n][0] for n in names])
     hi = np.log([BOUNDS[n][1] for n in names])
     cache: dict[tuple[float, ...], list[Predicted]] = {}
+    phases = ["squares"] if objective == "squares" else ["squares", objective]
     phase = ["squares"]
+    # Nelder-Mead can pass max_evals by one shrink of the simplex (n evaluations) per round
+    at_most = len(phases) * (restarts + 1) * (max_evals + len(free))
+    seen = {"evaluations": 0, "best": math.inf}
 
     def values_of(x: np.ndarray) -> dict[str, float]:
         return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
@@ -559,12 +688,18 @@ def fit(
         if key not in cache:
             cache[key] = predict_all(with_coefficients(base, values), points)
         penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
-        return _loss(points, cache[key], phase[0]) + 10.0 * penalty
+        loss = _loss(points, cache[key], phase[0]) + 10.0 * penalty
+        seen["evaluations"] += 1
+        seen["best"] = min(seen["best"], loss)
+        if progress is not None and seen["evaluations"] % progress_every == 0:
+            progress(int(seen["evaluations"]), at_most, seen["best"])
+        return loss
 
     x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
     best_loss = math.inf
     evals = 0
-    for phase[0] in ["squares"] if objective == "squares" else ["squares", objective]:
+    for phase[0] in phases:
+        seen["best"] = math.inf  # the loss changes meaning with the phase
         step = 0.5
         for _ in range(restarts + 1):
             x, best_loss, used = nelder_mead(evaluate, x, step, max_evals)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
@@ -26,6 +27,7 @@ from mock_llm.errors import SettingsError
 from mock_llm.fit import (
     BOUNDS,
     DEFAULT_FREE,
+    GENAI_PERF_STABILITY_PERCENTAGE,
     MAX_WARMUP_REQUESTS,
     OBJECTIVES,
     FitError,
@@ -40,7 +42,14 @@ from surgebench import options
 TABLE_COLUMNS: tuple[str, ...] = ("concurrency", "isl", "osl", "ttft_ms", "itl_ms", "tokens_per_s")
 # optional: request times of the closed loop the measurement left out (default 0: no warm-up),
 # or a time window from the start whose completed requests were measured (default 0: none)
-OPTIONAL_COLUMNS: tuple[str, ...] = ("warmup_requests", "window_s")
+# optional columns: how a row was measured (see mock_llm.fit.Point), with the value of a blank
+OPTIONAL_DEFAULTS: dict[str, float] = {
+    "warmup_requests": 0.0,
+    "window_s": 0.0,
+    "measurement_interval_ms": 0.0,
+    "stability_percentage": GENAI_PERF_STABILITY_PERCENTAGE,
+}
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(OPTIONAL_DEFAULTS)
 MAX_TABLE_BYTES = 1_048_576
 MAX_SUMMARY_BYTES = 64 * 1_048_576
 POLICIES: tuple[str, ...] = ("mixed", "prefill_first", "both")
@@ -50,6 +59,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line naming the flag (`argparse_message`)
         print(f"surgebench fit: {options.argparse_message(message, self.prog)}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _print_progress(started_s: float, evaluations: int, at_most: int, best_loss: float) -> None:
+    print(
+        f"  {evaluations} of at most {at_most} evaluations, best loss {best_loss:.4f}, "
+        f"{time.monotonic() - started_s:.0f} s",
+        flush=True,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="CSV with header "
         + ",".join(TABLE_COLUMNS)
-        + " (optional columns: warmup_requests, window_s)",
+        + " (optional columns: "
+        + ", ".join(OPTIONAL_COLUMNS)
+        + ")",
     )
     src.add_argument("--sweep", metavar="DIR", help="a `surgebench sweep` folder (load = users)")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="profile file to write")
@@ -128,19 +147,11 @@ def _float_cell(raw: str, where: str) -> float:
         raise FitError(f"{where}: {raw!r} is not a number") from None
 
 
-def _warmup(value: float, where: str) -> float:
-    if math.isnan(value):  # column absent or cell empty: no warm-up
-        return 0.0
+def _optional(value: float, default: float, column: str, where: str) -> float:
+    if math.isnan(value):  # column absent or cell empty
+        return default
     if not math.isfinite(value):
-        raise FitError(f"{where}: warmup_requests must be a number")
-    return value
-
-
-def _window(value: float, where: str) -> float:
-    if math.isnan(value):  # column absent or cell empty: no time window
-        return 0.0
-    if not math.isfinite(value):
-        raise FitError(f"{where}: window_s must be a number")
+        raise FitError(f"{where}: {column} must be a number")
     return value
 
 
@@ -173,8 +184,10 @@ def parse_table(text: str, source: str) -> tuple[list[Point], list[str]]:
                 ttft_ms=v["ttft_ms"],
                 itl_ms=v["itl_ms"],
                 tokens_per_s=v["tokens_per_s"],
-                warmup_requests=_warmup(v.get("warmup_requests", math.nan), where),
-                window_s=_window(v.get("window_s", math.nan), where),
+                **{
+                    c: _optional(v.get(c, math.nan), default, c, where)
+                    for c, default in OPTIONAL_DEFAULTS.items()
+                },
             )
         )
         points[-1].check(where)
@@ -387,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 restarts=args.rounds - 1,
                 start=initial,
                 objective=args.objective,
+                progress=functools.partial(_print_progress, time.monotonic()),
             )
             cpu_s = time.process_time() - started
             print(

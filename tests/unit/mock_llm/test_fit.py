@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mock_llm.fit import (
+    GENAI_PERF_STABILITY_PERCENTAGE,
     FitError,
     FitResult,
     Point,
@@ -140,6 +141,29 @@ def test_worst_objective_bounds_the_worst_point() -> None:
 
     print(f"largest error: squares {largest(squares):.2f} %, worst {largest(worst):.2f} %")
     assert largest(worst) < largest(squares)
+
+
+def test_fit_reports_progress_within_its_bound() -> None:
+    """A long fit says how far it is: every `progress_every` evaluations, the count so far, the
+    most it can take (never passed) and the best loss so far (never rising)."""
+    seen: list[tuple[int, int, float]] = []
+    free = ["step_base_ms", "step_per_seq_ms"]
+    result = fit(
+        synthetic(KNOWN),
+        KNOWN,
+        free,
+        max_evals=30,
+        restarts=1,
+        progress=lambda n, at_most, best: seen.append((n, at_most, best)),
+        progress_every=5,
+    )
+    counts = [n for n, _, _ in seen]
+    assert counts == list(range(5, 5 * len(seen) + 1, 5)) and len(seen) >= 4
+    at_most = seen[0][1]
+    assert at_most == 2 * (30 + len(free)) and counts[-1] <= at_most
+    assert result.evaluations <= at_most
+    best = [b for _, _, b in seen]
+    assert best == sorted(best, reverse=True) and best[-1] >= result.loss
 
 
 def test_fit_recovers_the_context_cost(tmp_path: Path) -> None:
@@ -432,3 +456,41 @@ def test_cli_objective_worst_writes_a_profile(tmp_path: Path) -> None:
         return max(float(v) for v in re.findall(r"([\d.]+)%", line.split("max |error|:")[1]))
 
     assert largest_error_pct("worst") < largest_error_pct("squares")
+
+
+def test_predict_as_perf_analyzer_measures() -> None:
+    """genai-perf's perf_analyzer: windows of 1.2 x the interval, back to back from the start,
+    until the last three are stable; every request that ended in any of them counts. The loop of
+    the time-window test above: requests end in pairs at 0.20/0.21, 0.40/0.41, 0.60/0.61,
+    0.80/0.81 s, with TTFT 10, 20, then 210, 220, then 210 ms each."""
+    s = replace(MockSettings(), mode="engine", step_base_ms=10.0, max_num_seqs=2)
+    # 150 ms: windows of 0.18 s; the first holds no end (0 requests/s is never stable), so a
+    # fourth window is measured: six requests, the last ending at 0.61 s
+    q = predict(s, 4, 1, 20, measurement_interval_ms=150)
+    assert q.ttft_ms == pytest.approx((10 + 20 + 210 + 220 + 210 + 210) / 6)
+    assert q.itl_ms == pytest.approx(10.0)
+    # genai-perf's throughput: the tokens of those requests over last end - first start
+    assert q.tokens_per_s == pytest.approx(6 * 20 / 0.61)
+    # with perf_analyzer's own 10 %, windows 2 to 4 are not stable (mean latency 0.205 s, then
+    # 0.405 and 0.40): a fifth window, eight requests
+    strict = predict(s, 4, 1, 20, measurement_interval_ms=150, stability_percentage=10)
+    assert strict.ttft_ms == pytest.approx((10 + 20 + 210 + 220 + 4 * 210) / 8)
+    # 50 ms: windows of 0.06 s, and one in three holds an end: never three in a row, no figure
+    # within perf_analyzer's 10 windows
+    assert math.isnan(predict(s, 4, 1, 20, measurement_interval_ms=50).ttft_ms)
+
+
+def test_table_perf_analyzer_columns() -> None:
+    text = f"{HEADER},measurement_interval_ms,stability_percentage\n"
+    points, _ = parse_table(text + "1,200,200,25,13,75,10000,\n5,200,200,60,13,380,5000,10\n", "t")
+    assert [(p.measurement_interval_ms, p.stability_percentage) for p in points] == [
+        (10000.0, GENAI_PERF_STABILITY_PERCENTAGE),
+        (5000.0, 10.0),
+    ]
+    with pytest.raises(FitError, match=r"measurement_interval_ms -1.0 out of range"):
+        parse_table(text + "1,200,200,25,13,75,-1,\n", "t")
+    with pytest.raises(FitError, match=r"stability_percentage 0.0 out of range"):
+        parse_table(text + "1,200,200,25,13,75,5000,0\n", "t")
+    both = f"{HEADER},window_s,measurement_interval_ms\n1,200,200,25,13,75,10,5000\n"
+    with pytest.raises(FitError, match=r"measurement_interval_ms with window_s or warmup_requests"):
+        parse_table(both, "t")
