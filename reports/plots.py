@@ -201,12 +201,19 @@ def rate_bins(summary: Summary) -> RateBins:
     starts = first + np.arange(count) * width
     widths = np.full(count, float(width))
     widths[-1] = float(times[-1] - starts[-1] + 1)
+    if count > 1 and widths[-1] < width / 2:
+        # a last window of a few seconds would alias again (1 s of in-step users: 8 or 16
+        # completions): it joins the window before it
+        widths = widths[:-1]
+        widths[-1] += float(times[-1] - starts[-1] + 1)
+        starts = starts[:-1]
     return RateBins(starts, widths, width, request_s, cycle)
 
 
 def _binned(summary: Summary, bins: RateBins, values: Sequence[float]) -> np.ndarray:
     times = _times(summary)
     index = ((times - bins.starts_s[0]) // bins.width_s).astype(int)
+    index = np.minimum(index, len(bins.starts_s) - 1)  # the short last window joined the one before
     return np.bincount(index, weights=np.asarray(values, dtype=float), minlength=len(bins.starts_s))
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from reports.hdr import encode_samples_ms
 from reports.plots import (
+    _binned,
     latency_cdf_figure,
     latency_over_time_figure,
     outcomes_over_time_figure,
@@ -69,6 +70,19 @@ def test_rates_are_counted_over_windows_that_hold_whole_request_cycles(
     assert f"mean over {width_s} s windows" in figure.get_suptitle()  # type: ignore[attr-defined]
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert labels == ["ok/s"]  # rejected, timeout and errors are absent: no hidden zero lines
+
+
+@pytest.mark.parametrize("seconds", range(50, 62))
+def test_the_last_window_is_never_a_few_seconds_of_aliasing(seconds: int) -> None:
+    """A run whose length is not a whole number of windows used to end with a window of 1 to
+    7 s: with users in step, 1 s holds 8 or 16 completions, a spike at the end of the plot that
+    is not in the service. A last window under half the width joins the one before it."""
+    summary = closed_loop_in_step(request_s=0.89, seconds=seconds)
+    bins = rate_bins(summary)
+    ok = bins.rate(_binned(summary, bins, [p.ok for p in summary.timeseries]))
+    assert bins.widths_s[-1] >= bins.width_s / 2
+    assert bins.starts_s[-1] + bins.widths_s[-1] == seconds  # every second is in a window
+    assert ok[1:] == pytest.approx(8 / 0.89, rel=0.15)  # the first holds the start
 
 
 def test_short_requests_keep_one_second_bins_and_long_ones_keep_eight_windows() -> None:
