@@ -381,10 +381,12 @@ def outcomes_over_time_figure(summary: Summary) -> Figure | None:
 def server_timeline_figure(summary: Summary, servers: Mapping[str, ServerSeries]) -> Figure | None:
     """The servers' own gauges (scraped) under the client's TTFT and rejections, one time axis."""
     groups: dict[str, list[tuple[str, list[float], list[float]]]] = {}
-    for source, label, names in PLOTTED:
+    for source, label, names, combine in PLOTTED:
         # the named source first (a run's own servers), then any other (``--scrape`` URLs)
-        found = [(n, servers[source].series(n)) for n in names if source in servers]
-        found += [(n, d.series(n)) for n in names for k, d in servers.items() if k != source]
+        found = [(n, servers[source].series(n, combine)) for n in names if source in servers]
+        found += [
+            (n, d.series(n, combine)) for n in names for k, d in servers.items() if k != source
+        ]
         for _name, (times, values) in found:
             if times:
                 group = (

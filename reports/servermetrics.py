@@ -21,18 +21,24 @@ from pathlib import Path
 SERVER_METRICS_FILE = "server_metrics.jsonl"
 MAX_READ_LINES = 400_000
 
-PLOTTED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("service", "service: requests holding a slot", ("surge_service_in_flight",)),
-    ("service", "service: queue depth", ("surge_service_queue_depth",)),
-    ("upstream", "LLM: sequences running", ("vllm:num_requests_running",)),
-    ("upstream", "LLM: sequences waiting", ("vllm:num_requests_waiting",)),
+PLOTTED: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("service", "service: requests holding a slot", ("surge_service_in_flight",), "sum"),
+    ("service", "service: queue depth", ("surge_service_queue_depth",), "sum"),
+    ("upstream", "LLM: sequences running", ("vllm:num_requests_running",), "sum"),
+    ("upstream", "LLM: sequences waiting", ("vllm:num_requests_waiting",), "sum"),
     (
         "upstream",
         "LLM: KV-cache usage (%)",
         ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        "mean",
     ),
 )
-"""(source, label, metric names tried in order): what the report's server figure shows."""
+"""(source, label, metric names tried in order, how label sets combine): what the report's
+server figure shows. A metric comes with labels from real servers (vLLM's `model_name`,
+`engine`) and from replicas (`replica`, `surgebench mock|serve --processes N`): counts are
+summed over them, a percentage of each engine's own cache is averaged."""
+
+COMBINE = ("sum", "mean")
 
 
 @dataclass
@@ -43,14 +49,19 @@ class ServerSeries:
     values: list[Mapping[str, float]] = field(default_factory=list)
     errors: int = 0
 
-    def series(self, name: str) -> tuple[list[float], list[float]]:
-        """Times and values of one metric where it was present (the KV-cache percentage of vLLM
-        is a fraction 0-1; it is returned as is)."""
+    def series(self, name: str, combine: str = "sum") -> tuple[list[float], list[float]]:
+        """Times and values of one metric where it was present: the plain name, or the sum
+        (`combine` "mean": the mean) of its samples over every label set (`name{...}`). The
+        KV-cache percentage of vLLM is a fraction 0-1; it is returned as is."""
+        if combine not in COMBINE:
+            raise ValueError(f"combine {combine!r}; allowed: {', '.join(COMBINE)}")
+        prefix = name + "{"
         times, values = [], []
         for t_s, sample in zip(self.times_s, self.values, strict=True):
-            if name in sample:
+            found = [v for k, v in sample.items() if k == name or k.startswith(prefix)]
+            if found:
                 times.append(t_s)
-                values.append(sample[name])
+                values.append(sum(found) / (len(found) if combine == "mean" else 1))
         return times, values
 
 

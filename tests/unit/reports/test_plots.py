@@ -183,3 +183,46 @@ def test_cdf_quantile_lines_are_drawn_dark_and_named() -> None:
         assert sorted(line.get_ydata()[0] for line in dotted) == [0.5, 0.95, 0.99]
         assert all(float(line.get_color()) <= 0.3 for line in dotted)  # dark grey, not 0.7
         assert [t.get_text() for t in ax.texts] == ["p50", "p95", "p99"]
+
+
+def test_server_gauges_with_labels_are_combined_not_lost() -> None:
+    """A real vLLM labels its gauges (`model_name`, `engine`) and a server run with
+    `--processes N` labels them by `replica`: the plotted series is the sum of the counts over
+    the label sets and the mean of the cache percentages (the plain name only, before: the
+    panels were missing against vLLM and against replicas)."""
+    upstream = ServerSeries(
+        times_s=[0.0, 1.0],
+        values=[
+            {
+                'vllm:num_requests_running{engine="0",model_name="m"}': 3.0,
+                'vllm:num_requests_running{engine="1",model_name="m"}': 4.0,
+                'vllm:kv_cache_usage_perc{engine="0",model_name="m"}': 0.2,
+                'vllm:kv_cache_usage_perc{engine="1",model_name="m"}': 0.4,
+                "vllm:num_requests_running_total": 99.0,  # another metric sharing the prefix
+            },
+            {'vllm:num_requests_running{engine="0",model_name="m"}': 5.0},
+        ],
+    )
+    assert upstream.series("vllm:num_requests_running") == ([0.0, 1.0], [7.0, 5.0])
+    assert upstream.series("vllm:kv_cache_usage_perc", "mean") == ([0.0], [pytest.approx(0.3)])
+    with pytest.raises(ValueError, match="combine 'max'"):
+        upstream.series("vllm:kv_cache_usage_perc", "max")
+    service = ServerSeries(
+        times_s=[0.0],
+        values=[
+            {
+                'surge_service_in_flight{replica="0"}': 2.0,
+                'surge_service_in_flight{replica="1"}': 6.0,
+            }
+        ],
+    )
+    figure = server_timeline_figure(
+        closed_loop_in_step(), {"service": service, "upstream": upstream}
+    )
+    assert figure is not None
+    ylabels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
+    assert ylabels[2:] == ["slots and queue", "sequences", "KV-cache usage (%)"]
+    (slots,) = [x for x in figure.axes[2].get_lines() if "slot" in str(x.get_label())]
+    assert list(slots.get_ydata()) == [8.0]
+    (kv_line,) = [x for x in figure.axes[4].get_lines() if "KV" in str(x.get_label())]
+    assert list(kv_line.get_ydata()) == [pytest.approx(30.0)]
