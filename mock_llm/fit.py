@@ -34,6 +34,9 @@ MAX_WARMUP_REQUESTS = 20.0
 MAX_WINDOW_S = 3600.0
 MAX_MEASUREMENT_INTERVAL_MS = 600_000.0
 MAX_STABILITY_PERCENTAGE = 1e6
+# scheduler events one replay may take (a step each, about 5 us): past it the replay gives no
+# figure rather than a window cut short
+MAX_REPLAY_EVENTS = 5_000_000
 
 # perf_analyzer's time-windows mode, as genai-perf runs it (triton-inference-server/perf_analyzer,
 # src/inference_profiler.cc, ProfileHelper and Measure, unchanged from 2024 to 2025): windows
@@ -248,6 +251,27 @@ def _burst(
     return sched, start
 
 
+def _replay_until(
+    sched: Scheduler,
+    start: Callable[[float], None],
+    rec: _Completions,
+    end_s: float,
+    budget: list[int],
+) -> bool:
+    """Run a closed loop's scheduler up to `end_s`, each ended request's user sending its next
+    one; False when the event budget (`budget[0]`, spent here) ran out first."""
+    while budget[0] > 0:
+        due = sched.next_deadline()
+        if due is None or due > end_s:
+            return True
+        budget[0] -= 1
+        sched.advance(due)
+        for t in rec.done_at:
+            start(t)
+        rec.done_at.clear()
+    return False
+
+
 def _predict_window(
     settings: MockSettings,
     concurrency: int,
@@ -255,7 +279,7 @@ def _predict_window(
     output_tokens: int,
     window_s: float,
 ) -> Predicted:
-    """A closed loop from a burst at t = 0, measured as perf_analyzer's time window does: the
+    """A closed loop from a burst at t = 0, measured over one fixed window from the start: the
     requests that completed before `window_s` give mean TTFT and mean ITL ((end - first token) /
     (OSL - 1) per request, as genai-perf). Throughput is the closed loop's rate from those means,
     C x OSL / (TTFT + (OSL - 1) x ITL): C requests are always in flight, each taking that long.
@@ -264,16 +288,7 @@ def _predict_window(
     a large edge effect; the published tables meet the law within 2 %.)"""
     rec = _Completions()
     sched, start = _burst(settings, concurrency, prompt_tokens, output_tokens, rec)
-    # bounded: every step emits at least one token; a run past the window stops
-    for _ in range(64 + 8 * concurrency * output_tokens * 64):
-        due = sched.next_deadline()
-        if due is None or due > window_s:
-            break
-        sched.advance(due)
-        for t in rec.done_at:
-            start(t)
-        rec.done_at.clear()
-    if not rec.ended:
+    if not _replay_until(sched, start, rec, window_s, [MAX_REPLAY_EVENTS]) or not rec.ended:
         return Predicted(math.nan, math.nan, math.nan)
     n = len(rec.ended)
     ttft_s = sum(f - a for a, f, _ in rec.ended) / n
@@ -321,17 +336,11 @@ def _predict_perf_analyzer(
     latency_s: list[float] = []
     counted = 0  # rec.ended is in end order: the windows take it in slices
     end_s = 0.0
+    budget = [MAX_REPLAY_EVENTS]
     for _ in range(PA_MAX_TRIALS):
         end_s += window_s
-        # bounded: every step emits at least one token; a run past the window stops
-        for _ in range(64 + 8 * concurrency * output_tokens * 64):
-            due = sched.next_deadline()
-            if due is None or due > end_s:
-                break
-            sched.advance(due)
-            for t in rec.done_at:
-                start(t)
-            rec.done_at.clear()
+        if not _replay_until(sched, start, rec, end_s, budget):
+            return Predicted(math.nan, math.nan, math.nan)
         window = rec.ended[counted:]
         counted = len(rec.ended)
         per_s.append(len(window) / window_s)
@@ -386,9 +395,9 @@ def predict(
         return _predict_window(settings, concurrency, prompt_tokens, output_tokens, window_s)
     rec = _Recorder(t0=0.0 if warmup_requests <= 0.0 else math.inf)
     sched, start = _burst(settings, concurrency, prompt_tokens, output_tokens, rec)
-    # bounded: every step emits at least one token, and the window ends after a few requests
-    max_events = 64 + 8 * concurrency * output_tokens * int(warmup_requests + measure_requests + 2)
-    for _ in range(max_events):
+    # bounded: the window ends after a few request times; a replay that would need more
+    # events than MAX_REPLAY_EVENTS gives no figure
+    for _ in range(MAX_REPLAY_EVENTS):
         due = sched.next_deadline()
         if due is None:
             break
@@ -403,6 +412,8 @@ def predict(
             rec.done_at.clear()
         if due >= rec.t1:
             break
+    else:
+        return Predicted(math.nan, math.nan, math.nan)
     window_s = rec.t1 - rec.t0
     if not rec.ttft_s or rec.gaps == 0 or not math.isfinite(window_s):
         return Predicted(math.nan, math.nan, math.nan)

@@ -494,3 +494,24 @@ def test_table_perf_analyzer_columns() -> None:
     both = f"{HEADER},window_s,measurement_interval_ms\n1,200,200,25,13,75,10,5000\n"
     with pytest.raises(FitError, match=r"measurement_interval_ms with window_s or warmup_requests"):
         parse_table(both, "t")
+
+
+def test_a_long_window_is_replayed_to_its_end() -> None:
+    """Two users, one slot, 2 tokens at 10 ms a step: the first request's TTFT is 10 ms, every
+    later one waits for the other user's request (30 ms). Over 600 s (30,000 requests) the mean
+    is 30 - 20 / 30,000 ms; a replay cut short after a fixed number of events per token (2,112
+    here, about 21 s) gave 29.98."""
+    s = replace(MockSettings(), mode="engine", step_base_ms=10.0, max_num_seqs=1)
+    q = predict(s, 2, 1, 2, window_s=600.0)
+    assert q.ttft_ms == pytest.approx(30.0 - 20.0 / 30_000, abs=2e-4)
+
+
+def test_a_replay_past_its_event_budget_gives_no_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mock_llm.fit as fit_module
+
+    s = replace(MockSettings(), mode="engine", step_base_ms=10.0, max_num_seqs=1)
+    monkeypatch.setattr(fit_module, "MAX_REPLAY_EVENTS", 100)  # 1 s of this loop
+    assert math.isnan(predict(s, 2, 1, 2, window_s=2.0).ttft_ms)
+    assert math.isnan(predict(s, 2, 1, 2, measurement_interval_ms=1000).ttft_ms)
+    assert math.isnan(predict(s, 2, 1, 200).ttft_ms)  # 3 request times of 200 steps
+    assert not math.isnan(predict(s, 2, 1, 2, window_s=0.5).ttft_ms)
