@@ -10,7 +10,8 @@ Three parts, each printing a Markdown table and a JSON line:
 replay: each shipped profile (mock_llm/profiles/NAME.toml, written by `surgebench fit` from
 mock_llm/profiles/data/NAME.csv) is replayed on the mock's scheduler under a fake clock, with the
 table's protocol (closed loop of C users started at once; each row's warm-up, then 3 request
-times measured, or the requests completed in its `window_s`), and compared with the published
+times measured, or the requests completed in its `window_s`, or genai-perf's procedure at its
+`measurement_interval_ms`), and compared with the published
 TTFT, ITL and output throughput: error per point and the mean absolute percentage error (MAPE)
 per metric.
 
