@@ -601,6 +601,26 @@ def _loss(points: Sequence[Point], pred: Sequence[Predicted], objective: str = "
     return squares
 
 
+def _check_figures(points: Sequence[Point], predicted: Sequence[Predicted]) -> None:
+    """Raise FitError when the fitted model's replay of a point gives no figure (the fit then
+    had nothing to fit there), saying why for the point's protocol."""
+    for i, (p, q) in enumerate(zip(points, predicted, strict=True)):
+        if all(math.isfinite(q.get(m)) for m in METRICS):
+            continue
+        where = f"point {i + 1} (C = {p.concurrency})"
+        if p.measurement_interval_ms > 0:
+            window_ms = PA_WINDOW_FACTOR * p.measurement_interval_ms
+            raise FitError(
+                f"{where}: perf_analyzer's procedure gives no figure: in {PA_MAX_TRIALS} windows "
+                f"of {window_ms:g} ms no {PA_STABILITY_WINDOWS} in a row all held completed "
+                f"requests within stability_percentage {p.stability_percentage:g} (perf_analyzer "
+                "reports nothing then either); check measurement_interval_ms is the one used"
+            )
+        if p.window_s > 0:
+            raise FitError(f"{where}: no request ended within window_s {p.window_s:g} s")
+        raise FitError(f"{where}: the replay gave no figure (more than {MAX_REPLAY_EVENTS} events)")
+
+
 def nelder_mead(
     f: Callable[[np.ndarray], float],
     x0: np.ndarray,
@@ -722,10 +742,12 @@ def fit(
         for n, v in values_of(x).items()
     }
     final = with_coefficients(base, coefficients)
+    predicted = predict_all(final, points)
+    _check_figures(points, predicted)
     return FitResult(
         coefficients=coefficients,
         points=list(points),
-        predicted=predict_all(final, points),
+        predicted=predicted,
         loss=best_loss,
         evaluations=evals,
         replays=len(cache),

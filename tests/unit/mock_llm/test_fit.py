@@ -515,3 +515,19 @@ def test_a_replay_past_its_event_budget_gives_no_figure(monkeypatch: pytest.Monk
     assert math.isnan(predict(s, 2, 1, 2, measurement_interval_ms=1000).ttft_ms)
     assert math.isnan(predict(s, 2, 1, 200).ttft_ms)  # 3 request times of 200 steps
     assert not math.isnan(predict(s, 2, 1, 2, window_s=0.5).ttft_ms)
+
+
+def test_a_fit_whose_replay_gives_no_figure_is_refused(tmp_path: Path) -> None:
+    """Windows of 60 ms (interval 50 ms) against requests of ~0.7 s: perf_analyzer never gets
+    three windows in a row with completions, so no model has a figure; the fit says so (exit 2)
+    instead of writing a profile of NaN errors."""
+    text = f"{HEADER},measurement_interval_ms\n1,200,50,25,13,75,50\n4,200,50,30,14,280,50\n"
+    points, _ = parse_table(text, "t.csv")
+    with pytest.raises(FitError, match=r"point 1 \(C = 1\): perf_analyzer's procedure gives no"):
+        fit(points, KNOWN, ["step_base_ms"], max_evals=10, restarts=0)
+    table = tmp_path / "t.csv"
+    table.write_text(text, "utf-8")
+    out = tmp_path / "p.toml"
+    args = ["--table", str(table), "--out", str(out), "--free", "step_base_ms"]
+    assert main([*args, "--max-evals", "10", "--rounds", "1"]) == 2
+    assert not out.exists()
