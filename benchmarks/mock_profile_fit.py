@@ -6,6 +6,7 @@ Three parts, each printing a Markdown table and a JSON line:
     python benchmarks/mock_profile_fit.py --roundtrip    # known profile -> sweep -> fit back
     python benchmarks/mock_profile_fit.py --live         # the real server, over HTTP (70B table)
     python benchmarks/mock_profile_fit.py --refit        # rerun `surgebench fit` on each CSV (slow)
+    python benchmarks/mock_profile_fit.py --protocols    # 3.1-70B profile under each protocol
 
 replay: each shipped profile (mock_llm/profiles/NAME.toml, written by `surgebench fit` from
 mock_llm/profiles/data/NAME.csv) is replayed on the mock's scheduler under a fake clock, with the
@@ -18,6 +19,10 @@ per metric.
 roundtrip: a known engine profile is measured (in-process, same replay) at 5 concurrencies and 2
 prompt lengths, written as a `surgebench sweep` folder (summary.json per cell), fitted back with
 `surgebench fit --sweep`, and the recovered coefficients are compared with the known ones.
+
+protocols: the `nim-llama3.1-70b` profile replayed against its table as each way of measuring
+would read it (burst of 3 request times, steady state, the CSV's 17 s window, genai-perf's
+procedure at several --measurement-interval values): how much the protocol decides TTFT.
 
 live: the `nim-llama3.1-70b` profile served by `surgebench mock` (pinned to CPU 0) and driven over
 HTTP by the uvloop probe (CPU 1), all C streams started at once, as AIPerf does, measured over
@@ -118,6 +123,46 @@ def replay() -> int:
         )
     print(f"(BLIS reports {BLIS_TTFT_ERROR_PCT[0]}-{BLIS_TTFT_ERROR_PCT[1]}% TTFT error)")
     print(json.dumps({"benchmark": "mock_profile_fit", "part": "replay", "rows": rows}))
+    return 0
+
+
+# (label, Point fields): the ways a row may have been measured, for `protocols`
+NO_WINDOW = {"window_s": 0.0}
+PROTOCOLS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("burst, 3 request times", NO_WINDOW),
+    ("steady state (2 request times of warm-up)", NO_WINDOW | {"warmup_requests": 2.0}),
+    ("17 s window (the CSV's)", {}),
+    *(
+        (f"genai-perf, interval {ms:g} ms{why}", NO_WINDOW | {"measurement_interval_ms": ms})
+        for ms, why in (
+            (4722.0, " (17 s in 3 windows)"),
+            (5000.0, " (perf_analyzer's default)"),
+            (10000.0, " (genai-perf's default)"),
+            (100000.0, ""),
+        )
+    ),
+)
+
+
+def protocols() -> int:
+    settings, points = load("nim-llama3.1-70b")
+    rows = []
+    print("| protocol | TTFT MAPE | TTFT worst | ITL worst | tok/s worst | replay s |")
+    print("|---|---|---|---|---|---|")
+    for label, fields in PROTOCOLS:
+        measured = [replace(p, **fields) for p in points]  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        result = FitResult({}, measured, predict_all(settings, measured), math.nan, 0)
+        replay_s = time.perf_counter() - t0
+        worst = {m: result.max_abs_error_pct(m) for m in METRICS}
+        print(
+            f"| {label} | {result.mape('ttft_ms'):.1f} % | {worst['ttft_ms']:.1f} % "
+            f"| {worst['itl_ms']:.1f} % | {worst['tokens_per_s']:.1f} % | {replay_s:.1f} |",
+            flush=True,
+        )
+        rows.append({"protocol": label, "mape_ttft_ms": round(result.mape("ttft_ms"), 1)}
+                    | {f"max_abs_err_{m}": round(v, 1) for m, v in worst.items()})  # fmt: skip
+    print(json.dumps({"benchmark": "mock_profile_fit", "part": "protocols", "rows": rows}))
     return 0
 
 
@@ -303,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--roundtrip", action="store_true")
     g.add_argument("--live", action="store_true")
     g.add_argument("--refit", action="store_true")
+    g.add_argument("--protocols", action="store_true")
     args = p.parse_args(argv)
     print(f"load average: {os.getloadavg()}", flush=True)
     if args.roundtrip:
@@ -311,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return live()
     if args.refit:
         return refit()
+    if args.protocols:
+        return protocols()
     return replay()
 
 
