@@ -36,6 +36,7 @@ from mock_llm.fit import (
     fit,
     with_coefficients,
 )
+from mock_llm.fit_genai_perf import read_genai_perf
 from mock_llm.settings import FIELDS, MockSettings, load_profile
 from surgebench import options
 
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         + ")",
     )
     src.add_argument("--sweep", metavar="DIR", help="a `surgebench sweep` folder (load = users)")
+    src.add_argument(
+        "--genai-perf",
+        metavar="DIR",
+        help="genai-perf's artifacts of a concurrency sweep (every *_genai_perf.json under DIR), "
+        "replayed as perf_analyzer measured them",
+    )
     p.add_argument("--out", required=True, metavar="FILE.toml", help="profile file to write")
     p.add_argument(
         "--configuration", default="", help="sweep: the configuration to fit (when it has many)"
@@ -375,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (OSError, UnicodeDecodeError) as exc:
                 raise FitError(f"--table: cannot read {path}: {exc}") from None
             points, notes = parse_table(text, str(path))
+        elif args.genai_perf:
+            points, notes = read_genai_perf(Path(args.genai_perf))
         else:
             points, notes = read_sweep(Path(args.sweep), args.configuration, args.isl, args.osl)
         initial = {n: float(v) for n, v in _fixed(args.start).items()}  # type: ignore[arg-type]

@@ -1,0 +1,117 @@
+"""Fit points from genai-perf results: one `Point` per ``*_genai_perf.json`` of a concurrency run.
+
+genai-perf (the `profile` command of 2024, perf_analyzer underneath) writes, per run, a JSON of
+its statistics (``time_to_first_token``, ``inter_token_latency``, ``output_token_throughput``,
+``input_sequence_length``, ``output_sequence_length``, each with ``avg`` in ms, tokens/s or
+tokens) and of the arguments it ran with (``input_config``: ``concurrency``,
+``measurement_interval``, ``stability_percentage``, ``streaming``). A point takes the means,
+the measured mean prompt and output lengths, and the run's measurement protocol, so the fit
+replays the run as perf_analyzer measured it (`Point.measurement_interval_ms`). Runs that the
+replay cannot reproduce are refused with the reason: not streamed (no TTFT), a request rate
+instead of a concurrency, a request count or a warm-up (perf_analyzer then measures something
+else than windows from the start).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mock_llm.fit import GENAI_PERF_STABILITY_PERCENTAGE, FitError, Point
+
+SUFFIX = "_genai_perf.json"
+MAX_FILES = 200
+MAX_FILE_BYTES = 4 * 1_048_576
+# genai-perf's --measurement-interval default (ms), when a file does not say
+GENAI_PERF_INTERVAL_MS = 10_000.0
+
+
+def _avg(stats: dict[str, Any], name: str, where: Path) -> float:
+    entry = stats.get(name)
+    value = entry.get("avg") if isinstance(entry, dict) else None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise FitError(f"{where}: no positive {name}.avg (was the run streamed?)")
+    return float(value)
+
+
+def _number(config: dict[str, Any], name: str, default: float) -> float:
+    value = config.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return math.nan
+    return float(value)
+
+
+def point_of(stats: dict[str, Any], where: Path) -> Point:
+    """The point of one genai-perf JSON (already parsed); FitError when it cannot be replayed."""
+    config = stats.get("input_config")
+    if not isinstance(config, dict):
+        raise FitError(f"{where}: no input_config (not a genai-perf profile JSON)")
+    if "concurrency" not in config and isinstance(config.get("perf_analyzer"), dict):
+        raise FitError(
+            f"{where}: the layout of genai-perf's config files (2025, input_config.perf_analyzer) "
+            "is not read; write its figures as a --table CSV (with measurement_interval_ms)"
+        )
+    if config.get("streaming") is False:
+        raise FitError(f"{where}: not streamed (--streaming): no time to first token to fit")
+    concurrency = _number(config, "concurrency", 0.0)
+    if not (concurrency >= 1 and concurrency.is_integer()):
+        raise FitError(
+            f"{where}: input_config.concurrency {config.get('concurrency')!r}; the fit needs a "
+            "closed loop of C users (--concurrency), not a request rate"
+        )
+    for name in ("request_count", "warmup_request_count"):
+        if _number(config, name, 0.0) != 0.0:
+            raise FitError(
+                f"{where}: input_config.{name} {config.get(name)!r}; only perf_analyzer's time "
+                "windows from the load's start are replayed (run without it)"
+            )
+    interval = _number(config, "measurement_interval", GENAI_PERF_INTERVAL_MS)
+    stability = _number(config, "stability_percentage", GENAI_PERF_STABILITY_PERCENTAGE)
+    point = Point(
+        concurrency=int(concurrency),
+        prompt_tokens=round(_avg(stats, "input_sequence_length", where)),
+        output_tokens=round(_avg(stats, "output_sequence_length", where)),
+        ttft_ms=_avg(stats, "time_to_first_token", where),
+        itl_ms=_avg(stats, "inter_token_latency", where),
+        tokens_per_s=_avg(stats, "output_token_throughput", where),
+        measurement_interval_ms=interval,
+        stability_percentage=stability,
+    )
+    point.check(str(where))
+    return point
+
+
+def read_genai_perf(folder: Path) -> tuple[list[Point], list[str]]:
+    """Points from every ``*_genai_perf.json`` under `folder` (genai-perf's artifacts folder:
+    one subfolder per run), ordered by concurrency; notes name the files read."""
+    if not folder.is_dir():
+        raise FitError(f"--genai-perf: {folder} is not a folder")
+    files = sorted(folder.rglob(f"*{SUFFIX}"))
+    if not files:
+        raise FitError(f"--genai-perf: no *{SUFFIX} under {folder}")
+    if len(files) > MAX_FILES:
+        raise FitError(f"--genai-perf: {len(files)} files under {folder}; at most {MAX_FILES}")
+    points: list[Point] = []
+    for path in files:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise FitError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+            stats = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise FitError(f"{path}: not readable as JSON ({exc})") from None
+        if not isinstance(stats, dict):
+            raise FitError(f"{path}: expected a JSON object")
+        points.append(point_of(stats, path))
+    seen = [p.concurrency for p in points]
+    if len(set(seen)) != len(seen):
+        raise FitError(
+            f"--genai-perf: {folder} holds several runs at one concurrency ({sorted(seen)}); "
+            "give a folder of one sweep"
+        )
+    points.sort(key=lambda p: p.concurrency)
+    notes = [f"genai-perf results in {folder.name!r}: {len(files)} runs"]
+    return points, notes
