@@ -369,6 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FitError(f"--fix and --free both name {clash}; a coefficient is one or the other")
         if not args.out.endswith(".toml"):
             raise FitError(f"--out: {args.out!r}; allowed: a path ending in .toml")
+        if not args.sweep:
+            given = [f for f, v in (("--isl", args.isl), ("--osl", args.osl)) if v]
+            given += ["--configuration"] if args.configuration else []
+            if given:
+                raise FitError(
+                    f"{', '.join(given)}: only with --sweep (a table and genai-perf's results "
+                    "carry their own lengths)"
+                )
         if not 1 <= args.rounds <= 10:
             raise FitError(f"--rounds: {args.rounds}; allowed: 1 to 10")
         if not 10 <= args.max_evals <= 10_000:

@@ -148,3 +148,18 @@ def test_cli_fits_genai_perf_results_back_to_the_engine_that_made_them(tmp_path:
     assert fitted.step_base_ms == pytest.approx(10.0, rel=0.05)
     assert "genai-perf results in 'artifacts': 3 runs" in out.read_text("utf-8")
     assert not math.isnan(fitted.step_base_ms)
+
+
+@pytest.mark.parametrize("flag", [["--isl", "200"], ["--osl", "50"], ["--configuration", "a"]])
+def test_sweep_only_flags_are_refused_with_other_inputs(
+    tmp_path: Path, flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--isl/--osl/--configuration say how to read a sweep; beside a table or genai-perf's
+    results they would be ignored, so they are refused (exit 2) with the reason."""
+    (tmp_path / "r").mkdir()
+    doc = genai_perf_json(4, 40.0, 12.0, 600.0)
+    (tmp_path / "r" / "p_genai_perf.json").write_text(json.dumps(doc), "utf-8")
+    out = tmp_path / "p.toml"
+    assert main(["--genai-perf", str(tmp_path), "--out", str(out), *flag]) == 2
+    assert f"{flag[0]}: only with --sweep" in capsys.readouterr().err
+    assert not out.exists()
