@@ -186,7 +186,12 @@ def test_python_m_service_and_non_loopback_warning() -> None:
 
 
 def test_slow_reader_gets_back_pressure_not_unbounded_buffering(start: Start) -> None:
-    mock = start("mock", "--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", "100000")
+    # The mock drops a client whose unread output passes --max-write-buffer-bytes (8 MB by
+    # default); at 0 ms a token it got there before the service's 0.5 s idle deadline in 2 of
+    # 12 runs on a busy machine, and the slow stream ended as an upstream error instead. The
+    # deadline under test is the service's: the mock may buffer the whole answer (~15 MB).
+    mock = start("mock", "--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", "100000",
+                 "--max-write-buffer-bytes", "1073741824")  # fmt: skip
     url = serve(start, mock.url, "--admission", "semaphore", "--max-concurrent", "1",
                 "--queue-size", "1", "--idle-timeout-s", "0.5")  # fmt: skip
     host, port = url.removeprefix("http://").split(":")
