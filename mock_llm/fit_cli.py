@@ -36,7 +36,7 @@ from mock_llm.fit import (
     fit,
     with_coefficients,
 )
-from mock_llm.fit_genai_perf import read_genai_perf
+from mock_llm.fit_genai_perf import MAX_FILE_BYTES, MAX_FILES, SUFFIX, point_of
 from mock_llm.settings import FIELDS, MockSettings, load_profile
 from surgebench import options
 
@@ -285,6 +285,28 @@ def read_sweep(
         )
         point.check(f"{path}")
         points.append(point)
+    return points, notes
+
+
+def read_genai_perf(folder: Path) -> tuple[list[Point], list[str]]:
+    """Points from every ``*_genai_perf.json`` under `folder` (genai-perf's artifacts folder:
+    one subfolder per run), ordered by concurrency; notes name the files read."""
+    if not folder.is_dir():
+        raise FitError(f"--genai-perf: {folder} is not a folder")
+    files = sorted(folder.rglob(f"*{SUFFIX}"))
+    if not files:
+        raise FitError(f"--genai-perf: no *{SUFFIX} under {folder}")
+    if len(files) > MAX_FILES:
+        raise FitError(f"--genai-perf: {len(files)} files under {folder}; at most {MAX_FILES}")
+    points = [point_of(_read_json(path, MAX_FILE_BYTES), path) for path in files]
+    seen = [p.concurrency for p in points]
+    if len(set(seen)) != len(seen):
+        raise FitError(
+            f"--genai-perf: {folder} holds several runs at one concurrency ({sorted(seen)}); "
+            "give a folder of one sweep"
+        )
+    points.sort(key=lambda p: p.concurrency)
+    notes = [f"genai-perf results in {folder.name!r}: {len(files)} runs"]
     return points, notes
 
 

@@ -14,7 +14,6 @@ else than windows from the start).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -83,35 +82,3 @@ def point_of(stats: dict[str, Any], where: Path) -> Point:
     )
     point.check(str(where))
     return point
-
-
-def read_genai_perf(folder: Path) -> tuple[list[Point], list[str]]:
-    """Points from every ``*_genai_perf.json`` under `folder` (genai-perf's artifacts folder:
-    one subfolder per run), ordered by concurrency; notes name the files read."""
-    if not folder.is_dir():
-        raise FitError(f"--genai-perf: {folder} is not a folder")
-    files = sorted(folder.rglob(f"*{SUFFIX}"))
-    if not files:
-        raise FitError(f"--genai-perf: no *{SUFFIX} under {folder}")
-    if len(files) > MAX_FILES:
-        raise FitError(f"--genai-perf: {len(files)} files under {folder}; at most {MAX_FILES}")
-    points: list[Point] = []
-    for path in files:
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise FitError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-            stats = json.loads(path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise FitError(f"{path}: not readable as JSON ({exc})") from None
-        if not isinstance(stats, dict):
-            raise FitError(f"{path}: expected a JSON object")
-        points.append(point_of(stats, path))
-    seen = [p.concurrency for p in points]
-    if len(set(seen)) != len(seen):
-        raise FitError(
-            f"--genai-perf: {folder} holds several runs at one concurrency ({sorted(seen)}); "
-            "give a folder of one sweep"
-        )
-    points.sort(key=lambda p: p.concurrency)
-    notes = [f"genai-perf results in {folder.name!r}: {len(files)} runs"]
-    return points, notes

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from mock_llm.fit import GENAI_PERF_STABILITY_PERCENTAGE, FitError, predict
-from mock_llm.fit_cli import main
-from mock_llm.fit_genai_perf import point_of, read_genai_perf
+from mock_llm.fit_cli import main, read_genai_perf
+from mock_llm.fit_genai_perf import point_of
 from mock_llm.settings import MockSettings, resolve
 
 pytestmark = pytest.mark.timeout(600)
