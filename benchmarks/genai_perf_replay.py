@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from mock_llm.fit import predict  # noqa: E402
+from mock_llm.openai_api import count_tokens_chars  # noqa: E402
 from mock_llm.settings import resolve  # noqa: E402
 from surgebench.process import ServerProcess, surgebench_argv  # noqa: E402
 
@@ -82,12 +83,14 @@ def genai_perf(
 
 
 def mock_prompt_tokens(inputs: dict[str, Any]) -> int:
-    """The mock's count of genai-perf's prompts: ceil(characters / 4) + 4 per message."""
+    """The mock's mean count of genai-perf's prompts (its chat parser's: the characters' tokens
+    plus 4 per message)."""
     counts = []
     for row in inputs["data"]:
         messages = row["payload"][0]["messages"]
-        chars = sum(len(m["content"]) for m in messages)
-        counts.append((chars + 3) // 4 + 4 * len(messages))
+        counts.append(
+            count_tokens_chars(sum(len(m["content"]) for m in messages)) + 4 * len(messages)
+        )
     return round(statistics.fmean(counts))
 
 

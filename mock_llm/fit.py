@@ -704,12 +704,14 @@ def fit(
     phase = ["squares"]
     # Nelder-Mead can pass max_evals by one shrink of the simplex (n evaluations) per round
     at_most = len(phases) * (restarts + 1) * (max_evals + len(free))
-    seen = {"evaluations": 0, "best": math.inf}
+    evaluated = 0
+    best_seen = math.inf
 
     def values_of(x: np.ndarray) -> dict[str, float]:
         return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
 
     def evaluate(x: np.ndarray) -> float:
+        nonlocal evaluated, best_seen
         values = values_of(x)
         # one replay per distinct model: integer coefficients are rounded before they are used
         key = tuple(
@@ -720,17 +722,17 @@ def fit(
             cache[key] = predict_all(with_coefficients(base, values), points)
         penalty = float(np.sum(np.maximum(lo - x, 0.0) + np.maximum(x - hi, 0.0)))
         loss = _loss(points, cache[key], phase[0]) + 10.0 * penalty
-        seen["evaluations"] += 1
-        seen["best"] = min(seen["best"], loss)
-        if progress is not None and seen["evaluations"] % progress_every == 0:
-            progress(int(seen["evaluations"]), at_most, seen["best"])
+        evaluated += 1
+        best_seen = min(best_seen, loss)
+        if progress is not None and evaluated % progress_every == 0:
+            progress(evaluated, at_most, best_seen)
         return loss
 
     x = np.log([min(max(init[n], BOUNDS[n][0]), BOUNDS[n][1]) for n in names])
     best_loss = math.inf
     evals = 0
     for phase[0] in phases:
-        seen["best"] = math.inf  # the loss changes meaning with the phase
+        best_seen = math.inf  # the loss changes meaning with the phase
         step = 0.5
         for _ in range(restarts + 1):
             x, best_loss, used = nelder_mead(evaluate, x, step, max_evals)

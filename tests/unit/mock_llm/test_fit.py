@@ -101,12 +101,26 @@ def test_predict_in_a_time_window_measures_the_requests_completed_in_it() -> Non
     assert math.isnan(nothing.ttft_ms)
 
 
-def test_table_window_column(tmp_path: Path) -> None:
-    text = f"{HEADER},window_s\n1,200,200,25,13,75,10\n5,200,200,60,13,380,\n"
+@pytest.mark.parametrize(
+    ("column", "value", "blank", "bad"),
+    [
+        ("warmup_requests", 2.0, 0.0, "0.5"),
+        ("window_s", 10.0, 0.0, "-1"),
+        ("measurement_interval_ms", 5000.0, 0.0, "-1"),
+        ("stability_percentage", 10.0, GENAI_PERF_STABILITY_PERCENTAGE, "0"),
+    ],
+)
+def test_table_protocol_columns(column: str, value: float, blank: float, bad: str) -> None:
+    """Each optional column: its value reaches the point, an empty cell is its default, a value
+    out of its range is refused naming the column."""
+    text = f"{HEADER},{column}\n1,200,200,25,13,75,{value:g}\n5,200,200,60,13,380,\n"
     points, _ = parse_table(text, "t.csv")
-    assert [p.window_s for p in points] == [10.0, 0.0]
-    with pytest.raises(FitError, match=r"window_s -1.0 out of range"):
-        parse_table(f"{HEADER},window_s\n1,200,200,25,13,75,-1\n", "t.csv")
+    assert [getattr(p, column) for p in points] == [value, blank]
+    with pytest.raises(FitError, match=rf"{column} {float(bad)} out of range"):
+        parse_table(f"{HEADER},{column}\n1,200,200,25,13,75,{bad}\n", "t.csv")
+
+
+def test_table_window_column(tmp_path: Path) -> None:
     with pytest.raises(FitError, match=r"window_s 2 is shorter than one request"):
         parse_table(f"{HEADER},window_s\n1,200,200,25,13,75,2\n", "t.csv")  # 25 + 199 x 13 ms
     both = f"{HEADER},warmup_requests,window_s\n1,200,200,25,13,75,2,10\n"
@@ -192,14 +206,6 @@ def test_refuses_context_cost_with_one_context_length(
     free = "step_base_ms,step_per_seq_ms,step_per_kv_token_ms"
     assert main(["--table", str(table), "--out", out, "--free", free]) == 2
     assert "step_per_kv_token_ms" in capsys.readouterr().err
-
-
-def test_table_warmup_column(tmp_path: Path) -> None:
-    text = f"{HEADER},warmup_requests\n1,200,200,25,13,75,2\n5,200,200,60,13,380,\n"
-    points, _ = parse_table(text, "t.csv")
-    assert [p.warmup_requests for p in points] == [2.0, 0.0]
-    with pytest.raises(FitError, match=r"warmup_requests 0.5 out of range"):
-        parse_table(f"{HEADER},warmup_requests\n1,200,200,25,13,75,0.5\n", "t.csv")
 
 
 @pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
@@ -480,17 +486,7 @@ def test_predict_as_perf_analyzer_measures() -> None:
     assert math.isnan(predict(s, 4, 1, 20, measurement_interval_ms=50).ttft_ms)
 
 
-def test_table_perf_analyzer_columns() -> None:
-    text = f"{HEADER},measurement_interval_ms,stability_percentage\n"
-    points, _ = parse_table(text + "1,200,200,25,13,75,10000,\n5,200,200,60,13,380,5000,10\n", "t")
-    assert [(p.measurement_interval_ms, p.stability_percentage) for p in points] == [
-        (10000.0, GENAI_PERF_STABILITY_PERCENTAGE),
-        (5000.0, 10.0),
-    ]
-    with pytest.raises(FitError, match=r"measurement_interval_ms -1.0 out of range"):
-        parse_table(text + "1,200,200,25,13,75,-1,\n", "t")
-    with pytest.raises(FitError, match=r"stability_percentage 0.0 out of range"):
-        parse_table(text + "1,200,200,25,13,75,5000,0\n", "t")
+def test_table_perf_analyzer_columns_exclude_the_other_protocols() -> None:
     both = f"{HEADER},window_s,measurement_interval_ms\n1,200,200,25,13,75,10,5000\n"
     with pytest.raises(FitError, match=r"measurement_interval_ms with window_s or warmup_requests"):
         parse_table(both, "t")

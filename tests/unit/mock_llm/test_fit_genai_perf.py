@@ -4,7 +4,7 @@ perf_analyzer measured them."""
 from __future__ import annotations
 
 import json
-import math
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -146,8 +146,12 @@ def test_cli_fits_genai_perf_results_back_to_the_engine_that_made_them(tmp_path:
     assert main(args) == 0
     fitted = resolve(["--profile", str(out)])
     assert fitted.step_base_ms == pytest.approx(10.0, rel=0.05)
-    assert "genai-perf results in 'artifacts': 3 runs" in out.read_text("utf-8")
-    assert not math.isnan(fitted.step_base_ms)
+    text = out.read_text("utf-8")
+    assert "genai-perf results in 'artifacts': 3 runs" in text
+    # replayed with the runs' own protocol the model meets them; with the burst replay instead
+    # (the interval dropped) TTFT would stay 6 % off at C = 16 whatever the step cost
+    worst = re.search(r"max \|error\|: ttft_ms ([0-9.]+)%", text)
+    assert worst is not None and float(worst.group(1)) < 1.0
 
 
 @pytest.mark.parametrize("flag", [["--isl", "200"], ["--osl", "50"], ["--configuration", "a"]])
