@@ -19,7 +19,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reports.plots import server_timeline_figure
 from reports.results import read_summary
+from reports.servermetrics import epoch_of, read_server_metrics
 from surgebench.process import ServerProcess, surgebench_argv
 from surgebench.replicas import fetch_replica_metrics
 from tests.integration.conftest import Start
@@ -367,3 +369,11 @@ def test_a_load_test_runs_against_replicas_of_both_servers(tmp_path: Path) -> No
     config = json.loads((run_dir / "config.json").read_text())
     for args in (config["mock_args"], config["service_args"]):
         assert args[args.index("--processes") + 1] == "2"
+    # the servers' gauges come per replica (replica="i"); the report's server figure sums them
+    start = epoch_of(summary.started_at)
+    assert start is not None
+    servers = read_server_metrics(run_dir, start)
+    figure = server_timeline_figure(summary, servers)
+    assert figure is not None
+    labels = [ax.get_ylabel() for ax in figure.axes]
+    assert "slots and queue" in labels and "sequences" in labels
