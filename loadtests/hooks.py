@@ -212,7 +212,10 @@ class Distribution:
         missing = set(clients) - self.flushed
         if missing:
             log.warning("no final report from %d worker(s): %s", len(missing), sorted(missing))
-            self.workers_reported -= missing  # their counts are incomplete: the run says so
+        # only a worker that flushed at the stop sent all it measured; one missing, or gone
+        # before the stop (a worker that quit after an early empty report), leaves the counts
+        # incomplete, and the run says so
+        self.workers_reported &= self.flushed
 
     def flush_to_master(self) -> None:
         """Worker: stop the users (in-flight requests may finish within the stop timeout),
